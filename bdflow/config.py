@@ -1,0 +1,77 @@
+"""One dataclass holds every hyper-parameter of a BDFlow model and its loss (nanoGPT style).
+
+Paper references: §3 (architecture), §4.2 (loss weights), Table 4 (BAM settings); ``docs/design.md`` of the
+project records the decisions the paper leaves open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+SCALES = (2, 4, 8, 16, 32, 64)
+MAX_BITS = 4
+B_TARGETS = ("density", "max", "lr")
+
+
+@dataclass
+class BDFlowConfig:
+    # --- architecture (paper §3.2, design §1) -------------------------------------------------------
+    scale: int = 8  # 2^n, n = 1..6: n Haar levels
+    blocks_per_level: int = 2  # InvBlocks after each Haar transform (paper: 2)
+    hidden: int = 32  # width of the subnets phi, rho, eta
+    res_blocks: int = 1  # residual blocks (He et al.) inside each subnet
+    clamp: float = 1.0  # affine scale exp(rho) stays in [e^-clamp, e^clamp]
+    boundary: bool = True  # False: the IRN-style twin, whose B channel joins Z
+
+    # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
+    bam_sigma: float = 1.0  # Gaussian blur sigma of step 1
+    bam_norm: int = 2  # gradient magnitude: 1- or 2-norm (Table 4)
+    bam_threshold: float = 50.0  # T in OpenCV Canny units (Table 4: best T = 50)
+    b_target: str = "density"  # LR-grid target for B: "density" | "max" | "lr" (design §3)
+
+    # --- loss (Eq. 7-11, paper §4.2: lambda = 2, 2, 1, 16, 4) ----------------------------------------
+    lambda_forw: float = 2.0  # lambda_1, L2 on Y against the bicubic LR (Eq. 8)
+    lambda_back: float = 2.0  # lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)
+    lambda_lpips: float = 1.0  # lambda_3, LPIPS on the reconstruction
+    lambda_bam: float = 16.0  # lambda_4, L2 on B against the BAM target (Eq. 10)
+    lambda_latent: float = 4.0  # lambda_5, Gaussian NLL of Z (Eq. 11)
+    baw_alpha: float = 0.3  # BAW switches on after this fraction of training (Eq. 4)
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale}")
+        if self.bam_norm not in (1, 2):
+            raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
+        if self.b_target not in B_TARGETS:
+            raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
+        for name in ("blocks_per_level", "hidden", "clamp"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def levels(self) -> int:
+        """n, the number of Haar levels: scale = 2^n."""
+        return int(math.log2(self.scale))
+
+    @property
+    def channels(self) -> int:
+        """Channels after the last level: 3 * 4^n = 3 s^2 (design §1)."""
+        return 3 * self.scale**2
+
+    @property
+    def z_channels(self) -> int:
+        """Z has 3 s^2 - 4 channels (3 s^2 - 3 for the twin, whose B joins Z)."""
+        return self.channels - 3 - int(self.boundary)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BDFlowConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown BDFlowConfig fields {unknown}; known: {sorted(names)}")
+        return cls(**d)

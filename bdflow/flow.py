@@ -1,0 +1,117 @@
+"""BDFlow: n levels of Haar + InvBlocks mapping X to [Y, B, Z] and back (paper §3.1-3.2, Fig. 3, design §1).
+
+Forward, for scale 2^n::
+
+    X (N,3,H,W) --[Haar, InvBlock x blocks_per_level] x n--> (N,3 s^2,H/s,W/s) = [Y (3) | B (1) | Z (3 s^2 - 4)]
+
+Channels are never split off between levels (IRN's layout). Each level's Haar transform is orthonormal and
+followed by a fixed gain of 1/2 (IRN's normalisation), so the low-pass is the 2x2 mean and Y stays in the
+image's [0, 1] range. Inverse runs the same steps backwards; it is exact up to float rounding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import BDFlowConfig
+from .coupling import Y_CHANNELS, InvBlock
+from .haar import haar_forward, haar_inverse
+from .hub import check_state_dict, read_checkpoint, resolve_checkpoint, save_checkpoint
+
+HAAR_GAIN = 0.5
+
+
+class BDFlow(nn.Module):
+    """The invertible network F_theta of the paper: ``y, b, z = model(x)``; ``x = model.inverse(y, b, z)``."""
+
+    def __init__(self, config: BDFlowConfig | None = None):
+        super().__init__()
+        self.config = config or BDFlowConfig()
+        c = self.config
+        self.levels = nn.ModuleList(
+            nn.ModuleList(
+                InvBlock(3 * 4**level, c.hidden, c.res_blocks, c.clamp) for _ in range(c.blocks_per_level)
+            )
+            for level in range(1, c.levels + 1)
+        )
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def save_pretrained(self, directory, meta: dict | None = None):
+        """config.json (+ ``meta``: recipe, metrics) and safetensors weights, each file < 16 MiB."""
+        return save_checkpoint(directory, self.config.to_dict(), self.state_dict(), meta)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, revision: str | None = None, cache_dir=None) -> "BDFlow":
+        """A checkpoint folder or Hugging Face Hub repo id; the loaded ``meta`` is kept as ``model.meta``."""
+        folder = resolve_checkpoint(name_or_path, revision, cache_dir)
+        config, meta, state = read_checkpoint(folder)
+        model = cls(BDFlowConfig.from_dict(config))
+        check_state_dict(model.state_dict(), state, str(name_or_path))
+        model.load_state_dict(state)
+        model.meta = meta
+        model.name = Path(str(name_or_path)).name
+        return model.eval()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """x (N,3,H,W) in [0,1], H and W multiples of s -> y (N,3,H/s,W/s), b (N,1,H/s,W/s) or None, z.
+
+        z has 3 s^2 - 4 channels, or 3 s^2 - 3 for the twin (``config.boundary=False``), whose b is None.
+        """
+        self._check_hr(x)
+        u = x
+        for blocks in self.levels:
+            u = haar_forward(u) * HAAR_GAIN
+            for block in blocks:
+                u = block(u)
+        return self.split(u)
+
+    def inverse(self, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        """y (N,3,h,w), b (N,1,h,w) or None for the twin, z (N,z_channels,h,w) -> x (N,3,h s,w s)."""
+        u = self.merge(y, b, z)
+        for blocks in reversed(self.levels):
+            for block in reversed(blocks):
+                u = block.inverse(u)
+            u = haar_inverse(u / HAAR_GAIN)
+        return u
+
+    def split(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The last level's 3 s^2 channels read as [Y, B, Z] (design §1)."""
+        y = u[:, :Y_CHANNELS]
+        if not self.config.boundary:
+            return y, None, u[:, Y_CHANNELS:]
+        return y, u[:, Y_CHANNELS : Y_CHANNELS + 1], u[:, Y_CHANNELS + 1 :]
+
+    def merge(self, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`split`, with the shapes checked."""
+        if self.config.boundary and b is None:
+            raise ValueError("this model stores a boundary map: inverse() needs b (N,1,h,w)")
+        if not self.config.boundary and b is not None:
+            raise ValueError("this model has no boundary channel (the B-less twin): pass b=None")
+        parts = {"y": (y, Y_CHANNELS), "b": (b, 1), "z": (z, self.config.z_channels)}
+        parts = {name: part for name, part in parts.items() if part[0] is not None}
+        for name, (part, channels) in parts.items():
+            if part.dim() != 4 or part.shape[1] != channels or part.shape[2:] != y.shape[2:]:
+                raise ValueError(f"{name} must be (N,{channels},h,w) like y {tuple(y.shape)}, got {tuple(part.shape)}")
+        return torch.cat([part for part, _ in parts.values()], dim=1)
+
+    def _check_hr(self, x: torch.Tensor) -> None:
+        s = self.scale
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"x must be (N,3,H,W), got {tuple(x.shape)}")
+        if x.shape[2] % s or x.shape[3] % s:
+            raise ValueError(f"H and W must be multiples of the scale {s}, got {x.shape[2]}x{x.shape[3]}")
+
+
+def sample_z(y: torch.Tensor, channels: int, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Z ~ N(0, tau^2) shaped (N, channels, h, w) like y (design §2: tau = 0 gives the deterministic mean)."""
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
+    n, _, h, w = y.shape
+    z = torch.randn(n, channels, h, w, generator=generator, device=y.device, dtype=y.dtype)
+    return z * tau

@@ -1,0 +1,108 @@
+"""The training loss of BDFlow (paper §3.3, Eq. 4 and 7-11); each term is a function of its own.
+
+    L = lambda_1 L_forw(Y) + L_back(X; lambda_BAW) + lambda_3 L_LPIPS + lambda_4 L_BAM(B) + lambda_5 L_latent(Z)
+
+Every term is a mean over its elements (the paper's 1/N sums), so the lambdas of §4.2 (2, 2, 1, 16, 4)
+weigh per-pixel errors. The reconstruction X_back is decoded from the *quantised* Y and B and a Z sampled
+from the prior N(0, 1), exactly what a user's decoder sees at tau = 1 (IRN's recipe).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .bam import boundary_strength, boundary_target
+from .config import BDFlowConfig
+from .flow import BDFlow, sample_z
+from .lpips import lpips
+from .quantize import quantize_b, quantize_y
+from .resize import bicubic_down
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def forward_loss(y: torch.Tensor, y_ref: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: mean squared error of the flow's LR y (N,3,h,w) against the bicubic LR."""
+    return torch.mean((y - y_ref) ** 2)
+
+
+def baw_weight(b_s: torch.Tensor, lambda_back: float, active: bool) -> torch.Tensor | float:
+    """Eq. 4: lambda_BAW, the per-pixel weight of L_back, from B_s (N,1,H,W).
+
+    lambda_2 alone while training is below alpha; afterwards lambda_2 + B_s min-max normalised per image.
+    """
+    if not active:
+        return lambda_back
+    lo = b_s.amin(dim=(1, 2, 3), keepdim=True)
+    hi = b_s.amax(dim=(1, 2, 3), keepdim=True)
+    return lambda_back + (b_s - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
+    """Eq. 9: L1 of the reconstruction (N,3,H,W), weighted per pixel by lambda_BAW (N,1,H,W) or a scalar."""
+    return torch.mean(weight * torch.abs(x_back - x))
+
+
+def bam_loss(b: torch.Tensor, b_target: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: mean squared error of the flow's B (N,1,h,w) against the BAM target on the LR grid."""
+    return torch.mean((b - b_target) ** 2)
+
+
+def latent_nll(z: torch.Tensor) -> torch.Tensor:
+    """Eq. 11: negative log-likelihood of Z under N(0, 1), per element (nats)."""
+    return torch.mean(0.5 * z**2) + HALF_LOG_2PI
+
+
+@dataclass
+class LossTerms:
+    """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised."""
+
+    total: torch.Tensor
+    forw: torch.Tensor
+    back: torch.Tensor
+    lpips: torch.Tensor
+    bam: torch.Tensor
+    latent: torch.Tensor
+
+    def items(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in ("total", "forw", "back", "lpips", "bam", "latent")}
+
+
+def bdflow_loss(
+    model: BDFlow,
+    x: torch.Tensor,
+    bits: int,
+    progress: float,
+    generator: torch.Generator | None = None,
+) -> LossTerms:
+    """Eq. 7 for a batch x (N,3,H,W) in [0, 1]; ``progress`` in [0, 1] is the fraction of training done.
+
+    The twin (``config.boundary=False``) drops L_BAM and BAW: same recipe otherwise.
+    """
+    c: BDFlowConfig = model.config
+    y, b, z = model(x)
+    forw = forward_loss(y, bicubic_down(x, c.scale))
+    latent = latent_nll(z)
+    z_prior = sample_z(y, c.z_channels, tau=1.0, generator=generator)
+    bam_kw = dict(sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
+    if c.boundary:
+        bam_term = bam_loss(b, boundary_target(x, c.scale, mode=c.b_target, **bam_kw))
+        weight = baw_weight(boundary_strength(x, **bam_kw), c.lambda_back, active=progress >= c.baw_alpha)
+        x_back = model.inverse(quantize_y(y), quantize_b(b, bits), z_prior)
+    else:
+        bam_term = torch.zeros((), device=x.device)
+        weight = c.lambda_back
+        x_back = model.inverse(quantize_y(y), None, z_prior)
+    back = backward_loss(x_back, x, weight)
+    perceptual = lpips(x_back.clamp(0, 1), x).mean() if c.lambda_lpips > 0 else torch.zeros((), device=x.device)
+    terms = dict(
+        forw=c.lambda_forw * forw,
+        back=back,
+        lpips=c.lambda_lpips * perceptual,
+        bam=c.lambda_bam * bam_term,
+        latent=c.lambda_latent * latent,
+    )
+    return LossTerms(total=sum(terms.values()), **terms)

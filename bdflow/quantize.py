@@ -1,0 +1,70 @@
+"""Quantisation of what is stored: Y to 8 bits, B to k bits (design §2), with straight-through gradients.
+
+The forward pass rounds; the backward pass lets the gradient through unchanged (the straight-through
+estimator IRN uses for its 8-bit LR), so the encoder learns to put information where rounding keeps it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import MAX_BITS
+
+Y_LEVELS = 255  # Y is stored as 8-bit RGB
+
+
+def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Value of ``q``, gradient of ``x``."""
+    return x + (q - x).detach()
+
+
+def check_bits(bits: int) -> int:
+    if isinstance(bits, bool) or int(bits) != bits or not 1 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be an integer from 1 to {MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def levels(bits: int) -> int:
+    """Number of non-zero levels of a k-bit code: 2^k - 1 (codes 0 .. 2^k - 1)."""
+    return 2 ** check_bits(bits) - 1
+
+
+def quantize_y(y: torch.Tensor) -> torch.Tensor:
+    """Y (N,3,h,w) -> the same on the 8-bit grid {0, 1/255, ..., 1}, clipped to [0, 1]; straight-through."""
+    q = torch.floor(y.clamp(0, 1) * Y_LEVELS + 0.5) / Y_LEVELS
+    return _straight_through(y, q)
+
+
+def quantize_b(b: torch.Tensor, bits: int, rounding: str = "round") -> torch.Tensor:
+    """B in [0, 1] -> the k-bit grid {0, 1/L, ..., 1}, L = 2^k - 1; straight-through.
+
+    ``rounding="round"`` (nearest level) is for what the network emits; ``"ceil"`` is for boundary
+    strengths, so that any boundary pixel keeps at least the first level (at k = 1: BAM = Canny).
+    """
+    n = levels(bits)
+    scaled = b.clamp(0, 1) * n
+    if rounding == "round":
+        q = torch.floor(scaled + 0.5)
+    elif rounding == "ceil":
+        q = torch.ceil(scaled)
+    else:
+        raise ValueError(f"rounding must be 'round' or 'ceil', got {rounding!r}")
+    return _straight_through(b, q / n)
+
+
+def y_to_uint8(y: torch.Tensor) -> torch.Tensor:
+    """Y in [0, 1] (N,3,h,w) -> uint8 codes (N,3,h,w)."""
+    return torch.floor(y.clamp(0, 1) * Y_LEVELS + 0.5).to(torch.uint8)
+
+
+def b_to_codes(b: torch.Tensor, bits: int) -> torch.Tensor:
+    """B in [0, 1] -> uint8 codes 0 .. 2^k - 1, same shape."""
+    return torch.floor(b.clamp(0, 1) * levels(bits) + 0.5).to(torch.uint8)
+
+
+def codes_to_b(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """uint8 codes 0 .. 2^k - 1 -> B in [0, 1] (float32)."""
+    n = levels(bits)
+    if codes.numel() and int(codes.max()) > n:
+        raise ValueError(f"B codes exceed {n}, the largest {bits}-bit code")
+    return codes.float() / n
