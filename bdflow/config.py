@@ -15,29 +15,34 @@ MAX_BITS = 4
 B_TARGETS = ("density", "max", "lr")
 
 
+def option(default, help: str):
+    """A dataclass field with its ``--help`` text (the training CLI builds its flags from these)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class BDFlowConfig:
     # --- architecture (paper §3.2, design §1) -------------------------------------------------------
-    scale: int = 8  # 2^n, n = 1..6: n Haar levels
-    blocks_per_level: int = 2  # InvBlocks after each Haar transform (paper: 2)
-    hidden: int = 32  # width of the subnets phi, rho, eta
-    res_blocks: int = 1  # residual blocks (He et al.) inside each subnet
-    clamp: float = 1.0  # affine scale exp(rho) stays in [e^-clamp, e^clamp]
-    boundary: bool = True  # False: the IRN-style twin, whose B channel joins Z
+    scale: int = option(8, "rescaling factor 2^n, n = 1..6 (n Haar levels)")
+    blocks_per_level: int = option(2, "InvBlocks after each Haar transform (paper: 2)")
+    hidden: int = option(32, "width of the subnets phi, rho, eta")
+    res_blocks: int = option(1, "residual blocks (He et al.) inside each subnet")
+    clamp: float = option(1.0, "affine scale exp(rho) stays in [e^-clamp, e^clamp]")
+    boundary: bool = option(True, "store a boundary map B; False gives the IRN-style twin, whose B channel joins Z")
 
     # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
-    bam_sigma: float = 1.0  # Gaussian blur sigma of step 1
-    bam_norm: int = 2  # gradient magnitude: 1- or 2-norm (Table 4)
-    bam_threshold: float = 50.0  # T in OpenCV Canny units (Table 4: best T = 50)
-    b_target: str = "density"  # LR-grid target for B: "density" | "max" | "lr" (design §3)
+    bam_sigma: float = option(1.0, "Gaussian blur sigma of step 1")
+    bam_norm: int = option(2, "gradient magnitude: 1- or 2-norm (Table 4)")
+    bam_threshold: float = option(50.0, "T in OpenCV Canny units (Table 4: best T = 50)")
+    b_target: str = option("density", "LR-grid target for B: density | max | lr (design §3)")
 
     # --- loss (Eq. 7-11, paper §4.2: lambda = 2, 2, 1, 16, 4) ----------------------------------------
-    lambda_forw: float = 2.0  # lambda_1, L2 on Y against the bicubic LR (Eq. 8)
-    lambda_back: float = 2.0  # lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)
-    lambda_lpips: float = 1.0  # lambda_3, LPIPS on the reconstruction
-    lambda_bam: float = 16.0  # lambda_4, L2 on B against the BAM target (Eq. 10)
-    lambda_latent: float = 4.0  # lambda_5, Gaussian NLL of Z (Eq. 11)
-    baw_alpha: float = 0.3  # BAW switches on after this fraction of training (Eq. 4)
+    lambda_forw: float = option(2.0, "lambda_1, L2 on Y against the bicubic LR (Eq. 8)")
+    lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
+    lambda_lpips: float = option(1.0, "lambda_3, LPIPS on the reconstruction")
+    lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
+    lambda_latent: float = option(4.0, "lambda_5, Gaussian NLL of Z (Eq. 11)")
+    baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
 
     def __post_init__(self):
         if self.scale not in SCALES:

@@ -68,7 +68,7 @@ class LossTerms:
     latent: torch.Tensor
 
     def items(self) -> dict[str, float]:
-        return {name: float(getattr(self, name)) for name in ("total", "forw", "back", "lpips", "bam", "latent")}
+        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent")}
 
 
 def bdflow_loss(

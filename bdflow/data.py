@@ -1,0 +1,65 @@
+"""Training and evaluation data: folders of real photos (``../shared/data``, see its README).
+
+Training batches are a pure function of (seed, step, process): which images, where to crop, whether to flip
+and which ``bits`` to train with all come from a counter-based generator. A resumed run therefore sees
+exactly the batches it would have seen, with no data-loader state to save.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files of a folder, sorted by name (the MANIFEST and other files are skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return files
+
+
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """An image file -> (3,H,W) float32 RGB in [0, 1]."""
+    with Image.open(path) as img:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+class CropBatches(Dataset):
+    """Item t is the training batch of step t: (x (B,3,crop,crop) in [0, 1], bits)."""
+
+    def __init__(self, folder, crop: int, batch_size: int, bits_choices=(1, 2, 3, 4), seed: int = 0, rank: int = 0, steps: int = 10**9):
+        self.files = list_images(folder)
+        self.crop, self.batch_size = crop, batch_size
+        self.bits_choices = tuple(bits_choices)
+        self.seed, self.rank, self.steps = seed, rank, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, int]:
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        picks = rng.integers(len(self.files), size=self.batch_size)
+        crops = [self._crop(read_rgb(self.files[i]), rng) for i in picks]
+        bits = int(rng.choice(self.bits_choices))
+        return torch.stack(crops), bits
+
+    def _crop(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        _, h, w = img.shape
+        if h < self.crop or w < self.crop:
+            raise ValueError(f"training image {h}x{w} is smaller than the crop {self.crop}")
+        top, left = rng.integers(h - self.crop + 1), rng.integers(w - self.crop + 1)
+        patch = img[:, top : top + self.crop, left : left + self.crop]
+        if rng.random() < 0.5:
+            patch = patch.flip(-1)  # horizontal flip; faces are aligned, so no vertical flips
+        return patch

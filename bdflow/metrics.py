@@ -1,0 +1,126 @@
+"""Evaluation metrics: PSNR / SSIM on the Y channel (BT.601), LPIPS on RGB.
+
+Conventions (as IRN / BasicSR evaluation):
+- Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1]: ITU-R BT.601 studio range, Y in 0-255 scale
+  (not rounded).
+- ``border`` pixels (usually the rescaling factor) are cropped on every side before PSNR and SSIM.
+- PSNR with peak 255. SSIM of Wang et al. (BasicSR ``calculate_ssim``): 11x11 Gaussian window, sigma 1.5,
+  'valid' filtering, C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2, mean of the SSIM map.
+- LPIPS v0.1 (AlexNet) on RGB, see :mod:`bdflow.lpips`.
+
+All functions take float tensors (N, 3, H, W) with values in [0, 1] and return (N,) tensors on the input's device.
+They do not quantise: round to 8 bit beforehand (e.g. ``(x * 255).round() / 255``) to report 8-bit image metrics.
+PSNR and SSIM are computed in float64 so that they match reference implementations to ~1e-10.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .lpips import lpips as _lpips
+
+__all__ = ["lpips_rgb", "psnr_y", "rgb_to_y", "ssim_y"]
+
+_Y_WEIGHTS = (65.481, 128.553, 24.966)
+_Y_OFFSET = 16.0
+_PEAK = 255.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+_C1 = (0.01 * _PEAK) ** 2
+_C2 = (0.03 * _PEAK) ** 2
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """RGB (N, 3, H, W) in [0, 1] -> BT.601 studio-range luma Y (N, 1, H, W) in 0-255 scale (16..235)."""
+    _check_rgb(x, "x")
+    w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True) + _Y_OFFSET
+
+
+def psnr_y(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """PSNR (dB, peak 255) on Y after cropping ``border`` pixels per side. (N, 3, H, W) x2 -> (N,).
+
+    Identical images give ``inf``.
+    """
+    _check_pair(x, ref, border, min_size=1)
+    mse = (_y64(x, border) - _y64(ref, border)).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(_PEAK**2 / mse)
+
+
+def ssim_y(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """SSIM on Y after cropping ``border`` pixels per side. (N, 3, H, W) x2 -> (N,).
+
+    The cropped images must be at least 11x11 (the 'valid' SSIM map is then (H - 2 border - 10) wide).
+    """
+    _check_pair(x, ref, border, min_size=SSIM_WINDOW)
+    return _ssim_map(_y64(x, border), _y64(ref, border)).mean(dim=(1, 2, 3))
+
+
+@torch.no_grad()
+def lpips_rgb(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """LPIPS v0.1 (AlexNet) on RGB, (N, 3, H, W) in [0, 1] x2 -> (N,). No gradient (evaluation only);
+    use :func:`bdflow.lpips.lpips` as a differentiable loss."""
+    _check_pair(x, ref, 0, min_size=1)
+    return _lpips(x, ref)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _y64(x: torch.Tensor, border: int) -> torch.Tensor:
+    """(N, 3, H, W) -> float64 Y (N, 1, H - 2 border, W - 2 border)."""
+    y = rgb_to_y(x.to(torch.float64))
+    if border > 0:
+        y = y[..., border:-border, border:-border]
+    return y
+
+
+def _gaussian_window(device: torch.device) -> torch.Tensor:
+    """1-D normalised Gaussian (11,), float64, same as ``cv2.getGaussianKernel(11, 1.5)``."""
+    r = torch.arange(SSIM_WINDOW, dtype=torch.float64, device=device) - (SSIM_WINDOW - 1) / 2
+    g = torch.exp(-(r**2) / (2 * SSIM_SIGMA**2))
+    return g / g.sum()
+
+
+def _filter_valid(img: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Separable 'valid' Gaussian filtering of (B, 1, H, W) -> (B, 1, H - 10, W - 10)."""
+    img = F.conv2d(img, g.view(1, 1, -1, 1))
+    return F.conv2d(img, g.view(1, 1, 1, -1))
+
+
+def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM map of two float64 (N, 1, H, W) images in 0-255 -> (N, 1, H - 10, W - 10)."""
+    g = _gaussian_window(a.device)
+    n = a.shape[0]
+    # One batched filtering pass over the five statistics: a, b, a^2, b^2, ab.
+    stats = _filter_valid(torch.cat([a, b, a * a, b * b, a * b], dim=0), g)
+    mu_a, mu_b, e_aa, e_bb, e_ab = stats.split(n, dim=0)
+    var_a, var_b, cov = e_aa - mu_a**2, e_bb - mu_b**2, e_ab - mu_a * mu_b
+    num = (2 * mu_a * mu_b + _C1) * (2 * cov + _C2)
+    den = (mu_a**2 + mu_b**2 + _C1) * (var_a + var_b + _C2)
+    return num / den
+
+
+def _check_rgb(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name}: expected an RGB image batch of shape (N, 3, H, W), got {shape}")
+
+
+def _check_pair(x: torch.Tensor, ref: torch.Tensor, border: int, min_size: int) -> None:
+    _check_rgb(x, "x")
+    _check_rgb(ref, "ref")
+    if x.shape != ref.shape:
+        raise ValueError(f"x and ref must have the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
+    if isinstance(border, bool) or not isinstance(border, int) or border < 0:
+        raise ValueError(f"border must be a non-negative int, got {border!r}")
+    h, w = x.shape[2] - 2 * border, x.shape[3] - 2 * border
+    if min(h, w) < min_size:
+        raise ValueError(
+            f"image {tuple(x.shape[2:])} with border={border} leaves a {h}x{w} region, "
+            f"need at least {min_size}x{min_size}" + (" (the SSIM window)" if min_size == SSIM_WINDOW else "")
+        )
+

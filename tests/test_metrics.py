@@ -1,0 +1,178 @@
+"""Tests of bdflow.metrics against scikit-image on real photographs.
+
+The reference Y channel is computed here with numpy, independently of ``bdflow.metrics.rgb_to_y``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from bdflow import metrics as M
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PHOTOS = ["faces/val/1.jpg", "sr/Set5/bird.png", "sr/Set5/woman.png"]  # 512x512, 288x288, 344x228 (H x W)
+DEGRADATIONS = ["bicubic_x4", "jpeg_q15", "noise_8"]
+
+# Measured max |ours - skimage| over the 9 photo/degradation pairs and borders 0/4/8 (float32 inputs, as callers
+# pass them): PSNR 2.7e-7 dB, SSIM 4.2e-9. That is the float32 rounding of x / 255 in the inputs (the reference
+# Y is built from exact uint8 / 255 in float64): with float64 inputs the differences drop to 7e-15 dB and
+# 1.6e-15. skimage filters the whole image (reflect padding) and then drops (11 - 1) / 2 = 5 pixels per side,
+# which leaves exactly our 'valid' SSIM map, so the two definitions coincide; the tolerances below are just
+# above the measured float32 effect and far below any real disagreement (wrong window, constants or Y weights).
+PSNR_TOL_DB = 1e-6
+SSIM_TOL = 2e-8
+
+
+def _degrade(img: Image.Image, kind: str) -> Image.Image:
+    """A realistic degraded version of ``img`` (PIL RGB), same size."""
+    if kind == "bicubic_x4":
+        w, h = img.size
+        small = img.resize((w // 4, h // 4), Image.BICUBIC)
+        return small.resize((w, h), Image.BICUBIC)
+    if kind == "jpeg_q15":
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=15)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    if kind == "noise_8":
+        rng = np.random.default_rng(0)
+        arr = np.asarray(img, dtype=np.float64) + rng.normal(0.0, 8.0, size=(img.size[1], img.size[0], 3))
+        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))
+    raise ValueError(kind)
+
+
+def _to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (1, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _numpy_y(arr: np.ndarray) -> np.ndarray:
+    """Independent reference: uint8 RGB (H, W, 3) -> BT.601 studio-range Y (H, W), float64, 0-255 scale."""
+    rgb = arr.astype(np.float64) / 255.0
+    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
+
+
+@pytest.fixture(scope="module")
+def pairs() -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """(photo, degradation) -> (ref uint8 (H, W, 3), degraded uint8 (H, W, 3))."""
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA}")
+    out = {}
+    for photo in PHOTOS:
+        img = Image.open(DATA / photo).convert("RGB")
+        for kind in DEGRADATIONS:
+            out[(photo, kind)] = (np.asarray(img), np.asarray(_degrade(img, kind)))
+    return out
+
+
+def _crop(a: np.ndarray, b: int) -> np.ndarray:
+    return a[b:-b, b:-b] if b else a
+
+
+def _skimage_reference(ref: np.ndarray, deg: np.ndarray, border: int) -> tuple[float, float]:
+    y_ref, y_deg = _crop(_numpy_y(ref), border), _crop(_numpy_y(deg), border)
+    psnr = peak_signal_noise_ratio(y_ref, y_deg, data_range=255)
+    ssim = structural_similarity(
+        y_ref, y_deg, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
+    return psnr, ssim
+
+
+def test_rgb_to_y_matches_numpy_reference(pairs):
+    ref, _ = pairs[(PHOTOS[1], DEGRADATIONS[0])]
+    y = M.rgb_to_y(_to_tensor(ref).double())
+    assert y.shape == (1, 1, *ref.shape[:2])
+    np.testing.assert_allclose(y[0, 0].numpy(), _numpy_y(ref), atol=1e-9)
+    assert M.rgb_to_y(torch.zeros(1, 3, 2, 2)).eq(16).all() and M.rgb_to_y(torch.ones(1, 3, 2, 2)).allclose(
+        torch.tensor(235.0)
+    )
+
+
+@pytest.mark.parametrize("border", [0, 4, 8])
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_psnr_ssim_match_skimage_on_real_photos(pairs, photo, border):
+    """All degradations of one photo in one batch: checks batching and agreement with skimage at once."""
+    refs = np.stack([pairs[(photo, k)][0] for k in DEGRADATIONS])
+    degs = np.stack([pairs[(photo, k)][1] for k in DEGRADATIONS])
+    x = torch.cat([_to_tensor(d) for d in degs])
+    r = torch.cat([_to_tensor(a) for a in refs])
+    psnr, ssim = M.psnr_y(x, r, border=border), M.ssim_y(x, r, border=border)
+    assert psnr.shape == ssim.shape == (len(DEGRADATIONS),)
+    for i in range(len(DEGRADATIONS)):
+        exp_psnr, exp_ssim = _skimage_reference(refs[i], degs[i], border)
+        assert abs(psnr[i].item() - exp_psnr) < PSNR_TOL_DB
+        assert abs(ssim[i].item() - exp_ssim) < SSIM_TOL
+    # Sanity: real degradations, not trivially close images.
+    assert (psnr < 45).all() and (ssim < 0.99).all() and (ssim > 0.2).all()
+
+
+@pytest.mark.parametrize("border", [0, 4, 8])
+def test_border_equals_manual_crop(pairs, border):
+    ref, deg = pairs[(PHOTOS[0], "jpeg_q15")]
+    x, r = _to_tensor(deg), _to_tensor(ref)
+    xc, rc = (x[..., border:-border, border:-border], r[..., border:-border, border:-border]) if border else (x, r)
+    assert M.psnr_y(x, r, border=border).item() == pytest.approx(M.psnr_y(xc, rc).item(), abs=1e-12)
+    assert M.ssim_y(x, r, border=border).item() == pytest.approx(M.ssim_y(xc, rc).item(), abs=1e-12)
+    if border:
+        # The crop must actually change the result (the border contributes to both metrics).
+        assert M.psnr_y(x, r, border=border).item() != M.psnr_y(x, r).item()
+        assert M.ssim_y(x, r, border=border).item() != M.ssim_y(x, r).item()
+
+
+def test_identical_images():
+    x = torch.rand(2, 3, 32, 40)
+    assert torch.isinf(M.psnr_y(x, x.clone())).all()
+    torch.testing.assert_close(M.ssim_y(x, x.clone()), torch.ones(2, dtype=torch.float64))
+
+
+def test_lpips_rgb_matches_oracle_and_has_no_grad():
+    check = DATA / "lpips_check"
+    if not check.is_dir():
+        pytest.skip("lpips_check images not found")
+    ref, p1 = (_to_tensor(np.asarray(Image.open(check / n).convert("RGB"))) for n in ("ex_ref.png", "ex_p1.png"))
+    x = p1.clone().requires_grad_(True)
+    d = M.lpips_rgb(x, ref)
+    assert d.shape == (1,) and not d.requires_grad
+    assert abs(d.item() - 0.137566) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "x_shape, ref_shape, border, match",
+    [
+        ((1, 3, 32, 32), (1, 3, 32, 31), 0, "same shape"),
+        ((1, 1, 32, 32), (1, 1, 32, 32), 0, r"\(N, 3, H, W\)"),
+        ((3, 32, 32), (3, 32, 32), 0, r"\(N, 3, H, W\)"),
+        ((1, 3, 20, 32), (1, 3, 20, 32), 5, "10x22 region, need at least 11x11"),
+        ((1, 3, 32, 32), (1, 3, 32, 32), -1, "non-negative"),
+    ],
+)
+def test_ssim_shape_errors(x_shape, ref_shape, border, match):
+    with pytest.raises(ValueError, match=match):
+        M.ssim_y(torch.rand(x_shape), torch.rand(ref_shape), border=border)
+
+
+def test_psnr_shape_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        M.psnr_y(torch.rand(2, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="0x0 region"):
+        M.psnr_y(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), border=8)
+    # PSNR needs no SSIM window: a small crop is fine.
+    assert M.psnr_y(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), border=7).shape == (1,)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        M.rgb_to_y(torch.rand(1, 4, 8, 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(pairs):
+    ref, deg = pairs[(PHOTOS[1], "bicubic_x4")]
+    x, r = _to_tensor(deg), _to_tensor(ref)
+    for fn in (M.psnr_y, M.ssim_y):
+        out = fn(x.cuda(), r.cuda(), border=4)
+        assert out.device.type == "cuda"
+        assert abs(out.item() - fn(x, r, border=4).item()) < 1e-9
