@@ -47,6 +47,7 @@ from torch import nn
 
 from .config import B_TARGETS
 from .quantize import check_bits, quantize_b
+from .resize import bicubic_down
 
 # cv2.cvtColor(RGB2GRAY) weights (ITU-R BT.601 luma), and the 15-bit fixed-point weights OpenCV uses for uint8:
 # round(w * 2^15) for R and G, B takes the remainder so that they sum to 2^15 (checked against cv2: exact).
@@ -350,11 +351,7 @@ def boundary_target(
     _check_params(sigma, norm, threshold)
     h, w = x.shape[-2:]
     if mode == "lr":
-        small = x
-        if scale > 1:
-            small = F.interpolate(
-                x, size=(h // scale, w // scale), mode="bicubic", antialias=True, align_corners=False
-            ).clamp(0, 1)
+        small = bicubic_down(x, scale) if scale > 1 else x
         b_lr = boundary_strength(small, sigma, norm, threshold, eight_bit)
         return normalize_strength(b_lr, threshold, saturation)
     b_s = boundary_strength(x, sigma, norm, threshold, eight_bit)

@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -66,6 +65,8 @@ class TrainConfig:
     max_bad_steps: int = option(20, "stop after this many consecutive non-finite losses")
     mixed_precision: str = option("auto", "no | fp16 | bf16 | auto (bf16 on CUDA, off on CPU)")
     resume: bool = option(False, "continue OUT/last if it exists")
+    stop_at: int = option(0, "checkpoint and exit after this iteration (0: run to --iters); --resume continues")
+    stop_after_minutes: float = option(0.0, "checkpoint and exit after this many minutes (0: no limit)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ class RunLog:
         rows = []
         if start and self.path.exists():
             with self.path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) < start]
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
         with self.path.open("w", newline="") as f:
             writer = csv.DictWriter(f, LOG_FIELDS)
             writer.writeheader()
@@ -307,15 +308,19 @@ def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
         if log:
             log.append(row)
         bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items().items()} | ({"val": f"{row['val_psnr']:.2f}"} if "val_psnr" in row else {}))
-        due = time.time() - last_save >= run.checkpoint_minutes * 60 or done == run.iters
+        stop = done == run.stop_at or (run.stop_after_minutes > 0 and time.time() - t0 >= run.stop_after_minutes * 60)
+        due = stop or time.time() - last_save >= run.checkpoint_minutes * 60 or done == run.iters
         if accelerator.num_processes > 1:  # all ranks follow rank 0's clock
-            due = bool(broadcast(torch.tensor([float(due)], device=accelerator.device)).item())
+            stop, due = broadcast(torch.tensor([stop, due], device=accelerator.device)).tolist()
         if due and accelerator.is_main_process:
             save_state(last, accelerator.unwrap_model(loss_module).model, optimizer, scheduler, done, snapshot(done))
             log.plot()
             last_save = time.time()
         if due:
             accelerator.wait_for_everyone()
+        if stop and done < run.iters:
+            accelerator.print(f"stopped at step {done}; continue with --resume")
+            return last
     final = out / "final"
     if accelerator.is_main_process:
         accelerator.unwrap_model(loss_module).model.save_pretrained(final, meta=snapshot(run.iters))

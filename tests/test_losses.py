@@ -1,0 +1,67 @@
+"""Each term of Eq. 7 on its own, then the assembled loss (BDFlow and its B-less twin)."""
+
+import math
+
+import pytest
+import torch
+
+from bdflow import BDFlow, BDFlowConfig
+from bdflow.bam import boundary_strength
+from bdflow.losses import backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, latent_nll
+from tests.conftest import perturb_
+
+
+def test_forward_and_bam_losses_are_mse():
+    a, b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
+    assert forward_loss(a, a) == 0 and forward_loss(a, b) == pytest.approx(0.25)
+    assert bam_loss(a[:, :1], b[:, :1]) == pytest.approx(0.25)
+
+
+def test_latent_nll_is_the_gaussian_nll():
+    z = torch.randn(2, 5, 3, 3)
+    expected = -torch.distributions.Normal(0.0, 1.0).log_prob(z).mean()
+    assert latent_nll(z) == pytest.approx(float(expected), rel=1e-6)
+    assert latent_nll(torch.zeros(1)) == pytest.approx(0.5 * math.log(2 * math.pi))
+
+
+def test_baw_weight_eq4(face):
+    b_s = boundary_strength(face)
+    assert baw_weight(b_s, 2.0, active=False) == 2.0  # first alpha of training: lambda_2 alone
+    w = baw_weight(b_s, 2.0, active=True)
+    assert w.shape == b_s.shape
+    assert w.min() == pytest.approx(2.0) and w.max() == pytest.approx(3.0)  # lambda_2 + min-max normalised B_s
+    assert torch.equal(w > 2.0, b_s > 0)  # extra weight exactly on the boundary pixels
+
+
+def test_backward_loss_weights_boundary_pixels():
+    x = torch.zeros(1, 3, 4, 4)
+    x_back = x.clone()
+    x_back[..., 0, 0] = 1.0
+    weight = torch.ones(1, 1, 4, 4)
+    plain = backward_loss(x_back, x, 1.0)
+    assert plain == pytest.approx(3 / 48)
+    weight[..., 0, 0] = 3.0
+    assert backward_loss(x_back, x, weight) == pytest.approx(3 * plain)
+
+
+@pytest.mark.parametrize("boundary", [True, False])
+def test_full_loss_terms_and_gradients(face, boundary):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)), std=0.01)
+    x = face[..., 128:192, 128:192]
+    terms = bdflow_loss(model, x, bits=2, progress=0.5, generator=torch.Generator().manual_seed(0))
+    values = terms.items()
+    assert values["total"] == pytest.approx(sum(v for k, v in values.items() if k != "total"), rel=1e-5)
+    assert all(math.isfinite(v) for v in values.values())
+    assert (values["bam"] > 0) == boundary  # the twin has no L_BAM
+    assert values["lpips"] > 0
+    terms.total.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_baw_switches_on_after_alpha(face):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0)), std=0.01)
+    x = face[..., 128:192, 128:192]
+    before = bdflow_loss(model, x, 1, progress=0.29, generator=torch.Generator().manual_seed(0))
+    after = bdflow_loss(model, x, 1, progress=0.30, generator=torch.Generator().manual_seed(0))
+    assert after.back > before.back  # the same error, now weighted up on boundaries
+    assert after.forw == before.forw and after.latent == before.latent

@@ -1,0 +1,65 @@
+"""The training CLI on real faces: the loss goes down, --resume continues bit for bit, bad flags are refused."""
+
+import csv
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bdflow import BDFlow
+from bdflow.train import main, parse_args, train
+
+TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "4", "--workers", "0", "--val-images", "0"]
+
+
+def _args(data_dir, out, *extra) -> list[str]:
+    return [*TINY, "--data", str(data_dir / "faces" / "train"), "--out", str(out), *extra]
+
+
+def _losses(out) -> list[float]:
+    with open(out / "log.csv") as f:
+        return [float(r["total"]) for r in csv.DictReader(f)]
+
+
+def test_few_steps_decrease_the_loss_on_real_faces(data_dir, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(data_dir, out, "--iters", "40", "--lr", "1e-3", "--lambda-lpips", "0")) == 0
+    losses = _losses(out)
+    assert len(losses) == 40
+    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8
+    model = BDFlow.from_pretrained(out / "final")
+    assert model.meta["iterations"] == 40 and "CPU" in model.meta["hardware"]
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_resume_continues_bit_for_bit(data_dir, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(*parse_args(_args(data_dir, straight, "--iters", "6", "--checkpoint-minutes", "100")))
+    train(*parse_args(_args(data_dir, resumed, "--iters", "6", "--stop-at", "3")))
+    assert BDFlow.from_pretrained(resumed / "last").meta["iterations"] == 3
+    assert not (resumed / "final").exists()
+    train(*parse_args(_args(data_dir, resumed, "--iters", "6", "--resume")))
+    a = load_file(straight / "final" / "model.safetensors")
+    b = load_file(resumed / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses(straight) == _losses(resumed)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--scale", "8", "--crop", "100"], "multiple of the scale"),
+        (["--bits", "1,7"], "1..4"),
+        (["--bam-norm", "3"], "bam_norm"),
+    ],
+)
+def test_bad_flags_are_refused(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert main([*TINY, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--iters", "1"]) == 1
+    assert "image folder not found" in capsys.readouterr().err
