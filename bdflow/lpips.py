@@ -162,7 +162,8 @@ def _load_verified(path_str: str) -> dict[str, torch.Tensor]:
         )
     with open(path, "rb") as fh:
         tree = NumpyOnlyUnpickler(fh).load()
-    return _flax_to_torch(tree)
+    with torch.inference_mode(False):  # cached: must not become inference tensors (see _cached_lpips)
+        return _flax_to_torch(tree)
 
 
 def load_lpips_weights(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
@@ -256,7 +257,10 @@ def _canonical_device(device: torch.device | str | None) -> torch.device:
 
 @functools.lru_cache(maxsize=None)
 def _cached_lpips(device: torch.device) -> LPIPS:
-    return LPIPS().to(device)
+    # A first call may come from inside torch.inference_mode (evaluation); the cached module must still serve
+    # autograd later (training), so it is never built from inference tensors.
+    with torch.inference_mode(False):
+        return LPIPS().to(device)
 
 
 def get_lpips(device: torch.device | str | None = None) -> LPIPS:

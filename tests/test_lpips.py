@@ -146,3 +146,17 @@ def test_corrupted_weights_file_raises_hash_error(monkeypatch, tmp_path):
     monkeypatch.setenv(lp.WEIGHTS_ENV_VAR, str(bad))
     with pytest.raises(lp.LPIPSWeightsHashMismatch, match="sha256"):
         lp.LPIPS()
+
+
+def test_first_use_inside_inference_mode_still_serves_autograd():
+    """Evaluation (inference mode) may build the cached module before training (autograd) uses it."""
+    from bdflow import lpips as lpips_module
+
+    lpips_module._cached_lpips.cache_clear()
+    lpips_module._load_verified.cache_clear()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        lpips_module.lpips(x, x.flip(-1))
+    y = x.clone().requires_grad_(True)
+    lpips_module.lpips(y, x.flip(-1)).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
