@@ -331,6 +331,7 @@ def boundary_target(
     threshold: float = 50.0,
     saturation: float | None = None,
     eight_bit: bool = True,
+    b_s: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The training target for B on the LR grid (design §3), unquantised, in [0, 1].
 
@@ -343,6 +344,7 @@ def boundary_target(
       "lr":      BAM strength of the bicubic-downscaled image (antialiased, clamped to [0, 1]), normalised by the
                  saturation. Note this one is computable from Y alone (design §3: an ablation).
     eight_bit: see the module docstring (for "lr", the downscaled image is snapped to 8 bits, as a stored LR).
+    b_s: ``boundary_strength(x, ...)`` when the caller has it already (the loss needs it for BAW too).
     """
     x = _check_image(x)
     scale = _check_scale(x, scale)
@@ -354,7 +356,8 @@ def boundary_target(
         small = bicubic_down(x, scale) if scale > 1 else x
         b_lr = boundary_strength(small, sigma, norm, threshold, eight_bit)
         return normalize_strength(b_lr, threshold, saturation)
-    b_s = boundary_strength(x, sigma, norm, threshold, eight_bit)
+    if b_s is None:
+        b_s = boundary_strength(x, sigma, norm, threshold, eight_bit)
     if mode == "density":
         density = F.avg_pool2d((b_s > 0).to(b_s.dtype), scale)
         return (density * (scale / 2.0)).clamp(0, 1)

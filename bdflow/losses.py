@@ -89,8 +89,9 @@ def bdflow_loss(
     z_prior = sample_z(y, c.z_channels, tau=1.0, generator=generator)
     bam_kw = dict(sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
     if c.boundary:
-        bam_term = bam_loss(b, boundary_target(x, c.scale, mode=c.b_target, **bam_kw))
-        weight = baw_weight(boundary_strength(x, **bam_kw), c.lambda_back, active=progress >= c.baw_alpha)
+        b_s = boundary_strength(x, **bam_kw)  # once, for both L_BAM's target and BAW
+        bam_term = bam_loss(b, boundary_target(x, c.scale, mode=c.b_target, b_s=b_s, **bam_kw))
+        weight = baw_weight(b_s, c.lambda_back, active=progress >= c.baw_alpha)
         x_back = model.inverse(quantize_y(y), quantize_b(b, bits), z_prior)
     else:
         bam_term = torch.zeros((), device=x.device)

@@ -414,3 +414,10 @@ def test_cuda_matches_cpu(face, eight_bit):
             assert (t.cpu() - ref).abs().mean() < 0.01
         else:
             assert torch.allclose(t.cpu(), ref, atol=1e-6)
+
+
+def test_boundary_target_reuses_a_given_strength():
+    x = torch.rand(1, 3, 32, 32)
+    b_s = boundary_strength(x)
+    for mode in ("density", "max"):
+        assert torch.equal(boundary_target(x, 8, mode=mode, b_s=b_s), boundary_target(x, 8, mode=mode))
