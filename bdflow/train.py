@@ -240,91 +240,94 @@ class LossModule(nn.Module):
         return bdflow_loss(self.model, x, bits, progress, generator)
 
 
-def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
-    mp = run.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mp)
-    out = Path(run.out)
-    last = out / "last"
+def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerator):
+    """Model, Adam and the cosine schedule: fresh, or restored from OUT/last with --resume."""
+    last = Path(run.out) / "last"
     torch.manual_seed(run.seed)
-    start, meta = 0, {}
-    if run.resume and (last / STATE_JSON).exists():
-        model = BDFlow.from_pretrained(last).train()
-        if model.config != model_config:
-            accelerator.print("note: --resume continues with the model config saved in OUT/last")
-    else:
-        if run.resume:
-            accelerator.print(f"note: nothing to resume in {last}; starting a new run")
-        model = BDFlow(model_config)
+    resuming = run.resume and (last / STATE_JSON).exists()
+    if run.resume and not resuming:
+        accelerator.print(f"note: nothing to resume in {last}; starting a new run")
+    model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config)
+    if resuming and model.config != model_config:
+        accelerator.print("note: --resume continues with the model config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(run))
-    if (last / STATE_JSON).exists() and run.resume:
-        start, meta = load_state(last, optimizer, scheduler)
+    start, meta = load_state(last, optimizer, scheduler) if resuming else (0, {})
+    if resuming:
         accelerator.print(f"resumed {last} at step {start}")
-    out.mkdir(parents=True, exist_ok=True)
-    seconds_before = float(meta.get("seconds", 0.0))
-    loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model), optimizer, scheduler)
+    return model, optimizer, scheduler, start, meta
 
+
+def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, run: TrainConfig) -> LossTerms | None:
+    """One optimisation step of Eq. 7; None (and no update) when the loss is not finite."""
+    generator = torch.Generator(device=accelerator.device).manual_seed(run.seed * 1_000_003 + step)
+    with accelerator.autocast():
+        terms = loss_module(x.to(accelerator.device), bits, step / run.iters, generator)
+    if not torch.isfinite(terms.total):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    accelerator.backward(terms.total)
+    accelerator.clip_grad_norm_(loss_module.parameters(), run.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return terms
+
+
+def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
+    mp = run.mixed_precision if run.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
+    accelerator = Accelerator(mixed_precision=mp)
+    out, main_process = Path(run.out), accelerator.is_main_process
+    out.mkdir(parents=True, exist_ok=True)
+    model, optimizer, scheduler, start, meta = _build(model_config, run, accelerator)
+    loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model), optimizer, scheduler)
+    flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
     batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
     val_files = list_images(run.val_data)[: run.val_images] if run.val_data and run.val_images else []
-    log = RunLog(out, start) if accelerator.is_main_process else None
-
-    def snapshot(step: int) -> dict:
-        return {
-            "training": dataclasses.asdict(run),
-            "iterations": step,
-            "seconds": seconds_before + time.time() - t0,
-            "hardware": hardware(accelerator),
-            "torch": torch.__version__,
-        }
-
+    log = RunLog(out, start) if main_process else None
     t0 = last_save = time.time()
+    seconds_before, sessions = float(meta.get("seconds", 0.0)), meta.get("sessions", [])
+
+    def snapshot(done: int) -> dict:  # config.json "meta": the recipe and every session's budget
+        now = time.time() - t0
+        session = {"hardware": hardware(accelerator), "from_iteration": start, "to_iteration": done, "seconds": round(now)}
+        return {"training": dataclasses.asdict(run), "iterations": done, "seconds": seconds_before + now,
+                "sessions": [*sessions, session], "torch": torch.__version__}
+
     bad = 0
     bar = tqdm(range(start, run.iters), initial=start, total=run.iters, disable=not accelerator.is_local_main_process, dynamic_ncols=True)
     for step, (x, bits) in zip(bar, loader):
-        generator = torch.Generator(device=accelerator.device).manual_seed(run.seed * 1_000_003 + step)
-        with accelerator.autocast():
-            terms = loss_module(x.to(accelerator.device), bits, step / run.iters, generator)
-        if not torch.isfinite(terms.total):
+        terms = _step(loss_module, optimizer, scheduler, accelerator, x, bits, step, run)
+        if terms is None:
             bad += 1
-            optimizer.zero_grad(set_to_none=True)
             if bad >= run.max_bad_steps:
                 raise RuntimeError(f"{bad} consecutive non-finite losses at step {step}: lower --lr or check the data")
             accelerator.print(f"step {step}: non-finite loss, skipped ({bad} in a row)")
             continue
-        bad = 0
-        accelerator.backward(terms.total)
-        accelerator.clip_grad_norm_(loss_module.parameters(), run.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        done = step + 1
+        bad, done = 0, step + 1
         row = {"step": done, "seconds": round(seconds_before + time.time() - t0, 2), "lr": scheduler.get_last_lr()[0], "bits": bits, **terms.items()}
-        if val_files and (done % run.val_every == 0 or done == run.iters) and accelerator.is_main_process:
-            row["val_psnr"] = validate(accelerator.unwrap_model(loss_module).model, val_files, run.val_tau, accelerator.device)
+        if val_files and main_process and (done % run.val_every == 0 or done == run.iters):
+            row["val_psnr"] = validate(flow(), val_files, run.val_tau, accelerator.device)
         if log:
             log.append(row)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items().items()} | ({"val": f"{row['val_psnr']:.2f}"} if "val_psnr" in row else {}))
+        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "seconds", "lr")})
         stop = done == run.stop_at or (run.stop_after_minutes > 0 and time.time() - t0 >= run.stop_after_minutes * 60)
         due = stop or time.time() - last_save >= run.checkpoint_minutes * 60 or done == run.iters
         if accelerator.num_processes > 1:  # all ranks follow rank 0's clock
             stop, due = broadcast(torch.tensor([stop, due], device=accelerator.device)).tolist()
-        if due and accelerator.is_main_process:
-            save_state(last, accelerator.unwrap_model(loss_module).model, optimizer, scheduler, done, snapshot(done))
+        if due and main_process:
+            save_state(out / "last", flow(), optimizer, scheduler, done, snapshot(done))
             log.plot()
             last_save = time.time()
         if due:
             accelerator.wait_for_everyone()
         if stop and done < run.iters:
             accelerator.print(f"stopped at step {done}; continue with --resume")
-            return last
-    final = out / "final"
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(loss_module).model.save_pretrained(final, meta=snapshot(run.iters))
-    return final
+            return out / "last"
+    if main_process:
+        flow().save_pretrained(out / "final", meta=snapshot(run.iters))
+    return out / "final"
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,7 @@ def test_few_steps_decrease_the_loss_on_real_faces(data_dir, tmp_path):
     assert len(losses) == 40
     assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8
     model = BDFlow.from_pretrained(out / "final")
-    assert model.meta["iterations"] == 40 and "CPU" in model.meta["hardware"]
+    assert model.meta["iterations"] == 40 and "CPU" in model.meta["sessions"][-1]["hardware"]
     assert (out / "curves.png").stat().st_size > 0
 
 
@@ -43,6 +43,8 @@ def test_resume_continues_bit_for_bit(data_dir, tmp_path):
     b = load_file(resumed / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _losses(straight) == _losses(resumed)
+    sessions = BDFlow.from_pretrained(resumed / "final").meta["sessions"]
+    assert [(s["from_iteration"], s["to_iteration"]) for s in sessions] == [(0, 3), (3, 6)]  # the budget of each session
 
 
 @pytest.mark.parametrize(
