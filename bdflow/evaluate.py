@@ -23,6 +23,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .data import list_images
+from .hub import record_metrics
 from .metrics import lpips_rgb, psnr_y, ssim_y
 from .pipeline import DEFAULT_TAU, Rescaler, load_image, pad_to_multiple
 from .resize import bicubic_down, bicubic_up
@@ -149,6 +150,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--csv", type=Path, help="write per-image scores here")
+    parser.add_argument("--record", metavar="SPLIT", help="store the results as meta.metrics[SPLIT] in the checkpoint's "
+                        "config.json (and its twin's) and rewrite their model cards (README.md)")
     args = parser.parse_args(argv)
     try:
         summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, args.tau, args.seed, args.limit, args.device)
@@ -168,6 +171,9 @@ def main(argv=None) -> int:
     if args.csv:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         write_csv(args.csv, methods)
+    if args.record:
+        for folder in filter(None, (args.checkpoint, args.twin)):
+            record_metrics(folder, args.record, summaries)
     return 0
 
 

@@ -39,6 +39,16 @@ def test_evaluate_prints_the_table(small_faces, tmp_path, capsys):
         assert len(list(csv.DictReader(f))) == 3 * 2
 
 
+def test_record_writes_metrics_and_model_card(small_faces, tmp_path):
+    BDFlow(BDFlowConfig(scale=8, hidden=8)).save_pretrained(tmp_path / "m", meta={"iterations": 5})
+    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--limit", "1", "--record", "val-512"]) == 0
+    model = BDFlow.from_pretrained(tmp_path / "m")
+    assert model.meta["iterations"] == 5
+    assert [r["method"] for r in model.meta["metrics"]["val-512"]] == ["bicubic round trip", "BDFlow m"]
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "| val-512 | BDFlow m |" in card and "non-commercial" in card
+
+
 def test_bad_arguments_are_clear(small_faces, tmp_path, capsys):
     BDFlow(BDFlowConfig(scale=8, hidden=8)).save_pretrained(tmp_path / "m")
     assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--bits", "9"]) == 1
