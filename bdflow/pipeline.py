@@ -191,10 +191,19 @@ class Rescaler:
     def encode(self, image, bits: int = 1) -> Encoded:
         """Image -> Encoded(y uint8 (h,w,3), b uint8 codes (h,w) or None, bits, meta)."""
         bits = check_bits(bits)
+        y, b, _, meta = self.forward_image(image)
+        return self.quantize(y, b, bits, meta)
+
+    @torch.inference_mode()
+    def forward_image(self, image) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, dict]:
+        """Image -> the flow's raw forward output y (1,3,h,w), b (1,1,h,w) or None, z (1,z_channels,h,w), before
+        any quantisation, and the meta ``encode`` stores. ``quantize(y, b, bits, meta)`` then equals
+        ``encode(image, bits)`` for every k, so one forward pass serves all bits (the app's cache); z is what
+        ``decode`` replaces by a sample (to inspect how Gaussian it is)."""
         x, info = load_image(image, self.max_pixels)
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x, self.scale).to(self.device)
-        y, b, _ = self.model(xp)
+        y, b, z = self.model(xp)
         meta = {
             **info,
             "scale": self.scale,
@@ -202,9 +211,15 @@ class Rescaler:
             "padded": [int(xp.shape[-2]), int(xp.shape[-1])],
             "model": getattr(self.model, "name", "bdflow"),
         }
+        return y, b, z, meta
+
+    @staticmethod
+    def quantize(y: torch.Tensor, b: torch.Tensor | None, bits: int, meta: dict) -> Encoded:
+        """Raw forward y (1,3,h,w), b (1,1,h,w) or None -> Encoded: Y to 8 bits, B to k-bit codes."""
+        bits = check_bits(bits)
         y8 = y_to_uint8(y)[0].permute(1, 2, 0).cpu().numpy()
         codes = None if b is None else b_to_codes(b, bits)[0, 0].cpu().numpy()
-        return Encoded(y=y8, b=codes, bits=bits, meta=meta)
+        return Encoded(y=y8, b=codes, bits=bits, meta=dict(meta))
 
     @torch.inference_mode()
     def decode(self, enc: Encoded, tau: float = DEFAULT_TAU, seed: int | None = 0):

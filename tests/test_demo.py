@@ -1,0 +1,169 @@
+"""The app's engine without Gradio (issue: app §1-2): forward_image/quantize, the cache, toggles, numbers, figures."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bdflow import BDFlow, BDFlowConfig, Rescaler, viz
+from bdflow.demo import Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources, scores_markdown
+from tests.conftest import perturb_
+
+
+def tiny(folder, boundary=True, seed=0):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)), std=0.01, seed=seed)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    tiny(root / "face-x8")
+    tiny(root / "face-x8-noB", boundary=False, seed=1)
+    (root / "not-a-checkpoint").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo(ckpts):
+    return Demo.from_checkpoints(ckpts, max_side=96, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def image(face_paths, tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "face.png"
+    Image.open(face_paths[2]).convert("RGB").resize((80, 72)).save(path)
+    return path
+
+
+def test_forward_image_then_quantize_equals_encode(demo, image):
+    r = demo.rescaler("×8")
+    y, b, z, meta = r.forward_image(image)
+    assert y.shape == (1, 3, 9, 10) and b.shape == (1, 1, 9, 10) and z.shape == (1, r.model.config.z_channels, 9, 10)
+    for bits in (1, 3):
+        enc, ref = Rescaler.quantize(y, b, bits, meta), r.encode(image, bits=bits)
+        assert np.array_equal(enc.y, ref.y) and np.array_equal(enc.b, ref.b) and enc.meta == ref.meta
+
+
+def test_models_found_and_labelled(demo, ckpts, monkeypatch):
+    assert demo.labels == ["×8", "×8 without B (IRN-style twin)"]  # with-B models first
+    assert demo.rescaler("x8") is demo.rescaler("×8")
+    with pytest.raises(ValueError, match="unknown model"):
+        demo.rescaler("×64")
+    assert model_label({"scale": 16, "boundary": False}) == "×16 without B (IRN-style twin)"
+    monkeypatch.setenv("BDFLOW_MODELS", "org/a, org/b")
+    assert model_sources(ckpts) == ["org/a", "org/b"]
+    monkeypatch.delenv("BDFLOW_MODELS")
+    assert model_sources(ckpts) == [str(ckpts / "face-x8"), str(ckpts / "face-x8-noB")]
+    with pytest.raises(ValueError, match="no checkpoints found"):
+        Demo({})
+
+
+def test_analysis_cached_and_decode_only_reruns_inverse(demo, image, monkeypatch):
+    an = demo.analyse(image, "×8")
+    assert demo.analyse(str(image), "x8") is an  # same content and model: the forward pass is not repeated
+    calls = []
+    model = demo.rescaler("×8").model
+    monkeypatch.setattr(model, "forward", lambda *a: calls.append(1))
+    a = demo.decode(an, bits=1, tau=0.8, seed=0)
+    b = demo.decode(an, bits=2, tau=0.3, seed=5)
+    assert calls == []  # bits, tau and seed never run the encoder
+    assert demo.decode(an, bits=1, tau=0.8, seed=0) is a
+    assert not torch.equal(a.x_hat, b.x_hat)
+    assert a.x_hat.shape == an.x.shape == (1, 3, 72, 80)
+    assert a.b_bytes == 90 * 1 // 8 + 1 and b.b_bytes == 90 * 2 // 8 + 1 and a.y_bytes == 270
+
+
+def test_tau_zero_is_deterministic_and_seed_reproducible(demo, image):
+    an = demo.analyse(image, "×8")
+    assert torch.equal(demo.decode(an, tau=0, seed=1).x_hat, demo.decode(an, tau=0, seed=2).x_hat)
+    d = demo.diversity(an, tau=0, samples=3)
+    assert d.shape == (72, 80) and d.max() == 0
+    assert demo.diversity(an, tau=1.0, samples=3).mean() > 0
+
+
+def test_toggles_change_what_the_decoder_gets(demo, image):
+    an = demo.analyse(image, "×8")
+    plain, y_bytes, b_bytes, notes = demo.stored(an, 2)
+    assert notes == [] and y_bytes == plain.y.size and b_bytes == 23
+    bic, *_ = demo.stored(an, 2, Toggles(bicubic_lr=True))
+    assert np.array_equal(bic.y, an.bicubic_lr) and np.array_equal(bic.b, plain.b)
+    jpg, jpg_bytes, _, notes = demo.stored(an, 2, Toggles(jpeg_quality=30))
+    assert jpg.y.shape == plain.y.shape and 0 < jpg_bytes and "JPEG q30" in notes[0]
+    nob, _, zero, notes = demo.stored(an, 2, Toggles(drop_b=True))
+    assert zero == 0 and not nob.b.any() and notes == ["B dropped (all zeros)"]
+    twin = demo.analyse(image, "×8 without B (IRN-style twin)")
+    enc, _, b_bytes, notes = demo.stored(twin, 2, Toggles(drop_b=True))
+    assert enc.b is None and b_bytes == 0 and notes == ["this model has no B to drop"]
+    assert demo.decode(twin, bits=3).b_bytes == 0
+    with pytest.raises(ValueError, match="JPEG quality"):
+        Toggles(jpeg_quality=0)
+
+
+def test_scores_and_table(demo, image):
+    an = demo.analyse(image, "×8")
+    dec = demo.decode(an, bits=1, tau=0.5, seed=0)
+    s = demo.scores(an, dec)
+    assert set(s["reconstruction"]) == {"psnr", "ssim", "lpips"} and s["bicubic"]["psnr"] > 15
+    assert s["bytes"] == s["bytes_y"] + s["bytes_b"] == 270 + 12
+    assert s["bits_per_hr_pixel"] == pytest.approx(8 * 282 / (72 * 80))
+    json.dumps(s)  # the API returns it as JSON
+    table = scores_markdown(s)
+    assert "reconstruction" in table and "bicubic round trip" in table and "270 (Y) + 12 (B)" in table
+    assert "…" in scores_markdown(None, dec)
+
+
+def test_large_input_downscaled_with_note_and_bad_input_refused(demo, face_paths, tmp_path):
+    big = tmp_path / "big.png"
+    Image.open(face_paths[0]).convert("RGB").resize((300, 200)).save(big)
+    an = demo.analyse(big, "×8")
+    assert an.x.shape[-2:] == (64, 96) and "downscaled the 300x200 input to 96x64" in an.notes[-1]
+    x, note = fit_side(torch.rand(1, 3, 50, 40), 64)
+    assert note is None and x.shape == (1, 3, 50, 40)
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match="not an image Pillow can read"):
+        demo.analyse(bad, "×8")
+    with pytest.raises(ValueError, match="no such image file"):
+        demo.analyse(tmp_path / "missing.png", "×8")
+    with pytest.raises(ValueError, match="needs at least 8x8"):
+        demo.analyse(np.zeros((5, 30, 3), np.uint8), "×8")
+    an = demo.analyse(np.full((10, 10, 3), 128, np.uint8), "×8")
+    tiny_scores = demo.scores(an, demo.decode(an))["reconstruction"]  # too small for SSIM: NaN, no error
+    assert np.isnan(tiny_scores["ssim"]) and not np.isnan(tiny_scores["psnr"])
+    assert np.isfinite(tiny_scores["lpips"]) or "lpips_note" in tiny_scores
+    for bad_tau in (-1, float("nan"), "a"):
+        with pytest.raises(ValueError, match="tau must be"):
+            demo.decode(an, tau=bad_tau)
+    for bad_seed in (-1, 1.5, None):
+        with pytest.raises(ValueError, match="seed must be"):
+            demo.decode(an, seed=bad_seed)
+    with pytest.raises(ValueError, match="bits must be"):
+        demo.decode(an, bits=5)
+
+
+def test_viz_panels():
+    y8 = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    big = viz.enlarge_nearest(y8, 4)
+    assert big.shape == (8, 12, 3) and (big[:4, :4] == y8[0, 0]).all()
+    codes = np.array([[0, 3], [1, 2]], np.uint8)
+    img = viz.codes_image(codes, bits=2, factor=8, size=(12, 16))
+    assert img.shape == (12, 16, 3) and img[0, 8, 0] == 255 and img[8, 0, 0] == 85
+    assert viz.codes_image(None, 1, size=(5, 6)).shape == (5, 6, 3)
+    edges = viz.edges_image(np.eye(4, dtype=bool))
+    assert edges.dtype == np.uint8 and edges[0, 0, 0] == 255 and edges[0, 1, 0] == 0
+    heat, vmax = viz.heat_image(np.array([[0.0, 1.0], [2.0, 4.0]]), vmax=2.0)
+    assert heat.shape == (2, 2, 3) and vmax == 2.0 and (heat[1, 0] == heat[1, 1]).all()
+    rng = np.random.default_rng(0)
+    hist = viz.z_histogram(rng.normal(0, 0.7, 5000), rng.laplace(0, 0.05, 5000), tau=0.8)
+    assert hist.dtype == np.uint8 and hist.ndim == 3 and hist.shape[2] == 3 and hist.std() > 0
+
+
+def test_jpeg_round_trip_smaller_than_raw():
+    rng = np.random.default_rng(0)
+    y8 = (np.linspace(0, 255, 32 * 32 * 3).reshape(32, 32, 3) + rng.normal(0, 2, (32, 32, 3))).clip(0, 255).astype(np.uint8)
+    out, nbytes = jpeg_round_trip(y8, 50)
+    assert out.shape == y8.shape and out.dtype == np.uint8 and nbytes < y8.size
