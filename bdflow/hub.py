@@ -29,13 +29,34 @@ MAX_SHARD_SIZE = "15MB"  # < 16 MiB per file, the repository's limit
 def save_checkpoint(directory: str | Path, config: dict, state_dict: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
     """Write config.json (+ meta) and the safetensors weights, sharded below 16 MiB per file."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("model*.safetensors*"):  # never leave shards of an older save behind
-        old.unlink()
-    save_torch_state_dict(state_dict, directory, max_shard_size=MAX_SHARD_SIZE)
+    write_tensors(directory, state_dict)
     payload = {**config, "meta": meta or {}}
     (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return directory
+
+
+def write_tensors(directory: str | Path, tensors: dict[str, torch.Tensor], stem: str = "model") -> None:
+    """STEM.safetensors, or STEM-0000k-of-0000n.safetensors + STEM.safetensors.index.json, each < 16 MiB."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob(f"{stem}*.safetensors*"):  # never leave shards of an older save behind
+        old.unlink()
+    save_torch_state_dict(tensors, directory, filename_pattern=stem + "{suffix}.safetensors", max_shard_size=MAX_SHARD_SIZE)
+
+
+def read_tensors(folder: Path, stem: str = "model") -> dict[str, torch.Tensor]:
+    """The tensors :func:`write_tensors` wrote, sharded or not."""
+    index, single = folder / f"{stem}.safetensors.index.json", folder / f"{stem}.safetensors"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif single.is_file():
+        files = [single.name]
+    else:
+        raise FileNotFoundError(f"no {stem} safetensors in {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(folder / name))
+    return state
 
 
 def resolve_checkpoint(name_or_path: str | Path, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
@@ -67,21 +88,7 @@ def read_checkpoint(folder: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
         raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint folder {folder}")
     config = json.loads(config_file.read_text())
     meta = config.pop("meta", {})
-    return config, meta, _read_weights(folder)
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    index = folder / constants.SAFETENSORS_INDEX_FILE
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / constants.SAFETENSORS_SINGLE_FILE).is_file():
-        files = [constants.SAFETENSORS_SINGLE_FILE]
-    else:
-        raise FileNotFoundError(f"no safetensors weights in checkpoint folder {folder}")
-    state: dict[str, torch.Tensor] = {}
-    for name in files:
-        state.update(load_file(folder / name))
-    return state
+    return config, meta, read_tensors(folder)
 
 
 def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], where: str) -> None:

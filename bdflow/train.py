@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -34,12 +33,13 @@ from tqdm.auto import tqdm
 from .config import BDFlowConfig, option
 from .data import CropBatches, list_images, read_rgb
 from .flow import BDFlow
+from .hub import read_tensors, write_tensors
 from .losses import LossTerms, bdflow_loss
 from .metrics import psnr_y
 from .pipeline import Rescaler
 
 LOG_FIELDS = ("step", "seconds", "lr", "bits", "total", "forw", "back", "lpips", "bam", "latent", "val_psnr")
-STATE_TENSORS, STATE_JSON = "training_state.safetensors", "training_state.json"
+STATE_STEM, STATE_JSON = "training_state", "training_state.json"
 
 
 @dataclass
@@ -146,7 +146,7 @@ def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, met
     opt = optimizer.state_dict()
     tensors = {f"optimizer.{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()}
     tensors["rng.torch"] = torch.get_rng_state()
-    save_file(tensors, tmp / STATE_TENSORS)
+    write_tensors(tmp, tensors, stem=STATE_STEM)
     state = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), "meta": meta}
     (tmp / STATE_JSON).write_text(json.dumps(state, indent=1))
     if folder.exists():
@@ -162,7 +162,7 @@ def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, met
 
 def load_state(folder: Path, optimizer, scheduler) -> tuple[int, dict]:
     state = json.loads((folder / STATE_JSON).read_text())
-    tensors = load_file(folder / STATE_TENSORS)
+    tensors = read_tensors(folder, stem=STATE_STEM)
     per_param: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):

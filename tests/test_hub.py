@@ -52,7 +52,7 @@ def test_missing_pieces_have_clear_errors(tmp_path):
         BDFlow.from_pretrained(tmp_path / "empty")
     BDFlow(BDFlowConfig(scale=2, hidden=4)).save_pretrained(tmp_path / "noweights")
     (tmp_path / "noweights" / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="no safetensors"):
+    with pytest.raises(FileNotFoundError, match="no model safetensors"):
         BDFlow.from_pretrained(tmp_path / "noweights")
 
 
