@@ -70,16 +70,15 @@ class Method:
         if self.rescaler is None:
             x_hat, nbytes = bicubic_round_trip(x, scale), 3 * math.prod(_lr_size(x, scale))
         else:
-            enc = self.rescaler.encode(path, bits=bits)
+            y, b, z, meta = self.rescaler.forward_image(path)
+            enc = self.rescaler.quantize(y, b, bits, meta)
             x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=tau, seed=seed).cpu(), enc.nbytes
             if enc.b is not None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
-            self._keep_z(x, seed)
+            self._keep_z(z, seed)
         self.rows.append({"image": path.name, "bytes": nbytes, **scores(x_hat, x, scale)})
 
-    def _keep_z(self, x: torch.Tensor, seed: int) -> None:
-        model = self.rescaler.model
-        _, _, z = model(pad_to_multiple(x, model.scale).to(self.rescaler.device))
+    def _keep_z(self, z: torch.Tensor, seed: int) -> None:
         flat = z.flatten().cpu().numpy()
         pick = np.random.default_rng(seed).choice(flat.size, size=min(Z_SAMPLE, flat.size), replace=False)
         self.z_values.append(flat[pick])
