@@ -1,0 +1,210 @@
+"""``python -m bdflow encode | decode | info``: the .bdf file format on the command line (docs/format.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .codec import CodecError, decode_file, encode_file, read_file, write_atomic
+from .data import IMAGE_SUFFIXES
+from .pipeline import DEFAULT_TAU, Rescaler
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
+REPO = Path(__file__).resolve().parents[1]
+
+EPILOG = f"""\
+exit codes:
+  {EXIT_OK}  success
+  {EXIT_BAD_INPUT}  bad input: unreadable image, truncated/corrupt/wrong-version .bdf, wrong or missing model,
+     output exists without --force (with a folder, the others are still processed)
+  {EXIT_USAGE}  usage error (bad arguments)
+
+examples:
+  python -m bdflow encode face.png face.bdf --model face-x16 --bits 1
+  python -m bdflow decode face.bdf face_out.png --tau 0.8 --seed 0
+  python -m bdflow info face.bdf
+  python -m bdflow encode photos/ encoded/ --model checkpoints/face-x16     # a folder: one .bdf per image
+"""
+
+
+def find_checkpoint(name: str) -> str:
+    """A folder path, else checkpoints/NAME (here or in the repository), else the name as a Hub repo id."""
+    for candidate in (Path(name), Path("checkpoints") / name, REPO / "checkpoints" / name):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    return name
+
+
+def model_label(name: str) -> str:
+    """What a file stores as the model's name: NAME when checkpoints/NAME finds the same folder, else as given."""
+    path = Path(name)
+    if path.is_dir():
+        short = path.resolve().name
+        if Path(find_checkpoint(short)).resolve() == path.resolve():
+            return short
+    return name
+
+
+class Models:
+    """Load each model once per run (a folder of files may name the same model many times)."""
+
+    def __init__(self, device: str | None):
+        self.device, self.cache = device, {}
+
+    def get(self, name: str) -> Rescaler:
+        if name not in self.cache:
+            try:
+                self.cache[name] = Rescaler.from_pretrained(find_checkpoint(name), device=self.device)
+            except Exception as err:  # folder, config, weights or Hub errors (offline, not found, ...)
+                raise CodecError(f"cannot load model {name!r}: {err}") from err
+        return self.cache[name]
+
+
+def _jobs(src: Path, dst: Path, suffixes, out_suffix: str) -> list[tuple[Path, Path]]:
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            raise CodecError(f"no {'/'.join(sorted(suffixes))} files in {src}")
+        if dst.exists() and not dst.is_dir():
+            raise CodecError(f"{src} is a folder, so the output {dst} must be a folder too")
+        return [(p, dst / (p.stem + out_suffix)) for p in files]
+    if not src.is_file():
+        raise CodecError(f"no such file or folder: {src}")
+    return [(src, dst / (src.stem + out_suffix) if dst.is_dir() else dst)]
+
+
+def _run(jobs, work, desc: str, quiet: bool) -> int:
+    failures = 0
+    bar = None
+    if len(jobs) > 1 and not quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=desc, unit="file")
+    for src, dst in jobs:
+        try:
+            message = work(src, dst)
+            if not quiet and bar is None:
+                print(message)
+        except (CodecError, ValueError, OSError) as err:
+            failures += 1
+            (bar.write if bar else print)(f"error: {src}: {err}", file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+        print(f"{len(jobs) - failures} of {len(jobs)} files done" + (f", {failures} failed" if failures else ""))
+    return EXIT_BAD_INPUT if failures else EXIT_OK
+
+
+def cmd_encode(args) -> int:
+    models = Models(args.device)
+    rescaler = models.get(args.model)
+    label = model_label(args.model)
+    jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, ".bdf")
+
+    def work(src, dst):
+        bdf = encode_file(rescaler, src, dst, bits=args.bits, model_name=label, force=args.force)
+        h, w = bdf.size
+        return f"{src} -> {dst}: {bdf.total_bytes:,} bytes ({8 * bdf.total_bytes / (h * w):.4f} bits/pixel)"
+
+    return _run(jobs, work, "encoding", args.quiet)
+
+
+def cmd_decode(args) -> int:
+    models = Models(args.device)
+    jobs = _jobs(args.input, args.output, {".bdf"}, ".png")
+
+    def work(src, dst):
+        if dst.exists() and not args.force:
+            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        bdf = read_file(src)
+        name = args.model or bdf.model_name
+        try:
+            rescaler = models.get(name)
+        except CodecError as err:
+            raise CodecError(f"{err}; the file was encoded with {bdf.model_name!r}: pass its folder with --model") from None
+        image = decode_file(rescaler, bdf, tau=args.tau, seed=args.seed, model_label=name)
+        write_atomic(dst, image=image, force=args.force)
+        return f"{src} -> {dst}: {image.size[0]}x{image.size[1]}"
+
+    return _run(jobs, work, "decoding", args.quiet)
+
+
+def cmd_info(args) -> int:
+    status = EXIT_OK
+    for path in args.input:
+        try:
+            info = read_file(path).info()
+        except CodecError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        if args.json:
+            print(json.dumps({"file": str(path), **info}))
+            continue
+        print(f"{path}: bdflow file version {info['version']}")
+        for key, value in info.items():
+            if key != "version":
+                print(f"  {key:18s} {value}")
+    return status
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bdflow", description="Store images as .bdf files (8-bit Y + k-bit B) "
+                                "and decode them back with the same model.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{encode,decode,info}")
+
+    e = sub.add_parser("encode", help="image (or folder of images) -> .bdf", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("input", type=Path, help="an image file, or a folder of images")
+    e.add_argument("output", type=Path, help="the .bdf file, or a folder for IN.bdf files")
+    e.add_argument("--model", required=True, help="checkpoint folder, a name found as checkpoints/NAME, or a Hub repo id")
+    e.add_argument("--bits", type=int, default=1, choices=range(1, 5), metavar="K", help="bits of B, 1..4 (default 1)")
+    e.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    e.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    e.set_defaults(func=cmd_encode)
+
+    d = sub.add_parser("decode", help=".bdf (or folder of them) -> image", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("input", type=Path, help="a .bdf file, or a folder of them")
+    d.add_argument("output", type=Path, help="the image (format from the suffix, PNG for a folder), or a folder")
+    d.add_argument("--model", help="the model (default: the one named in the file, found as a folder, "
+                   "checkpoints/NAME or a cached Hub repo); its weights must match the file's")
+    d.add_argument("--tau", type=float, default=DEFAULT_TAU, help=f"Z temperature (default {DEFAULT_TAU})")
+    d.add_argument("--seed", type=int, default=0, help="Z seed: same file, model, tau and seed give the same image (default 0)")
+    d.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    d.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    d.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    d.set_defaults(func=cmd_decode)
+
+    i = sub.add_parser("info", help="print a .bdf file's header and sizes", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("input", type=Path, nargs="+", help=".bdf files")
+    i.add_argument("--json", action="store_true", help="one JSON object per file")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)  # exits with 2 on usage errors
+    tau = getattr(args, "tau", 0.0)
+    if not (math.isfinite(tau) and tau >= 0):
+        print(f"error: --tau must be a finite number >= 0, got {tau}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (CodecError, ValueError, OSError) as err:  # OSError covers FileExistsError, FileNotFoundError
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
