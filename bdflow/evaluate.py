@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a folder of images, beside the bicubic round trip (and the B-less twin), in one run.
 
     python -m bdflow.evaluate --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val \
-        --twin checkpoints/face-x16-noB --bits 1 --tau 0.8 --json out/x16.json --csv out/x16.csv
+        --twin checkpoints/face-x16-noB --bits 1 --tau 0.8 0 --json out/x16.json --csv out/x16.csv
 
 PSNR/SSIM on Y (BT.601, border = scale) and LPIPS on RGB of 8-bit outputs; bytes per image (8-bit Y + k-bit B,
 raw); B's entropy in bits per LR pixel; Z's statistics under the forward pass (mean, variance, D'Agostino-Pearson
@@ -59,20 +59,23 @@ def entropy_bits(counts: np.ndarray) -> float:
 class Method:
     """One row of the table: a checkpoint (or the bicubic baseline) and what it measured."""
 
-    def __init__(self, name: str, rescaler: Rescaler | None):
-        self.name, self.rescaler = name, rescaler
+    def __init__(self, name: str, rescaler: Rescaler | None, tau: float = DEFAULT_TAU):
+        self.name, self.rescaler, self.tau = name, rescaler, tau
         self.rows: list[dict] = []
         self.b_counts = np.zeros(16, dtype=np.int64)
         self.z_values: list[np.ndarray] = []
 
     @torch.inference_mode()
-    def run(self, path: Path, x: torch.Tensor, scale: int, bits: int, tau: float, seed: int) -> None:
+    def run(self, path: Path, x: torch.Tensor, scale: int, bits: int, seed: int, forwards: dict) -> None:
+        """Score one image; ``forwards`` caches each model's forward pass across the rows of several taus."""
         if self.rescaler is None:
             x_hat, nbytes = bicubic_round_trip(x, scale), 3 * math.prod(_lr_size(x, scale))
         else:
-            y, b, z, meta = self.rescaler.forward_image(path)
+            if id(self.rescaler) not in forwards:
+                forwards[id(self.rescaler)] = self.rescaler.forward_image(path)
+            y, b, z, meta = forwards[id(self.rescaler)]
             enc = self.rescaler.quantize(y, b, bits, meta)
-            x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=tau, seed=seed).cpu(), enc.nbytes
+            x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=self.tau, seed=seed).cpu(), enc.nbytes
             if enc.b is not None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
             self._keep_z(z, seed)
@@ -110,22 +113,31 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1, tau: float = DEFAULT_TAU,
+def _flow_methods(label: str, rescaler: Rescaler, taus: tuple[float, ...]) -> list[Method]:
+    """One row per tau (named "LABEL tau=t" when there are several)."""
+    return [Method(label if len(taus) == 1 else f"{label} tau={tau:g}", rescaler, tau) for tau in taus]
+
+
+def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1, taus: tuple[float, ...] = (DEFAULT_TAU,),
              seed: int = 0, limit: int = 0, device: str | None = None) -> tuple[list[dict], list[Method]]:
+    if not taus or any(tau < 0 for tau in taus):
+        raise ValueError(f"tau must be >= 0, got {list(taus)}")
     model = Rescaler.from_pretrained(checkpoint, device=device)
-    methods = [Method("bicubic round trip", None), Method(f"BDFlow {Path(checkpoint).name}", model)]
+    methods = [Method("bicubic round trip", None)]
     if twin:
         twin_model = Rescaler.from_pretrained(twin, device=device)
         if twin_model.scale != model.scale:
             raise ValueError(f"the twin is x{twin_model.scale} but the checkpoint is x{model.scale}")
-        methods.insert(1, Method(f"twin {Path(twin).name}", twin_model))
+        methods += _flow_methods(f"twin {Path(twin).name}", twin_model, taus)
+    methods += _flow_methods(f"BDFlow {Path(checkpoint).name}", model, taus)
     files = list_images(data)[: limit or None]
     hr_pixels = 0
     for path in tqdm(files, desc=f"evaluating x{model.scale}", unit="image"):
         x, _ = load_image(path, model.max_pixels)
         hr_pixels += x.shape[-2] * x.shape[-1]
+        forwards: dict = {}
         for method in methods:
-            method.run(path, x, model.scale, bits, tau, seed)
+            method.run(path, x, model.scale, bits, seed, forwards)
     return [m.summary(hr_pixels / len(files)) for m in methods], methods
 
 
@@ -143,7 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="folder of test images")
     parser.add_argument("--twin", help="the B-less twin checkpoint, evaluated on the same images")
     parser.add_argument("--bits", type=int, default=1, help="k of the stored B (1..4, default 1)")
-    parser.add_argument("--tau", type=float, default=DEFAULT_TAU, help=f"Z temperature (default {DEFAULT_TAU})")
+    parser.add_argument("--tau", type=float, nargs="+", default=[DEFAULT_TAU],
+                        help=f"Z temperature(s); several give one row each from one forward pass (default {DEFAULT_TAU})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Z samples (default 0)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (default: all)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -153,11 +166,11 @@ def main(argv=None) -> int:
                         "config.json (and its twin's) and rewrite their model cards (README.md)")
     args = parser.parse_args(argv)
     try:
-        summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, args.tau, args.seed, args.limit, args.device)
+        summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, tuple(args.tau), args.seed, args.limit, args.device)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"\n{len(methods[0].rows)} images from {args.data}, bits = {args.bits}, tau = {args.tau}, seed = {args.seed}\n")
+    print(f"\n{len(methods[0].rows)} images from {args.data}, bits = {args.bits}, tau = {', '.join(f'{t:g}' for t in args.tau)}, seed = {args.seed}\n")
     print(markdown(summaries))
     for s in summaries:
         if "z" in s:

@@ -7,6 +7,12 @@ Forward, for scale 2^n::
 Channels are never split off between levels (IRN's layout). Each level's Haar transform is orthonormal and
 followed by a fixed gain of 1/2 (IRN's normalisation), so the low-pass is the 2x2 mean and Y stays in the
 image's [0, 1] range. Inverse runs the same steps backwards; it is exact up to float rounding.
+
+Z leaves the flow through a per-channel scale exp(a) (Glow's ActNorm, scale only), initialised from the first
+training batch so the forward Z starts with unit variance (design notes, "Z scale"). Without it the wavelet
+details that become Z have a standard deviation of ~0.05 and a prior sample is ~20x too loud for the decoder;
+the couplings' clamped scales (at most e^2 per level) cannot close that gap, and Adam moves a log-scale by
+only ~lr per step.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class BDFlow(nn.Module):
             )
             for level in range(1, c.levels + 1)
         )
+        self.z_log_scale = nn.Parameter(torch.zeros(1, c.z_channels, 1, 1))  # a: Z = Z_flow * exp(a)
 
     @property
     def scale(self) -> int:
@@ -80,12 +87,24 @@ class BDFlow(nn.Module):
             u = haar_inverse(u / HAAR_GAIN)
         return u
 
+    @torch.no_grad()
+    def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
+        """ActNorm's data-dependent init: set a so the forward Z of the batch x (N,3,H,W) has unit variance per channel.
+
+        Returns the per-channel standard deviation found (z_channels,). ``min_std`` bounds the scale for
+        channels that are (nearly) constant on the batch.
+        """
+        self.z_log_scale.zero_()
+        _, _, z = self(x)
+        std = z.std(dim=(0, 2, 3)).clamp_min(min_std)
+        self.z_log_scale.copy_(-std.log().view_as(self.z_log_scale))
+        return std
+
     def split(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """The last level's 3 s^2 channels read as [Y, B, Z] (design §1)."""
-        y = u[:, :Y_CHANNELS]
-        if not self.config.boundary:
-            return y, None, u[:, Y_CHANNELS:]
-        return y, u[:, Y_CHANNELS : Y_CHANNELS + 1], u[:, Y_CHANNELS + 1 :]
+        """The last level's 3 s^2 channels read as [Y, B, Z] (design §1), Z through its scale exp(a)."""
+        y, b = u[:, :Y_CHANNELS], u[:, Y_CHANNELS : Y_CHANNELS + int(self.config.boundary)]
+        z = u[:, Y_CHANNELS + b.shape[1] :] * torch.exp(self.z_log_scale)
+        return y, (b if self.config.boundary else None), z
 
     def merge(self, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`split`, with the shapes checked."""
@@ -98,7 +117,8 @@ class BDFlow(nn.Module):
         for name, (part, channels) in parts.items():
             if part.dim() != 4 or part.shape[1] != channels or part.shape[2:] != y.shape[2:]:
                 raise ValueError(f"{name} must be (N,{channels},h,w) like y {tuple(y.shape)}, got {tuple(part.shape)}")
-        return torch.cat([part for part, _ in parts.values()], dim=1)
+        z_flow = z * torch.exp(-self.z_log_scale)
+        return torch.cat([part for name, (part, _) in parts.items() if name != "z"] + [z_flow], dim=1)
 
     def _check_hr(self, x: torch.Tensor) -> None:
         s = self.scale

@@ -249,6 +249,8 @@ def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerato
     if run.resume and not resuming:
         accelerator.print(f"note: nothing to resume in {last}; starting a new run")
     model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config)
+    if not resuming:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed: --resume is exact)
+        model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
     if resuming and model.config != model_config:
         accelerator.print("note: --resume continues with the model config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))

@@ -39,6 +39,19 @@ def test_evaluate_prints_the_table(small_faces, tmp_path, capsys):
         assert len(list(csv.DictReader(f))) == 3 * 2
 
 
+def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
+    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.005).save_pretrained(tmp_path / "m")
+    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "0.8", "0",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert "| BDFlow m tau=0.8 |" in capsys.readouterr().out
+    results = {r["method"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    mean, sampled = results["BDFlow m tau=0"], results["BDFlow m tau=0.8"]
+    assert mean["bytes"] == sampled["bytes"] and mean["z"] == sampled["z"]  # the same forward pass
+    assert mean["psnr"] != sampled["psnr"]
+    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "-1"]) == 1
+    assert "tau must be >= 0" in capsys.readouterr().err
+
+
 def test_record_writes_metrics_and_model_card(small_faces, tmp_path):
     BDFlow(BDFlowConfig(scale=8, hidden=8)).save_pretrained(tmp_path / "m", meta={"iterations": 5})
     assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--limit", "1", "--record", "val-512"]) == 0
