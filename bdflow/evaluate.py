@@ -164,6 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", type=Path, help="write per-image scores here")
     parser.add_argument("--record", metavar="SPLIT", help="store the results as meta.metrics[SPLIT] in the checkpoint's "
                         "config.json (and its twin's) and rewrite their model cards (README.md)")
+    parser.add_argument("--notes", help="with --record: the model cards' 'Limits' text (kept until replaced)")
     args = parser.parse_args(argv)
     try:
         summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, tuple(args.tau), args.seed, args.limit, args.device)
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
         write_csv(args.csv, methods)
     if args.record:
         for folder in filter(None, (args.checkpoint, args.twin)):
-            record_metrics(folder, args.record, summaries)
+            record_metrics(folder, args.record, summaries, args.notes)
     return 0
 
 

@@ -122,7 +122,7 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def model_card(name: str, config: dict, meta: dict, notes: str = "") -> str:
+def model_card(name: str, config: dict, meta: dict) -> str:
     """README.md of a checkpoint folder: what it is, data and licence, training budget, metrics, limits."""
     scale, boundary = config["scale"], config.get("boundary", True)
     kind = "BDFlow" if boundary else "the B-less twin (IRN-style: no boundary map; its B channel joins Z)"
@@ -132,6 +132,7 @@ def model_card(name: str, config: dict, meta: dict, notes: str = "") -> str:
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
     ) or "- (not recorded)"
     metrics = meta.get("metrics", {})
+    lambdas = ", ".join(f"{config.get('lambda_' + k, '?'):g}" for k in ("forw", "back", "lpips", "bam", "latent"))
     metric_rows = "\n".join(
         f"| {split} | {m['method']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} | {m['bytes']:.0f} |"
         for split, rows in metrics.items()
@@ -165,8 +166,8 @@ Trained on `faces/train` of the project's data (3,600 CelebA-HQ faces at 512², 
 CelebAMask-HQ: **non-commercial research use only**. The weights inherit that restriction.
 
 ## Training
-Paper recipe (Adam 0.9/0.999, lr {training.get('lr', '?')} cosine to {training.get('lr_min', '?')}, λ = 2, 2, 1, 16, 4,
-BAW after 30 %), {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
+Adam (0.9, 0.999), lr {training.get('lr', '?')} cosine to {training.get('lr_min', '?')}, λ = {lambdas},
+BAW after {100 * config.get('baw_alpha', 0.3):.0f} % of the iterations, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
 {training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {meta.get('iterations', '?')} iterations, {meta.get('seconds', 0) / 3600:.2f} h in all:
 {budget}
@@ -178,16 +179,21 @@ B target `{config.get('b_target')}`, BAM T = {config.get('bam_threshold')}, {con
 {metric_table}
 
 ## Limits
-{notes or "Faces only (aligned CelebA-HQ); other content is out of domain."}
+{meta.get("notes") or "Faces only (aligned CelebA-HQ); other content is out of domain."}
 """
 
 
-def record_metrics(folder: str | Path, split: str, summaries: list[dict], notes: str = "") -> None:
-    """Store evaluation summaries under meta["metrics"][split] in config.json and rewrite the model card."""
+def record_metrics(folder: str | Path, split: str, summaries: list[dict], notes: str | None = None) -> None:
+    """Store evaluation summaries under meta["metrics"][split] in config.json and rewrite the model card.
+
+    ``notes`` (kept in meta["notes"] until replaced) become the card's "Limits" section.
+    """
     folder = Path(folder)
     payload = json.loads((folder / CONFIG_NAME).read_text())
     meta = payload.setdefault("meta", {})
     meta.setdefault("metrics", {})[split] = summaries
+    if notes is not None:
+        meta["notes"] = notes
     (folder / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
     config = {k: v for k, v in payload.items() if k != "meta"}
-    (folder / "README.md").write_text(model_card(folder.name, config, meta, notes))
+    (folder / "README.md").write_text(model_card(folder.name, config, meta))

@@ -54,12 +54,15 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
 
 def test_record_writes_metrics_and_model_card(small_faces, tmp_path):
     BDFlow(BDFlowConfig(scale=8, hidden=8)).save_pretrained(tmp_path / "m", meta={"iterations": 5})
-    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--limit", "1", "--record", "val-512"]) == 0
+    args = ["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--limit", "1", "--record"]
+    assert main([*args, "val-512", "--notes", "Tiny test model."]) == 0
+    assert main([*args, "test-1024"]) == 0
     model = BDFlow.from_pretrained(tmp_path / "m")
     assert model.meta["iterations"] == 5
     assert [r["method"] for r in model.meta["metrics"]["val-512"]] == ["bicubic round trip", "BDFlow m"]
     card = (tmp_path / "m" / "README.md").read_text()
-    assert "| val-512 | BDFlow m |" in card and "non-commercial" in card
+    assert "| val-512 | BDFlow m |" in card and "| test-1024 | BDFlow m |" in card and "non-commercial" in card
+    assert "Tiny test model." in card and "λ = 2, 2, 1, 16, 4" in card  # the notes are kept by a later --record
 
 
 def test_bad_arguments_are_clear(small_faces, tmp_path, capsys):
