@@ -45,6 +45,49 @@ def plot_training_log(csv_path: str | Path, png_path: str | Path, window: int = 
     return Path(png_path)
 
 
+def plot_runs(logs: dict[str, str | Path], png_path: str | Path, window: int = 100) -> Path:
+    """Several runs side by side (e.g. BDFlow and its twin): reconstruction L1, LPIPS and validation PSNR per step.
+
+    ``logs`` maps a label to a run's log.csv. The L1 panel divides out lambda_2 = 2 (BAW makes it a weighted L1 later).
+    """
+    panels = (("back", "backward L1 (Eq. 9) / 2", 0.5), ("lpips", "LPIPS of X_back", 1.0))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for label, path in logs.items():
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        steps = np.array([int(r["step"]) for r in rows])
+        for ax, (term, title, factor) in zip(axes, panels):
+            smooth = _smooth(factor * np.array([float(r[term]) for r in rows]), window)
+            ax.plot(steps[len(steps) - len(smooth) :], smooth, label=label)
+            ax.set(xlabel="iteration", title=f"{title} (mean of {window})", yscale="log")
+        val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
+        if val:
+            axes[2].plot(*zip(*val), marker="o", label=label)
+    axes[2].set(xlabel="iteration", ylabel="PSNR-Y (dB)", title="validation: 8 faces/val images, bits = 1, tau = 0.8")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bdflow.viz", description="Compare training runs: "
+                                     "python -m bdflow.viz OUT.png LABEL=RUN/log.csv [LABEL=RUN/log.csv ...]")
+    parser.add_argument("out", type=Path, help="PNG to write")
+    parser.add_argument("logs", nargs="+", help="LABEL=path/to/log.csv")
+    args = parser.parse_args(argv)
+    logs = dict(item.split("=", 1) if "=" in item else (Path(item).parent.name, item) for item in args.logs)
+    missing = [p for p in logs.values() if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such log: {', '.join(missing)}")
+    print(plot_runs(logs, args.out))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The app's panels (see bdflow.demo and app.py): plain uint8 RGB arrays, so they work with or without Gradio.
 # --------------------------------------------------------------------------------------------------------------
@@ -126,3 +169,7 @@ def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width
         ax.legend(fontsize=6.5, loc="upper right")
     fig.tight_layout()
     return figure_to_array(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from bdflow import BDFlow
 from bdflow.train import main, parse_args, train
+from bdflow.viz import main as viz_main
 
 TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "4", "--workers", "0", "--val-images", "0"]
 
@@ -30,6 +31,8 @@ def test_few_steps_decrease_the_loss_on_real_faces(data_dir, tmp_path):
     model = BDFlow.from_pretrained(out / "final")
     assert model.meta["iterations"] == 40 and "CPU" in model.meta["sessions"][-1]["hardware"]
     assert (out / "curves.png").stat().st_size > 0
+    assert viz_main([str(out / "compare.png"), f"a={out / 'log.csv'}", str(out / "log.csv")]) == 0  # run comparison
+    assert (out / "compare.png").stat().st_size > 0
 
 
 def test_resume_continues_bit_for_bit(data_dir, tmp_path):
