@@ -58,14 +58,17 @@ def plot_runs(logs: dict[str, str | Path], png_path: str | Path, window: int = 1
         steps = np.array([int(r["step"]) for r in rows])
         for ax, (term, title, factor) in zip(axes, panels):
             smooth = _smooth(factor * np.array([float(r[term]) for r in rows]), window)
-            ax.plot(steps[len(steps) - len(smooth) :], smooth, label=label)
-            ax.set(xlabel="iteration", title=f"{title} (mean of {window})", yscale="log")
+            ax.set(xlabel="iteration", title=f"{title} (mean of {window})")
+            if np.all(smooth > 0):  # a term switched off (lambda = 0) is left out
+                ax.plot(steps[len(steps) - len(smooth) :], smooth, label=label)
+                ax.set_yscale("log")
         val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
         if val:
             axes[2].plot(*zip(*val), marker="o", label=label)
     axes[2].set(xlabel="iteration", ylabel="PSNR-Y (dB)", title="validation: 8 faces/val images, bits = 1, tau = 0.8")
     for ax in axes:
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
