@@ -28,13 +28,12 @@ from PIL import Image
 from torch.nn import functional as F
 
 from .bam import bam
-from .evaluate import bicubic_round_trip, to_8bit
+from .evaluate import bicubic_lr, bicubic_round_trip, to_8bit
 from .hub import CONFIG_NAME, resolve_checkpoint
 from .lpips import LPIPSWeightsNotFound
 from .metrics import lpips_rgb, psnr_y, ssim_y
-from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler, load_image, pad_to_multiple
+from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler, load_image
 from .quantize import check_bits
-from .resize import bicubic_down
 
 DEFAULT_MAX_SIDE = 1024  # larger inputs are downscaled (with a notice) so that one decode stays interactive
 Z_SAMPLE = 50_000  # Z values kept per input for the histogram
@@ -263,7 +262,7 @@ class Demo:
         y, b, z, meta = r.forward_image(rgb)
         meta = {**meta, "kind": "pil", "dtype": "uint8", "notes": notes}
         bicubic = bicubic_round_trip(x, r.scale)
-        lr = to_8bit(bicubic_down(pad_to_multiple(x, r.scale), r.scale))
+        lr = bicubic_lr(x, r.scale)
         return Analysis(
             key=key, label=label, x=x, y=y, b=b, meta=meta,
             bicubic_lr=np.floor(lr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8),

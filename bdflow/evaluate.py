@@ -29,17 +29,23 @@ from .pipeline import DEFAULT_TAU, Rescaler, load_image, pad_to_multiple
 from .resize import bicubic_down, bicubic_up
 
 Z_SAMPLE = 20000  # Z values per image kept for the normality test
+# --probe: decode from altered stored data, to measure what the flow's Y and B carry
+PROBES = {"bicubic-y": "Y := bicubic LR", "no-b": "B := 0"}
 
 
 def to_8bit(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
 
 
+def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The 8-bit bicubic LR (N,3,h,w) of the padded HR x (N,3,H,W), values k/255."""
+    return to_8bit(bicubic_down(pad_to_multiple(x, scale), scale))
+
+
 def bicubic_round_trip(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Bicubic down (8-bit LR), bicubic up, cropped back: the baseline of every table."""
     h, w = x.shape[-2:]
-    lr = to_8bit(bicubic_down(pad_to_multiple(x, scale), scale))
-    return bicubic_up(lr, scale)[..., :h, :w]
+    return bicubic_up(bicubic_lr(x, scale), scale)[..., :h, :w]
 
 
 def scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict[str, float]:
@@ -59,8 +65,8 @@ def entropy_bits(counts: np.ndarray) -> float:
 class Method:
     """One row of the table: a checkpoint (or the bicubic baseline) and what it measured."""
 
-    def __init__(self, name: str, rescaler: Rescaler | None, tau: float = DEFAULT_TAU):
-        self.name, self.rescaler, self.tau = name, rescaler, tau
+    def __init__(self, name: str, rescaler: Rescaler | None, tau: float = DEFAULT_TAU, probe: str | None = None):
+        self.name, self.rescaler, self.tau, self.probe = name, rescaler, tau, probe
         self.rows: list[dict] = []
         self.b_counts = np.zeros(16, dtype=np.int64)
         self.z_values: list[np.ndarray] = []
@@ -75,8 +81,12 @@ class Method:
                 forwards[id(self.rescaler)] = self.rescaler.forward_image(path)
             y, b, z, meta = forwards[id(self.rescaler)]
             enc = self.rescaler.quantize(y, b, bits, meta)
+            if self.probe == "bicubic-y":
+                enc.y = (bicubic_lr(x, scale)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            elif self.probe == "no-b":
+                enc.b = np.zeros_like(enc.b)
             x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=self.tau, seed=seed).cpu(), enc.nbytes
-            if enc.b is not None:
+            if enc.b is not None and self.probe is None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
             self._keep_z(z, seed)
         self.rows.append({"image": path.name, "bytes": nbytes, **scores(x_hat, x, scale)})
@@ -118,8 +128,18 @@ def _flow_methods(label: str, rescaler: Rescaler, taus: tuple[float, ...]) -> li
     return [Method(label if len(taus) == 1 else f"{label} tau={tau:g}", rescaler, tau) for tau in taus]
 
 
+def _probe_methods(label: str, rescaler: Rescaler, tau: float, probes: tuple[str, ...]) -> list[Method]:
+    usable = [p for p in probes if p != "no-b" or rescaler.has_boundary]
+    return [Method(f"{label} ({PROBES[p]})", rescaler, tau, p) for p in usable]
+
+
 def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1, taus: tuple[float, ...] = (DEFAULT_TAU,),
-             seed: int = 0, limit: int = 0, device: str | None = None) -> tuple[list[dict], list[Method]]:
+             seed: int = 0, limit: int = 0, device: str | None = None, probes: tuple[str, ...] = ()
+             ) -> tuple[list[dict], list[Method]]:
+    """Score BDFlow (one row per tau), its twin and the bicubic round trip on every image of ``data``.
+
+    ``probes`` (see PROBES) add rows decoded at the first tau from an altered Y or B.
+    """
     if not taus or any(tau < 0 for tau in taus):
         raise ValueError(f"tau must be >= 0, got {list(taus)}")
     model = Rescaler.from_pretrained(checkpoint, device=device)
@@ -129,7 +149,9 @@ def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1,
         if twin_model.scale != model.scale:
             raise ValueError(f"the twin is x{twin_model.scale} but the checkpoint is x{model.scale}")
         methods += _flow_methods(f"twin {Path(twin).name}", twin_model, taus)
+        methods += _probe_methods(f"twin {Path(twin).name}", twin_model, taus[0], probes)
     methods += _flow_methods(f"BDFlow {Path(checkpoint).name}", model, taus)
+    methods += _probe_methods(f"BDFlow {Path(checkpoint).name}", model, taus[0], probes)
     files = list_images(data)[: limit or None]
     hr_pixels = 0
     for path in tqdm(files, desc=f"evaluating x{model.scale}", unit="image"):
@@ -157,6 +179,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", type=int, default=1, help="k of the stored B (1..4, default 1)")
     parser.add_argument("--tau", type=float, nargs="+", default=[DEFAULT_TAU],
                         help=f"Z temperature(s); several give one row each from one forward pass (default {DEFAULT_TAU})")
+    parser.add_argument("--probe", nargs="+", choices=sorted(PROBES), default=[],
+                        help="extra rows decoded from altered stored data: bicubic-y (the bicubic LR instead of the "
+                        "flow's Y: what Y hides), no-b (B all zeros: what B carries)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the Z samples (default 0)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (default: all)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
@@ -167,7 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--notes", help="with --record: the model cards' 'Limits' text (kept until replaced)")
     args = parser.parse_args(argv)
     try:
-        summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, tuple(args.tau), args.seed, args.limit, args.device)
+        summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, tuple(args.tau), args.seed, args.limit, args.device,
+                                       tuple(args.probe))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from bdflow import BDFlow, BDFlowConfig
@@ -50,6 +51,25 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
     assert mean["psnr"] != sampled["psnr"]
     assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "-1"]) == 1
     assert "tau must be >= 0" in capsys.readouterr().err
+
+
+def test_probes_decode_from_altered_y_and_b(small_faces, tmp_path, capsys):
+    """--probe bicubic-y feeds the bicubic LR: a fresh flow is a Haar pyramid, so Y is the box mean, not bicubic."""
+    model = BDFlow(BDFlowConfig(scale=8, hidden=8))
+    with torch.no_grad():
+        model.levels[-1][-1].eta.conv_out.bias[0] = 1.0  # B's channel (first of u2 in the last coupling) reads 1
+    model.save_pretrained(tmp_path / "m")
+    BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=False)).save_pretrained(tmp_path / "twin")
+    assert main(["--checkpoint", str(tmp_path / "m"), "--twin", str(tmp_path / "twin"), "--data", str(small_faces),
+                 "--tau", "0", "--probe", "bicubic-y", "no-b", "--json", str(tmp_path / "r.json")]) == 0
+    results = {r["method"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    assert set(results) == {"bicubic round trip", "twin twin", "twin twin (Y := bicubic LR)", "BDFlow m",
+                            "BDFlow m (Y := bicubic LR)", "BDFlow m (B := 0)"}  # the twin has no B to drop
+    assert results["BDFlow m (Y := bicubic LR)"]["psnr"] != results["BDFlow m"]["psnr"]
+    assert results["BDFlow m (B := 0)"]["psnr"] != results["BDFlow m"]["psnr"]  # B's channel feeds the inverse
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--probe", "nothing"])
+    assert exit_info.value.code == 2 and "invalid choice: 'nothing'" in capsys.readouterr().err
 
 
 def test_record_writes_metrics_and_model_card(small_faces, tmp_path):
