@@ -28,7 +28,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from .bam import bam
-from .evaluate import bicubic_lr, bicubic_round_trip, to_8bit
+from .evaluate import bicubic_lr_codes, bicubic_round_trip, to_8bit
 from .hub import CONFIG_NAME, resolve_checkpoint
 from .lpips import LPIPSWeightsNotFound
 from .metrics import lpips_rgb, psnr_y, ssim_y
@@ -262,10 +262,8 @@ class Demo:
         y, b, z, meta = r.forward_image(rgb)
         meta = {**meta, "kind": "pil", "dtype": "uint8", "notes": notes}
         bicubic = bicubic_round_trip(x, r.scale)
-        lr = bicubic_lr(x, r.scale)
         return Analysis(
-            key=key, label=label, x=x, y=y, b=b, meta=meta,
-            bicubic_lr=np.floor(lr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8),
+            key=key, label=label, x=x, y=y, b=b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
             bicubic=to_8bit(bicubic), edges=bam(x, bits=1)[0, 0].numpy() > 0,
             z=_sample(z, Z_SAMPLE), z_gt=_sample(x - bicubic, Z_SAMPLE), notes=notes,
         )

@@ -26,6 +26,7 @@ from .data import list_images
 from .hub import record_metrics
 from .metrics import lpips_rgb, psnr_y, ssim_y
 from .pipeline import DEFAULT_TAU, Rescaler, load_image, pad_to_multiple
+from .quantize import y_to_uint8
 from .resize import bicubic_down, bicubic_up
 
 Z_SAMPLE = 20000  # Z values per image kept for the normality test
@@ -40,6 +41,11 @@ def to_8bit(x: torch.Tensor) -> torch.Tensor:
 def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
     """The 8-bit bicubic LR (N,3,h,w) of the padded HR x (N,3,H,W), values k/255."""
     return to_8bit(bicubic_down(pad_to_multiple(x, scale), scale))
+
+
+def bicubic_lr_codes(x: torch.Tensor, scale: int) -> np.ndarray:
+    """The same LR as stored data: uint8 (h,w,3) of the first image, like ``Encoded.y``."""
+    return y_to_uint8(bicubic_lr(x, scale))[0].permute(1, 2, 0).cpu().numpy()
 
 
 def bicubic_round_trip(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -82,7 +88,7 @@ class Method:
             y, b, z, meta = forwards[id(self.rescaler)]
             enc = self.rescaler.quantize(y, b, bits, meta)
             if self.probe == "bicubic-y":
-                enc.y = (bicubic_lr(x, scale)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                enc.y = bicubic_lr_codes(x, scale)
             elif self.probe == "no-b":
                 enc.b = np.zeros_like(enc.b)
             x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=self.tau, seed=seed).cpu(), enc.nbytes
