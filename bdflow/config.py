@@ -27,6 +27,7 @@ class BDFlowConfig:
     blocks_per_level: int = option(2, "InvBlocks after each Haar transform (paper: 2)")
     hidden: int = option(32, "width of the subnets phi, rho, eta")
     res_blocks: int = option(1, "residual blocks (He et al.) inside each subnet")
+    max_3x3_channels: int = option(1024, "subnet convolutions wider than this use 1x1 kernels (keeps x32/x64 small)")
     clamp: float = option(1.0, "affine scale exp(rho) stays in [e^-clamp, e^clamp]")
     boundary: bool = option(True, "store a boundary map B; False gives the IRN-style twin, whose B channel joins Z")
 
@@ -51,7 +52,7 @@ class BDFlowConfig:
             raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
         if self.b_target not in B_TARGETS:
             raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
-        for name in ("blocks_per_level", "hidden", "clamp"):
+        for name in ("blocks_per_level", "hidden", "clamp", "max_3x3_channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

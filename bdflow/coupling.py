@@ -34,14 +34,17 @@ class Subnet(nn.Module):
     """One of phi, rho, eta: (N,c_in,h,w) -> (N,c_out,h,w).
 
     The output convolution starts at zero, so a fresh InvBlock is the identity and a fresh BDFlow is the
-    plain Haar pyramid (Y starts as the box-filtered LR image).
+    plain Haar pyramid (Y starts as the box-filtered LR image). The input and output convolutions are 3x3, or
+    1x1 on a side wider than ``max_3x3_channels`` (design §1: at x64 one 3x3 convolution to the 12,285 channels
+    of the last level would hold 3.5 M weights; the hidden layers keep their 3x3 context).
     """
 
-    def __init__(self, c_in: int, c_out: int, hidden: int, res_blocks: int):
+    def __init__(self, c_in: int, c_out: int, hidden: int, res_blocks: int, max_3x3_channels: int):
         super().__init__()
-        self.conv_in = nn.Conv2d(c_in, hidden, 3, padding=1)
+        k_in, k_out = (3 if c <= max_3x3_channels else 1 for c in (c_in, c_out))
+        self.conv_in = nn.Conv2d(c_in, hidden, k_in, padding=k_in // 2)
         self.body = nn.Sequential(*(ResidualBlock(hidden) for _ in range(res_blocks)))
-        self.conv_out = nn.Conv2d(hidden, c_out, 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden, c_out, k_out, padding=k_out // 2)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -52,13 +55,14 @@ class Subnet(nn.Module):
 class InvBlock(nn.Module):
     """Affine coupling over ``channels`` = 3 + (channels - 3); exactly invertible for any weights."""
 
-    def __init__(self, channels: int, hidden: int, res_blocks: int, clamp: float):
+    def __init__(self, channels: int, hidden: int, res_blocks: int, clamp: float, max_3x3_channels: int):
         super().__init__()
         c2 = channels - Y_CHANNELS
         self.clamp = clamp
-        self.phi = Subnet(c2, Y_CHANNELS, hidden, res_blocks)
-        self.rho = Subnet(Y_CHANNELS, c2, hidden, res_blocks)
-        self.eta = Subnet(Y_CHANNELS, c2, hidden, res_blocks)
+        self.phi, self.rho, self.eta = (
+            Subnet(c_in, c_out, hidden, res_blocks, max_3x3_channels)
+            for c_in, c_out in ((c2, Y_CHANNELS), (Y_CHANNELS, c2), (Y_CHANNELS, c2))
+        )
 
     def _log_scale(self, u1: torch.Tensor) -> torch.Tensor:
         return self.clamp * (2 * torch.sigmoid(self.rho(u1)) - 1)

@@ -28,7 +28,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from .bam import bam
-from .evaluate import bicubic_lr_codes, bicubic_round_trip, to_8bit
+from .evaluate import bicubic_lr_codes, bicubic_round_trip, sample_values, to_8bit
 from .hub import CONFIG_NAME, resolve_checkpoint
 from .lpips import LPIPSWeightsNotFound
 from .metrics import lpips_rgb, psnr_y, ssim_y
@@ -161,13 +161,6 @@ def jpeg_round_trip(y8: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
 
 
-def _sample(values: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
-    flat = values.flatten().float().cpu().numpy()
-    if flat.size <= n:
-        return flat
-    return flat[np.random.default_rng(seed).choice(flat.size, size=n, replace=False)]
-
-
 def _tensor(y8: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y8)).permute(2, 0, 1)[None].float().div(255).to(device)
 
@@ -265,7 +258,7 @@ class Demo:
         return Analysis(
             key=key, label=label, x=x, y=y, b=b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
             bicubic=to_8bit(bicubic), edges=bam(x, bits=1)[0, 0].numpy() > 0,
-            z=_sample(z, Z_SAMPLE), z_gt=_sample(x - bicubic, Z_SAMPLE), notes=notes,
+            z=sample_values(z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE), notes=notes,
         )
 
     def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> tuple[Encoded, int, int, list[str]]:

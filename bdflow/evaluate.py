@@ -63,6 +63,14 @@ def scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict[str, float]
     }
 
 
+def sample_values(values: torch.Tensor, n: int = Z_SAMPLE, seed: int = 0) -> np.ndarray:
+    """At most ``n`` values of a tensor, drawn without replacement (seeded): what histograms and tests see."""
+    flat = values.flatten().float().cpu().numpy()
+    if flat.size <= n:
+        return flat
+    return flat[np.random.default_rng(seed).choice(flat.size, size=n, replace=False)]
+
+
 def entropy_bits(counts: np.ndarray) -> float:
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -94,13 +102,8 @@ class Method:
             x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=self.tau, seed=seed).cpu(), enc.nbytes
             if enc.b is not None and self.probe is None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
-            self._keep_z(z, seed)
+            self.z_values.append(sample_values(z, seed=seed))
         self.rows.append({"image": path.name, "bytes": nbytes, **scores(x_hat, x, scale)})
-
-    def _keep_z(self, z: torch.Tensor, seed: int) -> None:
-        flat = z.flatten().cpu().numpy()
-        pick = np.random.default_rng(seed).choice(flat.size, size=min(Z_SAMPLE, flat.size), replace=False)
-        self.z_values.append(flat[pick])
 
     def summary(self, hr_pixels: float) -> dict:
         mean = {k: float(np.mean([r[k] for r in self.rows])) for k in ("psnr", "ssim", "lpips", "bytes")}

@@ -39,7 +39,8 @@ class BDFlow(nn.Module):
         c = self.config
         self.levels = nn.ModuleList(
             nn.ModuleList(
-                InvBlock(3 * 4**level, c.hidden, c.res_blocks, c.clamp) for _ in range(c.blocks_per_level)
+                InvBlock(3 * 4**level, c.hidden, c.res_blocks, c.clamp, c.max_3x3_channels)
+                for _ in range(c.blocks_per_level)
             )
             for level in range(1, c.levels + 1)
         )
@@ -99,6 +100,20 @@ class BDFlow(nn.Module):
         std = z.std(dim=(0, 2, 3)).clamp_min(min_std)
         self.z_log_scale.copy_(-std.log().view_as(self.z_log_scale))
         return std
+
+    @torch.no_grad()
+    def grow_from(self, parent: "BDFlow") -> None:
+        """Progressive init (design §6): copy the levels of a model of smaller scale; the extra levels stay identity.
+
+        With fresh (identity) levels on top, this model starts as the parent followed by 2x2 mean pooling: its Y
+        and B are the pooled Y and B of the parent. Z's scale is not copied (``init_z_scale`` sets it).
+        """
+        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels")
+        differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
+        if differ or parent.config.levels >= self.config.levels:
+            raise ValueError(f"can only grow from a smaller scale with the same {keep}; differs: {differ or ['scale']}")
+        for mine, theirs in zip(self.levels, parent.levels):
+            mine.load_state_dict(theirs.state_dict())
 
     def split(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The last level's 3 s^2 channels read as [Y, B, Z] (design §1), Z through its scale exp(a)."""

@@ -131,6 +131,10 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
     ) or "- (not recorded)"
+    parent = meta.get("parent")
+    if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
+        budget += (f"\n- before that, grown from `{parent['checkpoint']}` (×{parent['scale']}, {parent.get('iterations')} iterations, "
+                   f"{(parent.get('seconds') or 0) / 3600:.2f} h): its levels initialised this model's first ones")
     metrics = meta.get("metrics", {})
     lambdas = ", ".join(f"{config.get('lambda_' + k, '?'):g}" for k in ("forw", "back", "lpips", "bam", "latent"))
     metric_rows = "\n".join(

@@ -66,6 +66,7 @@ class TrainConfig:
     max_bad_steps: int = option(20, "stop after this many consecutive non-finite losses")
     mixed_precision: str = option("auto", "no | fp16 | bf16 | auto (bf16 on CUDA, off on CPU)")
     resume: bool = option(False, "continue OUT/last if it exists")
+    init_from: str = option("", "start a new run from this smaller-scale checkpoint: its levels, the extra ones identity (design §6)")
     stop_at: int = option(0, "checkpoint and exit after this iteration (0: run to --iters); --resume continues")
     stop_after_minutes: float = option(0.0, "checkpoint and exit after this many minutes (0: no limit)")
 
@@ -249,13 +250,18 @@ def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerato
     if run.resume and not resuming:
         accelerator.print(f"note: nothing to resume in {last}; starting a new run")
     model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config)
+    meta = {}
+    if run.init_from and not resuming:
+        parent = BDFlow.from_pretrained(run.init_from)
+        model.grow_from(parent)
+        meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
     if not resuming:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed: --resume is exact)
         model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
     if resuming and model.config != model_config:
         accelerator.print("note: --resume continues with the model config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(run))
-    start, meta = load_state(last, optimizer, scheduler) if resuming else (0, {})
+    start, meta = load_state(last, optimizer, scheduler) if resuming else (0, meta)
     if resuming:
         accelerator.print(f"resumed {last} at step {start}")
     return model, optimizer, scheduler, start, meta
@@ -296,7 +302,8 @@ def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
         now = time.time() - t0
         session = {"hardware": hardware(accelerator), "from_iteration": start, "to_iteration": done, "seconds": round(now)}
         return {"training": dataclasses.asdict(run), "iterations": done, "seconds": seconds_before + now,
-                "sessions": [*sessions, session], "torch": torch.__version__}
+                "sessions": [*sessions, session], "torch": torch.__version__,
+                **({"parent": meta["parent"]} if "parent" in meta else {})}
 
     bad = 0
     bar = tqdm(range(start, run.iters), initial=start, total=run.iters, disable=not accelerator.is_local_main_process, dynamic_ncols=True)

@@ -146,33 +146,39 @@ def _gauss(t: np.ndarray, mu: float, sigma: float) -> np.ndarray:
     return np.exp(-0.5 * ((t - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
 
 
+def hist_panel(ax, values: np.ndarray, title: str, prior: bool, tau: float | None = None) -> tuple[float, float]:
+    """One panel of Fig. 2: a log-density histogram of ``values`` with its fitted N(mu, sigma^2); with ``prior``
+    also N(0, 1), the prior the flow's Z was trained towards (and N(0, tau^2), what decoding samples).
+    Returns the x-range (lo, hi) it drew."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    mu, sigma = float(values.mean()), max(float(values.std()), 1e-6)
+    lim = max(4 * sigma, 3.5 if prior else 0.0, abs(mu) + 4 * sigma)
+    lo, hi = mu - lim, mu + lim
+    if prior:
+        lo, hi = min(lo, -3.5), max(hi, 3.5)
+    density = ax.hist(values, bins=120, range=(lo, hi), density=True, color="#7a9cc6", alpha=0.75, label="values")[0]
+    t = np.linspace(lo, hi, 400)
+    ax.plot(t, _gauss(t, mu, sigma), color="#d62728", lw=1.5, label=f"fit N({mu:.2f}, {sigma**2:.3g})")
+    if prior:
+        ax.plot(t, _gauss(t, 0.0, 1.0), color="k", lw=1.2, ls="--", label="prior N(0, 1)")
+        if tau is not None and tau > 0:
+            ax.plot(t, _gauss(t, 0.0, tau), color="#2ca02c", lw=1.0, ls=":", label=f"sampled N(0, {tau:.2f}²)")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(1e-4, 0.5 / max(values.size, 1)), top=3 * max(density.max(), 1e-3))
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6.5, loc="upper right")
+    return lo, hi
+
+
 def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width: float = 7.5, height: float = 3.0) -> np.ndarray:
-    """The paper's Fig. 2 for one image, as uint8 RGB: left, the forward Z of the flow with its fitted
-    N(mu, sigma^2), the N(0, 1) prior it was trained towards (and N(0, tau^2), what decoding samples); right,
-    Z_GT = HR - bicubic round trip (pixel units) with its own Gaussian fit."""
+    """The paper's Fig. 2 for one image, as uint8 RGB: left, the forward Z of the flow (see :func:`hist_panel`);
+    right, Z_GT = HR - bicubic round trip (pixel units) with its own Gaussian fit."""
     fig, (ax_z, ax_gt) = plt.subplots(1, 2, figsize=(width, height), dpi=100)
-    for ax, values, title, prior in ((ax_z, z, "forward Z of the flow", True), (ax_gt, z_gt, "Z_GT = HR − bicubic", False)):
-        values = np.asarray(values, dtype=np.float64).ravel()
-        mu, sigma = float(values.mean()), max(float(values.std()), 1e-6)
-        lim = max(4 * sigma, 3.5 if prior else 0.0, abs(mu) + 4 * sigma)
-        lo, hi = mu - lim, mu + lim
-        if prior:
-            lo, hi = min(lo, -3.5), max(hi, 3.5)
-        ax.hist(values, bins=120, range=(lo, hi), density=True, color="#7a9cc6", alpha=0.75, label="values")
-        t = np.linspace(lo, hi, 400)
-        ax.plot(t, _gauss(t, mu, sigma), color="#d62728", lw=1.5, label=f"fit N({mu:.2f}, {sigma**2:.3f})")
-        if prior:
-            ax.plot(t, _gauss(t, 0.0, 1.0), color="k", lw=1.2, ls="--", label="prior N(0, 1)")
-            if tau is not None and tau > 0:
-                ax.plot(t, _gauss(t, 0.0, tau), color="#2ca02c", lw=1.0, ls=":", label=f"sampled N(0, {tau:.2f}²)")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=max(1e-4, 0.5 / max(values.size, 1)))
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, loc="upper right")
+    hist_panel(ax_z, z, "forward Z of the flow", prior=True, tau=tau)
+    hist_panel(ax_gt, z_gt, "Z_GT = HR − bicubic", prior=False)
     fig.tight_layout()
     return figure_to_array(fig)
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -75,7 +75,7 @@ def test_z_scale_init_gives_unit_variance_and_stays_exact(face, boundary):
 
 
 def test_invblock_exact_for_large_weights():
-    block = perturb_(InvBlock(12, hidden=8, res_blocks=2, clamp=1.0), std=0.5)
+    block = perturb_(InvBlock(12, hidden=8, res_blocks=2, clamp=1.0, max_3x3_channels=1024), std=0.5)
     u = torch.randn(2, 12, 8, 8, dtype=torch.float64)
     block = block.double()
     with torch.no_grad():
@@ -111,3 +111,35 @@ def test_config_counts_and_roundtrip():
     assert BDFlowConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown"):
         BDFlowConfig.from_dict({**c.to_dict(), "width": 3})
+
+
+@pytest.mark.parametrize("limit, wide_kernel", [(1024, 1), (4096, 3)])
+def test_wide_subnet_convolutions_use_1x1_kernels(limit, wide_kernel):
+    """max_3x3_channels: at x32 the last level's 3069-channel side gets 1x1 kernels below the limit, 3x3 above it."""
+    model = BDFlow(BDFlowConfig(scale=32, hidden=8, max_3x3_channels=limit))
+    last, first = model.levels[-1][0], model.levels[0][0]
+    assert last.phi.conv_in.kernel_size == last.rho.conv_out.kernel_size == (wide_kernel, wide_kernel)
+    assert last.rho.conv_in.kernel_size == last.phi.conv_out.kernel_size == (3, 3)  # the 3-channel side
+    assert first.eta.conv_out.kernel_size == (3, 3)
+
+
+@pytest.mark.parametrize("boundary", [True, False])
+def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
+    """Progressive init: x16 grown from a x4 parent gives the parent's Y and B, 4x4 mean-pooled, and stays exact."""
+    parent = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, boundary=boundary)), seed=1)
+    child = BDFlow(BDFlowConfig(scale=16, hidden=8, boundary=boundary))
+    child.grow_from(parent)
+    x = face[..., :128, :128]
+    with torch.no_grad():
+        y4, b4, _ = parent(x)
+        y16, b16, z16 = child(x)
+        assert torch.allclose(y16, torch.nn.functional.avg_pool2d(y4, 4), atol=1e-5)
+        if boundary:
+            assert torch.allclose(b16, torch.nn.functional.avg_pool2d(b4, 4), atol=1e-5)
+        assert (child.inverse(y16, b16, z16) - x).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("parent_config", [dict(scale=16), dict(scale=4, hidden=16), dict(scale=4, boundary=False)])
+def test_grow_from_refuses_an_incompatible_parent(parent_config):
+    with pytest.raises(ValueError, match="grow"):
+        BDFlow(BDFlowConfig(scale=16, hidden=8)).grow_from(BDFlow(BDFlowConfig(**{"hidden": 8, **parent_config})))

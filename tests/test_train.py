@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from bdflow import BDFlow
+from bdflow.hub import model_card
 from bdflow.train import main, parse_args, train
 from bdflow.viz import main as viz_main
 
@@ -68,3 +69,18 @@ def test_bad_flags_are_refused(flags, message, capsys):
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     assert main([*TINY, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--iters", "1"]) == 1
     assert "image folder not found" in capsys.readouterr().err
+
+
+def test_init_from_a_smaller_scale_records_the_parent(data_dir, tmp_path):
+    """--init-from: a x8 run starts from a trained x4 run's levels and its card names the parent and its budget."""
+    parent, child = tmp_path / "x4", tmp_path / "x8"
+    assert main(_args(data_dir, parent, "--iters", "2")) == 0
+    assert main(_args(data_dir, child, "--iters", "2", "--scale", "8", "--init-from", str(parent / "final"))) == 0
+    model = BDFlow.from_pretrained(child / "final")
+    assert model.meta["parent"]["scale"] == 4 and model.meta["parent"]["iterations"] == 2
+    assert f"grown from `{parent / 'final'}` (×4, 2 iterations" in model_card("x8", model.config.to_dict(), model.meta)
+    parent_weights = BDFlow.from_pretrained(parent / "final").state_dict()
+    first_level = {k: v for k, v in model.state_dict().items() if k.startswith("levels.0.")}
+    # two Adam steps at lr 2e-4 move a weight by ~4e-4; a fresh initialisation would differ by ~0.1
+    drift = max((v - parent_weights[k]).abs().max().item() for k, v in first_level.items())
+    assert first_level and 0 < drift < 1e-2
