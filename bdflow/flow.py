@@ -103,15 +103,16 @@ class BDFlow(nn.Module):
 
     @torch.no_grad()
     def grow_from(self, parent: "BDFlow") -> None:
-        """Progressive init (design §6): copy the levels of a model of smaller scale; the extra levels stay identity.
+        """Progressive init (docs/design.md): copy the levels of a model of smaller (or equal: a fine-tune) scale;
+        the extra levels stay identity.
 
         With fresh (identity) levels on top, this model starts as the parent followed by 2x2 mean pooling: its Y
         and B are the pooled Y and B of the parent. Z's scale is not copied (``init_z_scale`` sets it).
         """
         keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels")
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
-        if differ or parent.config.levels >= self.config.levels:
-            raise ValueError(f"can only grow from a smaller scale with the same {keep}; differs: {differ or ['scale']}")
+        if differ or parent.config.levels > self.config.levels:
+            raise ValueError(f"can only grow from a smaller or equal scale with the same {keep}; differs: {differ or ['scale']}")
         for mine, theirs in zip(self.levels, parent.levels):
             mine.load_state_dict(theirs.state_dict())
 

@@ -66,7 +66,7 @@ class TrainConfig:
     max_bad_steps: int = option(20, "stop after this many consecutive non-finite losses")
     mixed_precision: str = option("auto", "no | fp16 | bf16 | auto (bf16 on CUDA, off on CPU)")
     resume: bool = option(False, "continue OUT/last if it exists")
-    init_from: str = option("", "start a new run from this smaller-scale checkpoint: its levels, the extra ones identity (design §6)")
+    init_from: str = option("", "start a new run from this checkpoint of smaller or equal scale: its levels, any extra ones identity (docs/design.md)")
     stop_at: int = option(0, "checkpoint and exit after this iteration (0: run to --iters); --resume continues")
     stop_after_minutes: float = option(0.0, "checkpoint and exit after this many minutes (0: no limit)")
 

@@ -65,7 +65,7 @@ def plot_runs(logs: dict[str, str | Path], png_path: str | Path, window: int = 1
         val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
         if val:
             axes[2].plot(*zip(*val), marker="o", label=label)
-    axes[2].set(xlabel="iteration", ylabel="PSNR-Y (dB)", title="validation: 8 faces/val images, bits = 1, tau = 0.8")
+    axes[2].set(xlabel="iteration", ylabel="PSNR-Y (dB)", title="validation: first --val-images of faces/val, bits = 1, --val-tau")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -139,7 +139,7 @@ def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
         assert (child.inverse(y16, b16, z16) - x).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("parent_config", [dict(scale=16), dict(scale=4, hidden=16), dict(scale=4, boundary=False)])
+@pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False)])
 def test_grow_from_refuses_an_incompatible_parent(parent_config):
     with pytest.raises(ValueError, match="grow"):
         BDFlow(BDFlowConfig(scale=16, hidden=8)).grow_from(BDFlow(BDFlowConfig(**{"hidden": 8, **parent_config})))
