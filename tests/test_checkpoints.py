@@ -14,10 +14,15 @@ from bdflow.evaluate import evaluate
 from tests.conftest import REPO
 
 MiB = 1 << 20
-SHIPPED = ["face-x8", "face-x16", "face-x16-noB"]
+SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-x64-noB"]
 SPLITS = ["val-512", "test-1024"]
-# results/<file>.csv: (checkpoint, twin) evaluated on faces/val with bits = 1, taus 0.8 and 0 (see docs/results.md)
-RESULTS = {"x8-val": ("face-x8", None), "x16-val": ("face-x16", "face-x16-noB")}
+# results/<file>.csv: (checkpoint, twin, taus) evaluated on faces/val with bits = 1 (docs/results.md, docs/reproduction.md)
+RESULTS = {
+    "x8-val": ("face-x8", None, (0.8, 0.0)),
+    "x16-val": ("face-x16", "face-x16-noB", (0.8, 0.0)),
+    "x32-val": ("face-x32", None, (0.8,)),
+    "x64-val": ("face-x64", "face-x64-noB", (0.8,)),
+}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -31,6 +36,8 @@ def test_checkpoint_loads_offline_and_records_its_budget(name):
     assert set(SPLITS) <= set(meta["metrics"])
     card = (folder / "README.md").read_text()
     assert "non-commercial" in card and all(f"| {split} |" in card for split in SPLITS)
+    if "parent" in meta:  # grown with --init-from: the parent ships too, and the card counts its budget
+        assert (REPO / meta["parent"]["checkpoint"]).is_dir() and "grown from" in card
 
 
 @pytest.mark.parametrize("results", sorted(RESULTS))
@@ -39,8 +46,9 @@ def test_results_are_recreated_by_evaluate(results, data_dir):
         rows = list(csv.DictReader(f))
     first = rows[0]["image"]
     expected = {r["method"]: r for r in rows if r["image"] == first}
-    checkpoint, twin = (str(REPO / "checkpoints" / n) if n else None for n in RESULTS[results])
-    _, methods = evaluate(checkpoint, str(data_dir / "faces" / "val"), twin, bits=1, taus=(0.8, 0.0), limit=1, device="cpu")
+    *names, taus = RESULTS[results]
+    checkpoint, twin = (str(REPO / "checkpoints" / n) if n else None for n in names)
+    _, methods = evaluate(checkpoint, str(data_dir / "faces" / "val"), twin, bits=1, taus=taus, limit=1, device="cpu")
     assert [m.name for m in methods] == list(expected)
     for m in methods:
         for key in ("psnr", "ssim", "lpips"):
@@ -48,7 +56,7 @@ def test_results_are_recreated_by_evaluate(results, data_dir):
 
 
 def test_results_json_matches_the_model_cards():
-    for results, (checkpoint, _) in RESULTS.items():
+    for results, (checkpoint, _, _) in RESULTS.items():
         summary = json.loads((REPO / "docs" / "results" / f"{results}.json").read_text())["results"]
         recorded = Rescaler.from_pretrained(REPO / "checkpoints" / checkpoint, device="cpu").model.meta["metrics"]["val-512"]
         assert [s["psnr"] for s in summary] == [s["psnr"] for s in recorded]
