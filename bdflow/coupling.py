@@ -35,8 +35,9 @@ class Subnet(nn.Module):
 
     The output convolution starts at zero, so a fresh InvBlock is the identity and a fresh BDFlow is the
     plain Haar pyramid (Y starts as the box-filtered LR image). The input and output convolutions are 3x3, or
-    1x1 on a side wider than ``max_3x3_channels`` (docs/design.md, "1×1 kernels on the wide side": at x64 one 3x3 convolution to the 12,285 channels
-    of the last level would hold 3.5 M weights; the hidden layers keep their 3x3 context).
+    1x1 on a side wider than ``max_3x3_channels`` (docs/design.md, "1×1 kernels on the wide side": at x64 one
+    3x3 convolution to the 12,285 channels of the last level would hold 3.5 M weights; the hidden layers keep
+    their 3x3 context).
     """
 
     def __init__(self, c_in: int, c_out: int, hidden: int, res_blocks: int, max_3x3_channels: int):
