@@ -251,11 +251,12 @@ def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerato
         accelerator.print(f"note: nothing to resume in {last}; starting a new run")
     model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config)
     meta = {}
-    if run.init_from and not resuming:
-        parent = BDFlow.from_pretrained(run.init_from)
-        model.grow_from(parent)
-        meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
-    if not resuming:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed: --resume is exact)
+    if not resuming:
+        if run.init_from:  # progressive init: the parent's levels, its budget recorded in meta
+            parent = BDFlow.from_pretrained(run.init_from)
+            model.grow_from(parent)
+            meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
+        # ActNorm's data-dependent init on batch 0 (a pure function of the seed: --resume is exact)
         model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
     if resuming and model.config != model_config:
         accelerator.print("note: --resume continues with the model config saved in OUT/last")

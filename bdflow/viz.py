@@ -180,5 +180,6 @@ def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width
     fig.tight_layout()
     return figure_to_array(fig)
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
