@@ -44,6 +44,7 @@ class BDFlowConfig:
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
     lambda_latent: float = option(4.0, "lambda_5, Gaussian NLL of Z (Eq. 11)")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
+    baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
 
     def __post_init__(self):
         if self.scale not in SCALES:
@@ -52,6 +53,8 @@ class BDFlowConfig:
             raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
         if self.b_target not in B_TARGETS:
             raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
+        if self.baw_twin and self.boundary:
+            raise ValueError("baw_twin applies to the twin only (boundary=False); a model with B always uses BAW")
         for name in ("blocks_per_level", "hidden", "clamp", "max_3x3_channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -60,6 +63,11 @@ class BDFlowConfig:
     def levels(self) -> int:
         """n, the number of Haar levels: scale = 2^n."""
         return int(math.log2(self.scale))
+
+    @property
+    def baw(self) -> bool:
+        """Whether L_back is weighted by the boundary magnitude (BAW, Eq. 4) once training passes baw_alpha."""
+        return self.boundary or self.baw_twin
 
     @property
     def channels(self) -> int:

@@ -127,6 +127,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     scale, boundary = config["scale"], config.get("boundary", True)
     kind = "BDFlow" if boundary else "the B-less twin (IRN-style: no boundary map; its B channel joins Z)"
     training = meta.get("training", {})
+    baw_on = boundary or config.get("baw_twin", False)
+    baw = f"BAW after {100 * config.get('baw_alpha', 0.3):.0f} % of the iterations" if baw_on else "no BAW (L1 alike on every pixel)"
     sessions = meta.get("sessions", [])
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
@@ -171,7 +173,7 @@ CelebAMask-HQ: **non-commercial research use only**. The weights inherit that re
 
 ## Training
 Adam (0.9, 0.999), lr {training.get('lr', '?')} cosine to {training.get('lr_min', '?')}, λ = {lambdas},
-BAW after {100 * config.get('baw_alpha', 0.3):.0f} % of the iterations, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
+{baw}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
 {training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {meta.get('iterations', '?')} iterations, {meta.get('seconds', 0) / 3600:.2f} h in all:
 {budget}

@@ -80,7 +80,8 @@ def bdflow_loss(
 ) -> LossTerms:
     """Eq. 7 for a batch x (N,3,H,W) in [0, 1]; ``progress`` in [0, 1] is the fraction of training done.
 
-    The twin (``config.boundary=False``) drops L_BAM and BAW: same recipe otherwise.
+    The twin (``config.boundary=False``) drops L_BAM, and BAW too unless ``config.baw_twin`` (Table 3's
+    'BAW only'): same recipe otherwise.
     """
     c: BDFlowConfig = model.config
     y, b, z = model(x)
@@ -88,14 +89,13 @@ def bdflow_loss(
     latent = latent_nll(z)
     z_prior = sample_z(y, c.z_channels, tau=1.0, generator=generator)
     bam_kw = dict(sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
+    b_s = boundary_strength(x, **bam_kw) if c.baw else None  # once, for both L_BAM's target and BAW
+    weight = baw_weight(b_s, c.lambda_back, active=progress >= c.baw_alpha) if c.baw else c.lambda_back
     if c.boundary:
-        b_s = boundary_strength(x, **bam_kw)  # once, for both L_BAM's target and BAW
         bam_term = bam_loss(b, boundary_target(x, c.scale, mode=c.b_target, b_s=b_s, **bam_kw))
-        weight = baw_weight(b_s, c.lambda_back, active=progress >= c.baw_alpha)
         x_back = model.inverse(quantize_y(y), quantize_b(b, bits), z_prior)
     else:
         bam_term = torch.zeros((), device=x.device)
-        weight = c.lambda_back
         x_back = model.inverse(quantize_y(y), None, z_prior)
     back = backward_loss(x_back, x, weight)
     perceptual = lpips(x_back.clamp(0, 1), x).mean() if c.lambda_lpips > 0 else torch.zeros((), device=x.device)

@@ -99,7 +99,7 @@ def test_sample_z_temperature_and_seed():
         sample_z(y, 5, -0.1)
 
 
-@pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0)])
+@pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0), dict(baw_twin=True)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         BDFlowConfig(**bad)

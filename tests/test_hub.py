@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bdflow import BDFlow, BDFlowConfig, Rescaler
-from bdflow.hub import weights_digest
+from bdflow.hub import model_card, weights_digest
 from tests.conftest import perturb_
 
 MiB = 1 << 20
@@ -21,6 +21,16 @@ def test_roundtrip_and_meta(tmp_path):
     loaded = BDFlow.from_pretrained(tmp_path / "m")
     assert loaded.meta == {"iterations": 3} and loaded.config == model.config
     assert weights_digest(loaded.state_dict()) == weights_digest(model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "config, says",
+    [(dict(), "BAW after 30 %"), (dict(boundary=False), "no BAW"), (dict(boundary=False, baw_twin=True), "BAW after 30 %")],
+    ids=["bdflow", "twin", "twin-baw-only"],
+)
+def test_model_card_says_whether_baw_weighted_the_loss(config, says):
+    card = model_card("m", BDFlowConfig(scale=4, **config).to_dict(), meta={})
+    assert says in card
 
 
 def test_large_model_sharded_below_16_mib(tmp_path):

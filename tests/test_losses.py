@@ -58,10 +58,18 @@ def test_full_loss_terms_and_gradients(face, boundary):
     assert all(p.grad is not None for p in model.parameters())
 
 
-def test_baw_switches_on_after_alpha(face):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0)), std=0.01)
+@pytest.mark.parametrize("config", [dict(), dict(boundary=False, baw_twin=True)], ids=["bdflow", "twin-baw-only"])
+def test_baw_switches_on_after_alpha(face, config):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0, **config)), std=0.01)
     x = face[..., 128:192, 128:192]
     before = bdflow_loss(model, x, 1, progress=0.29, generator=torch.Generator().manual_seed(0))
     after = bdflow_loss(model, x, 1, progress=0.30, generator=torch.Generator().manual_seed(0))
     assert after.back > before.back  # the same error, now weighted up on boundaries
     assert after.forw == before.forw and after.latent == before.latent
+
+
+def test_twin_without_baw_weighs_every_pixel_alike(face):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0, boundary=False)), std=0.01)
+    x = face[..., 128:192, 128:192]
+    before, after = (bdflow_loss(model, x, 1, progress=p, generator=torch.Generator().manual_seed(0)) for p in (0.29, 0.9))
+    assert after.back == before.back
