@@ -132,6 +132,13 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def model_label(checkpoint: str, rescaler: Rescaler) -> str:
+    """'BDFlow face-x64' or 'twin face-x64-noB'; a training run's OUT/final or OUT/last is named by its OUT."""
+    path = Path(checkpoint)
+    name = f"{path.parent.name}/{path.name}" if path.name in ("final", "last") else path.name
+    return f"{'BDFlow' if rescaler.has_boundary else 'twin'} {name}"
+
+
 def _flow_methods(label: str, rescaler: Rescaler, taus: tuple[float, ...]) -> list[Method]:
     """One row per tau (named "LABEL tau=t" when there are several)."""
     return [Method(label if len(taus) == 1 else f"{label} tau={tau:g}", rescaler, tau) for tau in taus]
@@ -152,15 +159,16 @@ def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1,
     if not taus or any(tau < 0 for tau in taus):
         raise ValueError(f"tau must be >= 0, got {list(taus)}")
     model = Rescaler.from_pretrained(checkpoint, device=device)
-    methods = [Method("bicubic round trip", None)]
+    flows = [(checkpoint, model)]
     if twin:
         twin_model = Rescaler.from_pretrained(twin, device=device)
         if twin_model.scale != model.scale:
             raise ValueError(f"the twin is x{twin_model.scale} but the checkpoint is x{model.scale}")
-        methods += _flow_methods(f"twin {Path(twin).name}", twin_model, taus)
-        methods += _probe_methods(f"twin {Path(twin).name}", twin_model, taus[0], probes)
-    methods += _flow_methods(f"BDFlow {Path(checkpoint).name}", model, taus)
-    methods += _probe_methods(f"BDFlow {Path(checkpoint).name}", model, taus[0], probes)
+        flows.insert(0, (twin, twin_model))
+    methods = [Method("bicubic round trip", None)]
+    for path, rescaler in flows:
+        label = model_label(path, rescaler)
+        methods += _flow_methods(label, rescaler, taus) + _probe_methods(label, rescaler, taus[0], probes)
     files = list_images(data)[: limit or None]
     hr_pixels = 0
     for path in tqdm(files, desc=f"evaluating x{model.scale}", unit="image"):

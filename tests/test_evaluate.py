@@ -96,3 +96,14 @@ def test_bad_arguments_are_clear(small_faces, tmp_path, capsys):
 def test_entropy():
     assert entropy_bits(np.array([5, 5, 0, 0])) == 1.0
     assert entropy_bits(np.array([7, 0])) == 0.0
+
+
+@pytest.mark.parametrize(
+    "folder, boundary, label",
+    [("face-x8", True, "BDFlow face-x8"), ("run/final", True, "BDFlow run/final"), ("arm/last", False, "twin arm/last")],
+)
+def test_rows_are_named_by_kind_and_run(small_faces, tmp_path, folder, boundary, label):
+    BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)).save_pretrained(tmp_path / folder)
+    assert main(["--checkpoint", str(tmp_path / folder), "--data", str(small_faces), "--limit", "1",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert [r["method"] for r in json.loads((tmp_path / "r.json").read_text())["results"]] == ["bicubic round trip", label]
