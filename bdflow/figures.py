@@ -12,11 +12,20 @@ Exact moments over every value (mean, variance, excess kurtosis), histograms fro
 
     python -m bdflow.figures fig2 --bdflow checkpoints/face-x64 --twin checkpoints/face-x64-noB \
         --data ../shared/data/faces/val --out docs/results/fig2
+
+Tables 3 and 4 (ablations): ``ablation`` gathers the per-image scores that ``bdflow.evaluate --csv`` wrote for
+each arm of a study (``training/ablation-x64.sh``) into one table: each arm's means and its paired difference
+to a reference arm on the same images, with a 95 % interval (1.96 standard errors of the per-image difference),
+so a row can say whether an arm differs at all at the budget it had.
+
+    python -m bdflow.figures ablation --runs training/ablation-x64 --scores val50.csv --reference both \
+        --out docs/results/ablation-x64
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -113,6 +122,82 @@ def fig2(data: str, bdflow: str, twin: str, out: Path, limit: int = 0, seed: int
     return result
 
 
+METRICS = ("psnr", "ssim", "lpips")
+BICUBIC = "bicubic round trip"
+
+
+def read_scores(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """An evaluate CSV -> {method: {"image": names, metric: per-image values}}, images in file order."""
+    rows: dict[str, list[dict]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(row["method"], []).append(row)
+    return {m: {"image": np.array([r["image"] for r in rs]), **{k: np.array([float(r[k]) for r in rs]) for k in METRICS}}
+            for m, rs in rows.items()}
+
+
+def arm_scores(path: Path) -> tuple[dict, dict]:
+    """(the arm's one flow row, the bicubic row) of an evaluate CSV; a clear error for anything else."""
+    scores = read_scores(path)
+    flows = [m for m in scores if m != BICUBIC]
+    if len(flows) != 1 or BICUBIC not in scores:
+        raise ValueError(f"{path}: expected the bicubic row and one model row, found {sorted(scores)}")
+    return scores[flows[0]], scores[BICUBIC]
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Mean of a - b over paired images and the half-width of its 95 % interval (1.96 standard errors)."""
+    d = a - b
+    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
+    return {"mean": float(d.mean()), "ci95": float(half)}
+
+
+def ablation(runs: Path, scores: str, reference: str, out: Path) -> dict:
+    """Tables 3/4: every arm (RUNS/ARM/SCORES) beside the reference arm on the same images; writes OUT.md/.json."""
+    paths = sorted(runs.glob(f"*/{scores}"))
+    arms = {p.parent.name: arm_scores(p) for p in paths}
+    if reference not in arms:
+        raise FileNotFoundError(f"no {runs / reference / scores}: the reference arm must be scored (found {sorted(arms)})")
+    ref, bicubic = arms[reference]
+    for name, (flow, _) in arms.items():
+        if not np.array_equal(flow["image"], ref["image"]):
+            raise ValueError(f"arm {name} was scored on other images than {reference}: compare like with like")
+    table = {name: {"images": int(flow["image"].size), **{k: float(flow[k].mean()) for k in METRICS},
+                    "vs_reference": {k: paired(flow[k], ref[k]) for k in METRICS}}
+             for name, (flow, _) in arms.items()}
+    result = {"runs": str(runs), "scores": scores, "reference": reference,
+              "bicubic": {k: float(bicubic[k].mean()) for k in METRICS}, "arms": table}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(ablation_markdown(result))
+    return result
+
+
+def ablation_markdown(result: dict) -> str:
+    """The table of ``ablation``: means, then each metric's paired difference to the reference (± 95 %)."""
+    ref = result["reference"]
+    lines = [f"| arm | PSNR-Y | SSIM-Y | LPIPS | ΔPSNR vs {ref} | ΔSSIM vs {ref} | ΔLPIPS vs {ref} |", "|---" * 7 + "|"]
+    b = result["bicubic"]
+    lines.append(f"| bicubic round trip | {b['psnr']:.2f} | {b['ssim']:.4f} | {b['lpips']:.3f} | | | |")
+    for name, arm in result["arms"].items():
+        deltas = [arm["vs_reference"][k] for k in METRICS]
+        cells = ["–" if name == ref else f"{d['mean']:+.{p}f} ± {d['ci95']:.{p}f}" for d, p in zip(deltas, (2, 4, 3))]
+        lines.append(f"| {name} | {arm['psnr']:.2f} | {arm['ssim']:.4f} | {arm['lpips']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _print_fig2(args) -> None:
+    result = fig2(args.data, args.bdflow, args.twin, args.out, args.limit, args.seed)
+    for group, s in result["stats"].items():
+        print(f"{group:>28}: mean {s['mean']:+.4f}  var {s['var']:.4g}  excess kurtosis {s['excess_kurtosis']:.2f}  ({s['count']:,} values)")
+    print(f"wrote {args.out.with_suffix('.png')} and {args.out.with_suffix('.json')}")
+
+
+def _print_ablation(args) -> None:
+    result = ablation(args.runs, args.scores, args.reference, args.out)
+    print(ablation_markdown(result) + f"\nwrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bdflow.figures", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="figure", required=True)
@@ -123,15 +208,19 @@ def main(argv=None) -> int:
     p2.add_argument("--out", type=Path, default=Path("docs/results/fig2"), help="writes OUT.png and OUT.json")
     p2.add_argument("--limit", type=int, default=0, help="only the first N images (default: all)")
     p2.add_argument("--seed", type=int, default=0, help="seed of the histogram samples")
+    p2.set_defaults(run=_print_fig2)
+    pa = sub.add_parser("ablation", help="Tables 3/4: the arms of a study beside a reference arm (paired, 95 %%)")
+    pa.add_argument("--runs", type=Path, required=True, help="folder of arms, each RUNS/ARM/SCORES (evaluate --csv)")
+    pa.add_argument("--scores", default="val50.csv", help="the per-image CSV name inside each arm (default val50.csv)")
+    pa.add_argument("--reference", default="both", help="the arm every other is compared with (default: both)")
+    pa.add_argument("--out", type=Path, default=Path("docs/results/ablation"), help="writes OUT.md and OUT.json")
+    pa.set_defaults(run=_print_ablation)
     args = parser.parse_args(argv)
     try:
-        result = fig2(args.data, args.bdflow, args.twin, args.out, args.limit, args.seed)
+        args.run(args)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for group, s in result["stats"].items():
-        print(f"{group:>28}: mean {s['mean']:+.4f}  var {s['var']:.4g}  excess kurtosis {s['excess_kurtosis']:.2f}  ({s['count']:,} values)")
-    print(f"wrote {args.out.with_suffix('.png')} and {args.out.with_suffix('.json')}")
     return 0
 
 

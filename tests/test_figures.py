@@ -1,7 +1,9 @@
 """Fig. 2 re-created: exact moments, the boundary split of Z_GT, the twin/BDFlow pair checked, files written."""
 
+import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -54,3 +56,39 @@ def test_fig2_refuses_a_swapped_pair(pair, data_dir, capsys):
     bd, twin = pair
     assert main(["fig2", "--bdflow", str(twin), "--twin", str(bd), "--limit", "1"]) == 1
     assert "--twin must be a B-less model" in capsys.readouterr().err
+
+
+def write_arm(runs, arm, psnr, images=("a.png", "b.png", "c.png"), model="BDFlow arm/final"):
+    """An evaluate --csv file for one arm: bicubic at 20 dB, the model at the given per-image PSNRs."""
+    (runs / arm).mkdir(parents=True, exist_ok=True)
+    with open(runs / arm / "val50.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "image", "psnr", "ssim", "lpips", "bytes"])
+        w.writerows(["bicubic round trip", im, 20.0, 0.5, 0.7, 192] for im in images)
+        w.writerows([model, im, v, 0.4, 0.4, 200] for im, v in zip(images, psnr))
+
+
+def test_ablation_table_pairs_every_arm_with_the_reference(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_arm(runs, "both", [21.0, 22.0, 23.0])
+    write_arm(runs, "neither", [21.5, 22.0, 24.0], model="twin neither/final")
+    out = tmp_path / "table"
+    assert main(["ablation", "--runs", str(runs), "--reference", "both", "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    delta = result["arms"]["neither"]["vs_reference"]["psnr"]
+    d = np.array([0.5, 0.0, 1.0])
+    assert delta["mean"] == pytest.approx(d.mean()) and delta["ci95"] == pytest.approx(1.96 * d.std(ddof=1) / np.sqrt(3))
+    assert result["arms"]["both"]["psnr"] == pytest.approx(22.0) and result["bicubic"]["psnr"] == 20.0
+    table = out.with_suffix(".md").read_text()
+    assert "| neither | 22.50 |" in table and "+0.50 ± 0.57" in table and table in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arms, message",
+    [({"both": ("a.png", "b.png"), "T20": ("a.png", "c.png")}, "other images"), ({"T20": ("a.png", "b.png")}, "reference arm")],
+)
+def test_ablation_refuses_unpaired_or_missing_arms(tmp_path, capsys, arms, message):
+    for arm, images in arms.items():
+        write_arm(tmp_path, arm, [21.0, 22.0], images=images)
+    assert main(["ablation", "--runs", str(tmp_path), "--out", str(tmp_path / "t")]) == 1
+    assert message in capsys.readouterr().err
