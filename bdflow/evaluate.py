@@ -132,7 +132,7 @@ def markdown(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def model_label(checkpoint: str, rescaler: Rescaler) -> str:
+def row_label(checkpoint: str, rescaler: Rescaler) -> str:
     """'BDFlow face-x64' or 'twin face-x64-noB'; a training run's OUT/final or OUT/last is named by its OUT."""
     path = Path(checkpoint)
     name = f"{path.parent.name}/{path.name}" if path.name in ("final", "last") else path.name
@@ -167,7 +167,7 @@ def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1,
         flows.insert(0, (twin, twin_model))
     methods = [Method("bicubic round trip", None)]
     for path, rescaler in flows:
-        label = model_label(path, rescaler)
+        label = row_label(path, rescaler)
         methods += _flow_methods(label, rescaler, taus) + _probe_methods(label, rescaler, taus[0], probes)
     files = list_images(data)[: limit or None]
     hr_pixels = 0

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .bam import boundary_strength
 from .data import list_images
-from .evaluate import bicubic_round_trip, model_label, sample_values
+from .evaluate import bicubic_round_trip, row_label, sample_values
 from .pipeline import Rescaler, load_image
 from .viz import hist_panel, plt
 
@@ -112,7 +112,7 @@ def fig2(data: str, bdflow: str, twin: str, out: Path, limit: int = 0, seed: int
         raise ValueError("--twin must be a B-less model (boundary=False) and --bdflow a model with B")
     if twin_model.scale != bdflow_model.scale:
         raise ValueError(f"the twin is x{twin_model.scale} but BDFlow is x{bdflow_model.scale}: they must share a scale")
-    models = {model_label(twin, twin_model): twin_model, model_label(bdflow, bdflow_model): bdflow_model}
+    models = {row_label(twin, twin_model): twin_model, row_label(bdflow, bdflow_model): bdflow_model}
     files, scale = list_images(data)[: limit or None], bdflow_model.scale
     stats, samples = collect_fig2(files, models, scale, seed)
     plot_fig2(stats, samples, list(models), scale, out.with_suffix(".png"))
