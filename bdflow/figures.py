@@ -152,12 +152,15 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"mean": float(d.mean()), "ci95": float(half)}
 
 
-def ablation(runs: Path, scores: str, reference: str, out: Path) -> dict:
-    """Tables 3/4: every arm (RUNS/ARM/SCORES) beside the reference arm on the same images; writes OUT.md/.json."""
-    paths = sorted(runs.glob(f"*/{scores}"))
-    arms = {p.parent.name: arm_scores(p) for p in paths}
-    if reference not in arms:
-        raise FileNotFoundError(f"no {runs / reference / scores}: the reference arm must be scored (found {sorted(arms)})")
+def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str] | None = None) -> dict:
+    """Tables 3/4: the arms (RUNS/ARM/SCORES; ``names`` in that order, else all) beside the reference arm on the
+    same images; writes OUT.md and OUT.json."""
+    names = names or sorted(p.parent.name for p in runs.glob(f"*/{scores}"))
+    missing = [n for n in dict.fromkeys([reference, *names]) if not (runs / n / scores).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no scores for arm(s) {missing} (expected {runs}/ARM/{scores}; score them first)")
+    arms = {name: arm_scores(runs / name / scores) for name in names}
+    arms.setdefault(reference, arm_scores(runs / reference / scores))
     ref, bicubic = arms[reference]
     for name, (flow, _) in arms.items():
         if not np.array_equal(flow["image"], ref["image"]):
@@ -194,7 +197,7 @@ def _print_fig2(args) -> None:
 
 
 def _print_ablation(args) -> None:
-    result = ablation(args.runs, args.scores, args.reference, args.out)
+    result = ablation(args.runs, args.scores, args.reference, args.out, args.arms)
     print(ablation_markdown(result) + f"\nwrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
 
 
@@ -213,6 +216,7 @@ def main(argv=None) -> int:
     pa.add_argument("--runs", type=Path, required=True, help="folder of arms, each RUNS/ARM/SCORES (evaluate --csv)")
     pa.add_argument("--scores", default="val50.csv", help="the per-image CSV name inside each arm (default val50.csv)")
     pa.add_argument("--reference", default="both", help="the arm every other is compared with (default: both)")
+    pa.add_argument("--arms", nargs="+", help="the arms, in the table's order (default: every scored arm)")
     pa.add_argument("--out", type=Path, default=Path("docs/results/ablation"), help="writes OUT.md and OUT.json")
     pa.set_defaults(run=_print_ablation)
     args = parser.parse_args(argv)

@@ -85,10 +85,17 @@ def test_ablation_table_pairs_every_arm_with_the_reference(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "arms, message",
-    [({"both": ("a.png", "b.png"), "T20": ("a.png", "c.png")}, "other images"), ({"T20": ("a.png", "b.png")}, "reference arm")],
+    [({"both": ("a.png", "b.png"), "T20": ("a.png", "c.png")}, "other images"), ({"T20": ("a.png", "b.png")}, "['both']")],
 )
 def test_ablation_refuses_unpaired_or_missing_arms(tmp_path, capsys, arms, message):
     for arm, images in arms.items():
         write_arm(tmp_path, arm, [21.0, 22.0], images=images)
     assert main(["ablation", "--runs", str(tmp_path), "--out", str(tmp_path / "t")]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_ablation_keeps_the_order_asked_for(tmp_path):
+    for arm in ("both", "T20", "T100"):
+        write_arm(tmp_path, arm, [21.0, 22.0, 23.0])
+    assert main(["ablation", "--runs", str(tmp_path), "--arms", "T20", "both", "T100", "--out", str(tmp_path / "t")]) == 0
+    assert list(json.loads((tmp_path / "t.json").read_text())["arms"]) == ["T20", "both", "T100"]
