@@ -145,6 +145,15 @@ def arm_scores(path: Path) -> tuple[dict, dict]:
     return scores[flows[0]], scores[BICUBIC]
 
 
+def b_entropy(csv_path: Path) -> float | None:
+    """B's entropy (bits per LR pixel) from the evaluate --json summary beside the CSV; None without B or JSON."""
+    summary = csv_path.with_suffix(".json")
+    if not summary.is_file():
+        return None
+    rows = json.loads(summary.read_text())["results"]
+    return next((r["b_entropy_bits_per_lr_pixel"] for r in rows if "b_entropy_bits_per_lr_pixel" in r), None)
+
+
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Mean of a - b over paired images and the half-width of its 95 % interval (1.96 standard errors)."""
     d = a - b
@@ -166,7 +175,7 @@ def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str
         if not np.array_equal(flow["image"], ref["image"]):
             raise ValueError(f"arm {name} was scored on other images than {reference}: compare like with like")
     table = {name: {"images": int(flow["image"].size), **{k: float(flow[k].mean()) for k in METRICS},
-                    "vs_reference": {k: paired(flow[k], ref[k]) for k in METRICS}}
+                    "b_entropy": b_entropy(runs / name / scores), "vs_reference": {k: paired(flow[k], ref[k]) for k in METRICS}}
              for name, (flow, _) in arms.items()}
     result = {"runs": str(runs), "scores": scores, "reference": reference,
               "bicubic": {k: float(bicubic[k].mean()) for k in METRICS}, "arms": table}
@@ -179,13 +188,15 @@ def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str
 def ablation_markdown(result: dict) -> str:
     """The table of ``ablation``: means, then each metric's paired difference to the reference (± 95 %)."""
     ref = result["reference"]
-    lines = [f"| arm | PSNR-Y | SSIM-Y | LPIPS | ΔPSNR vs {ref} | ΔSSIM vs {ref} | ΔLPIPS vs {ref} |", "|---" * 7 + "|"]
+    lines = [f"| arm | PSNR-Y | SSIM-Y | LPIPS | ΔPSNR vs {ref} | ΔSSIM vs {ref} | ΔLPIPS vs {ref} | B entropy (bits / LR px) |",
+             "|---" * 8 + "|"]
     b = result["bicubic"]
-    lines.append(f"| bicubic round trip | {b['psnr']:.2f} | {b['ssim']:.4f} | {b['lpips']:.3f} | | | |")
+    lines.append(f"| bicubic round trip | {b['psnr']:.2f} | {b['ssim']:.4f} | {b['lpips']:.3f} | | | | |")
     for name, arm in result["arms"].items():
         deltas = [arm["vs_reference"][k] for k in METRICS]
         cells = ["–" if name == ref else f"{d['mean']:+.{p}f} ± {d['ci95']:.{p}f}" for d, p in zip(deltas, (2, 4, 3))]
-        lines.append(f"| {name} | {arm['psnr']:.2f} | {arm['ssim']:.4f} | {arm['lpips']:.3f} | " + " | ".join(cells) + " |")
+        entropy = "–" if arm["b_entropy"] is None else f"{arm['b_entropy']:.3f}"
+        lines.append(f"| {name} | {arm['psnr']:.2f} | {arm['ssim']:.4f} | {arm['lpips']:.3f} | " + " | ".join(cells) + f" | {entropy} |")
     return "\n".join(lines) + "\n"
 
 

@@ -72,6 +72,8 @@ def test_ablation_table_pairs_every_arm_with_the_reference(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_arm(runs, "both", [21.0, 22.0, 23.0])
     write_arm(runs, "neither", [21.5, 22.0, 24.0], model="twin neither/final")
+    rows = [{"method": "bicubic round trip"}, {"method": "BDFlow both/final", "b_entropy_bits_per_lr_pixel": 0.78}]
+    (runs / "both" / "val50.json").write_text(json.dumps({"results": rows}))  # evaluate --json beside the CSV
     out = tmp_path / "table"
     assert main(["ablation", "--runs", str(runs), "--reference", "both", "--out", str(out)]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
@@ -79,6 +81,7 @@ def test_ablation_table_pairs_every_arm_with_the_reference(tmp_path, capsys):
     d = np.array([0.5, 0.0, 1.0])
     assert delta["mean"] == pytest.approx(d.mean()) and delta["ci95"] == pytest.approx(1.96 * d.std(ddof=1) / np.sqrt(3))
     assert result["arms"]["both"]["psnr"] == pytest.approx(22.0) and result["bicubic"]["psnr"] == 20.0
+    assert result["arms"]["both"]["b_entropy"] == 0.78 and result["arms"]["neither"]["b_entropy"] is None
     table = out.with_suffix(".md").read_text()
     assert "| neither | 22.50 |" in table and "+0.50 ± 0.57" in table and table in capsys.readouterr().out
 
