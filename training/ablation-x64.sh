@@ -2,12 +2,13 @@
 # The x64 ablations of docs/reproduction.md (Table 3, Table 4, design §3's B targets) at one shared budget.
 #
 #   bash training/ablation-x64.sh ARM [ARM ...]      # arms run one after another; start two shells on 2 cores
-#   ARMS: both neither bam-only baw-only T20 T100 norm1 target-max target-lr, and both-seed1 (the noise floor)
+#   ARMS: both neither bam-only baw-only T20 T100 norm1 target-max target-lr; both-seed1 and neither-seed1 (seed noise)
 #
 # Every arm grows from an x16 parent of its own architecture (face-x16 with B, face-x16-noB without) and trains
 # exactly like the others (ITERS iterations of BATCH 256-px crops, seed 0); only the flags below differ. Each
 # arm is then scored on the first VAL_LIMIT faces/val images (bits 1, tau 0.8, seed 0) with the evaluate CLI.
-# Resumable: re-running an arm continues its training state and re-scores it.
+# Resumable: re-running an arm continues its training state and re-scores it. ITERS, BATCH, VAL_LIMIT and ROOT
+# (the arms' folder) can be set in the environment, e.g. for a longer study on a GPU.
 set -euo pipefail
 ITERS=${ITERS:-300}
 BATCH=${BATCH:-4}
@@ -21,6 +22,7 @@ flags() {  # the arm's difference from BDFlow's recipe, and its parent
     both)       echo "--init-from checkpoints/face-x16" ;;
     both-seed1) echo "--init-from checkpoints/face-x16 --seed 1" ;;  # another draw of init, batches and Z
     neither)    echo "--init-from checkpoints/face-x16-noB --no-boundary" ;;
+    neither-seed1) echo "--init-from checkpoints/face-x16-noB --no-boundary --seed 1" ;;
     bam-only)   echo "--init-from checkpoints/face-x16 --baw-alpha 1" ;;
     baw-only)   echo "--init-from checkpoints/face-x16-noB --no-boundary --baw-twin" ;;
     T20)        echo "--init-from checkpoints/face-x16 --bam-threshold 20" ;;
@@ -40,5 +42,5 @@ for arm in "$@"; do
     --data "$DATA/train" --val-data "$DATA/val" --val-images 4 --val-every "$ITERS" --checkpoint-minutes 10 \
     --resume $arm_flags --out "$out"
   python -m bdflow.evaluate --checkpoint "$out/final" --data "$DATA/val" --limit "$VAL_LIMIT" \
-    --bits 1 --tau 0.8 --seed 0 --device cpu --json "$out/val$VAL_LIMIT.json" --csv "$out/val$VAL_LIMIT.csv"
+    --bits 1 --tau 0.8 --seed 0 --json "$out/val$VAL_LIMIT.json" --csv "$out/val$VAL_LIMIT.csv"
 done
