@@ -2,7 +2,7 @@
 # The x64 ablations of docs/reproduction.md (Table 3, Table 4, design §3's B targets) at one shared budget.
 #
 #   bash training/ablation-x64.sh ARM [ARM ...]      # arms run one after another; start two shells on 2 cores
-#   ARMS: both neither bam-only baw-only T20 T100 norm1 target-max target-lr; both-seed1 and neither-seed1 (seed noise)
+#   ARMS: both neither bam-only baw-only T20 T100 norm1 target-max target-lr; both-seedN and neither-seedN, N = 1, 2 (seed noise)
 #
 # Every arm grows from an x16 parent of its own architecture (face-x16 with B, face-x16-noB without) and trains
 # exactly like the others (ITERS iterations of BATCH 256-px crops, seed 0); only the flags below differ. Each
@@ -20,9 +20,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 flags() {  # the arm's difference from BDFlow's recipe, and its parent
   case "$1" in
     both)       echo "--init-from checkpoints/face-x16" ;;
-    both-seed1) echo "--init-from checkpoints/face-x16 --seed 1" ;;  # another draw of init, batches and Z
+    both-seed[12]) echo "--init-from checkpoints/face-x16 --seed ${1#both-seed}" ;;  # another draw of init, batches, Z
     neither)    echo "--init-from checkpoints/face-x16-noB --no-boundary" ;;
-    neither-seed1) echo "--init-from checkpoints/face-x16-noB --no-boundary --seed 1" ;;
+    neither-seed[12]) echo "--init-from checkpoints/face-x16-noB --no-boundary --seed ${1#neither-seed}" ;;
     bam-only)   echo "--init-from checkpoints/face-x16 --baw-alpha 1" ;;
     baw-only)   echo "--init-from checkpoints/face-x16-noB --no-boundary --baw-twin" ;;
     T20)        echo "--init-from checkpoints/face-x16 --bam-threshold 20" ;;
