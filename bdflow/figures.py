@@ -1,4 +1,4 @@
-"""The paper's figures re-created from our data and models: ``python -m bdflow.figures fig2 --help``.
+"""The paper's Fig. 2 and its ablation tables re-created from our data and models: ``python -m bdflow.figures {fig2,ablation} --help``.
 
 Fig. 2 (paper §1): the high-frequency part of an image, Z_GT = HR − (its LR upscaled), "is a mixture of
 semantic boundary information and Gaussian distribution with μ = 0, σ² = 0.2". IRN models all of it with a
