@@ -169,7 +169,8 @@ def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str
     if missing:
         raise FileNotFoundError(f"no scores for arm(s) {missing} (expected {runs}/ARM/{scores}; score them first)")
     arms = {name: arm_scores(runs / name / scores) for name in names}
-    arms.setdefault(reference, arm_scores(runs / reference / scores))
+    if reference not in arms:  # compared with, not listed
+        arms[reference] = arm_scores(runs / reference / scores)
     ref, bicubic = arms[reference]
     for name, (flow, _) in arms.items():
         if not np.array_equal(flow["image"], ref["image"]):

@@ -22,6 +22,8 @@ from huggingface_hub import constants, save_torch_state_dict, snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 
+from .config import BDFlowConfig
+
 CONFIG_NAME = "config.json"
 MAX_SHARD_SIZE = "15MB"  # < 16 MiB per file, the repository's limit
 
@@ -127,8 +129,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     scale, boundary = config["scale"], config.get("boundary", True)
     kind = "BDFlow" if boundary else "the B-less twin (IRN-style: no boundary map; its B channel joins Z)"
     training = meta.get("training", {})
-    baw_on = boundary or config.get("baw_twin", False)
-    baw = f"BAW after {100 * config.get('baw_alpha', 0.3):.0f} % of the iterations" if baw_on else "no BAW (L1 alike on every pixel)"
+    c = BDFlowConfig.from_dict(config)
+    baw = f"BAW after {100 * c.baw_alpha:.0f} % of the iterations" if c.baw else "no BAW (L1 alike on every pixel)"
     sessions = meta.get("sessions", [])
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
