@@ -8,14 +8,16 @@ Layout and wiring only: the work is in ``bdflow.demo`` (cache, decoding, toggles
     BDFLOW_MAX_SIDE      longer side above which inputs are downscaled, with a notice (default 1024)
     BDFLOW_MAX_PIXELS    inputs above this many pixels are refused (default 4096 x 4096)
     BDFLOW_MAX_FILE_SIZE upload limit (default "25mb")
+    BDFLOW_PRECISION     fp32 (exact) or bf16 (subnets in bfloat16, ~2x faster; default where the CPU has it)
     BDFLOW_CONCURRENCY   model calls run at once (default 1: one call uses every core)
     BDFLOW_QUEUE_SIZE    requests waiting at most (default 64)
-Endpoints (``gradio_client``): /encode, /decode, /scores, /diversity.
+Endpoints (``gradio_client``): /encode, /decode, /scores, /diversity, /levels, /swap, /figure.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -31,8 +33,13 @@ if not os.environ.get("BDFLOW_MODELS"):
 
 import gradio as gr  # noqa: E402
 
-from bdflow import viz  # noqa: E402
-from bdflow.demo import DEFAULT_MAX_SIDE, Demo, Toggles, scores_markdown  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bdflow import lab, viz  # noqa: E402
+from bdflow.accel import default_precision  # noqa: E402
+from bdflow.demo import (DEFAULT_MAX_SIDE, FIGURE_PANELS, Demo, Toggles, figure_caption,  # noqa: E402
+                         levels_markdown, scores_markdown)
+from bdflow.limits import PRECISIONS  # noqa: E402
 from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU, to_output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -58,7 +65,20 @@ TEACHES = """### What each panel shows
 - **Diversity map**: per-pixel standard deviation over several Z samples: where the sampled Z, not Y or B,
   decides the pixels. τ = 0 gives the deterministic mean and a black map.
 - **Numbers**: PSNR-Y/SSIM-Y (border = scale) and LPIPS against the HR, bytes of Y + B and bits per HR pixel.
-  *JPEG the LR* shows the rate/quality trade when Y itself is compressed."""
+  *JPEG the LR* shows the rate/quality trade when Y itself is compressed.
+- **The flow, level by level**: each level's wavelet gives a low-pass (3 channels) and detail channels; its
+  InvBlocks then mix them. Compare the two halves of a row: the |Δ low-pass| map is the detail the blocks wrote
+  into the low-pass that becomes Y; at the last level the slots are Y, B and Z.
+- **Decoupling lab**: image A's Y with another B. Edges follow B: swap in another image's B, set it to 0, or
+  paint it, and watch the change map."""
+
+
+LAB = """Y is always image A's own (the flow's LR of the HR input above), Z is sampled at the τ and seed above;
+only **B** changes. Take it from **image B** (encoded by the same model at A's size), set **B := 0**, use the HR's
+own **BAM at another threshold T**, or keep **the flow's own** B. *Swap* decodes it at once; or put it on the
+canvas, paint boundaries (white) or paint them out (black) with the brush (the eraser takes strokes back), and
+decode the painted B: edges appear where B says, whatever the image. The change map shows where this B moved the
+pixels against the flow's own B (same Y, τ and seed)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -68,23 +88,55 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {os.environ[name]!r}") from None
 
 
+def error_message(name: str, err: Exception) -> str:
+    """The message a user sees for a failure: bad input says why; a bug says only its type (its traceback goes to
+    the server log)."""
+    if isinstance(err, gr.Error):
+        return str(err.message)
+    if isinstance(err, (ValueError, FileNotFoundError)):
+        return str(err)
+    if isinstance(err, MemoryError):
+        return "out of memory: try a smaller image"
+    log.error("unexpected error in %s", name, exc_info=err)
+    return f"unexpected server error ({type(err).__name__}); please try another image"
+
+
+def env_precision() -> str:
+    precision = os.environ.get("BDFLOW_PRECISION", default_precision())
+    if precision not in PRECISIONS or (precision == "bf16" and default_precision() != "bf16"):
+        raise SystemExit(f"BDFLOW_PRECISION must be one of {PRECISIONS} (bf16 needs a CPU with AVX512), got {precision!r}")
+    return precision
+
+
 def user_errors(fn):
-    """Every failure reaches the user as a gr.Error with a clear message, never a traceback in the UI."""
+    """API endpoints: every failure reaches the client as a gr.Error with a clear message, never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(str(err), print_exception=False) from None
-        except MemoryError:
-            raise gr.Error("out of memory: try a smaller image", print_exception=False) from None
-        except Exception as err:  # a bug: keep the traceback in the server log only
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"unexpected server error ({type(err).__name__}); please try another image",
-                           print_exception=False) from None
+        except Exception as err:
+            raise gr.Error(error_message(fn.__name__, err), print_exception=False) from None
+
+    return wrapper
+
+
+def shown_errors(fn, n_outputs: int):
+    """The UI's copy of an endpoint, with one more output: the status line under the input. A failure clears every
+    output (no stale result of an earlier image stays on screen) and puts the message in the status line, once:
+    no toast (a change event may fire twice for one upload) and no error badge over the panels. Without an image
+    the outputs are cleared silently."""
+    empty = [None] * n_outputs
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        if _path(args[0]) is None:
+            return [*empty, ""]
+        try:
+            out = fn(*args)
+        except Exception as err:
+            return [*empty, f"**⚠ {error_message(fn.__name__, err)}**"]
+        return [*(out if isinstance(out, tuple) else (out,)), ""]
 
     return wrapper
 
@@ -102,7 +154,6 @@ class PngFiles:
     def __call__(self, arr, key=None) -> str:
         if key is not None and key in self._keyed and Path(self._keyed[key]).is_file():
             return self._keyed[key]
-        import hashlib
         import io
 
         from PIL import Image
@@ -142,7 +193,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         return to_output(x, "ndarray", "uint8")
 
     def toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b) -> Toggles:
-        return Toggles(bicubic_lr=bool(bicubic_lr), jpeg_quality=int(jpeg_q) if jpeg_on else None, drop_b=bool(drop_b))
+        return Toggles(bicubic_lr=bool(bicubic_lr), jpeg_quality=jpeg_q if jpeg_on else None, drop_b=bool(drop_b))
 
     def analysis(image, model):
         path = _path(image)
@@ -150,11 +201,8 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             raise gr.Error("upload an image first (or pick an example)", print_exception=False)
         return demo.analyse(path, model)
 
-    @user_errors
     def encode(image, model):
         """Forward pass (cached per image and model): HR boundary map, Z histogram, notes."""
-        if _path(image) is None:
-            return None, None, ""
         an = analysis(image, model)
         for note in an.notes:
             if note.startswith("downscaled"):
@@ -163,43 +211,99 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         lr_h, lr_w = an.y.shape[-2:]
         z_channels = demo.rescaler(model).model.config.z_channels
         lines = [f"**{model}** · HR {w}×{h} · LR {lr_w}×{lr_h} · Z has {z_channels} channels", *[f"- {n}" for n in an.notes]]
-        return png(viz.edges_image(an.edges)), png(viz.z_histogram(an.z, an.z_gt)), "\n".join(lines)
+        return png(viz.framed(viz.edges_image(an.edges))), png(viz.z_histogram(an.z, an.z_gt)), "\n".join(lines)
 
-    @user_errors
     def decode(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False):
         """Inverse pass only: LR given to the decoder, stored B, reconstruction vs HR, bicubic, bytes."""
-        if _path(image) is None:
-            return None, None, None, None, None, ""
         an = analysis(image, model)
-        dec = demo.decode(an, int(bits), tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b))
+        dec = demo.decode(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b))
         h, w = an.x.shape[-2:]
         hr, rec = png(u8(an.x), (an.key, "hr")), png(u8(dec.x_hat))
-        b_panel = png(viz.codes_image(dec.enc.b, int(bits), an.scale, (h, w)))
+        b_panel = png(viz.framed(viz.codes_image(dec.enc.b, dec.enc.bits, an.scale, (h, w))))
         table = scores_markdown(None, dec) + "".join(f"\n\n_{n}_" for n in dec.notes)
         return (png(dec.enc.y), png(viz.enlarge_nearest(dec.enc.y, an.scale)[:h, :w]), b_panel, (rec, hr),
                 png(u8(an.bicubic), (an.key, "bicubic")), table)
 
-    @user_errors
     def scores(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False):
         """PSNR/SSIM/LPIPS of the reconstruction and of bicubic, bytes of Y + B, bits per HR pixel."""
-        if _path(image) is None:
-            return "", None
         an = analysis(image, model)
-        dec = demo.decode(an, int(bits), tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b))
+        dec = demo.decode(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b))
         s = demo.scores(an, dec)
         return scores_markdown(s) + "".join(f"\n\n_{n}_" for n in dec.notes), json_safe(s)
 
-    @user_errors
     def diversity(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75,
                   drop_b=False, samples=4):
         """Per-pixel std over ``samples`` Z samples (seeds seed ... seed + samples - 1)."""
-        if _path(image) is None:
-            return None, ""
         an = analysis(image, model)
-        std = demo.diversity(an, int(bits), tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b), int(samples))
+        std = demo.diversity(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b), samples)
         img, vmax = viz.heat_image(std)
-        return png(img), (f"std over {int(samples)} samples at τ = {float(tau):.2f}: black 0, bright ≥ {vmax:.2f} "
-                     f"(0–255 scale); mean {float(std.mean()):.2f}")
+        return png(img), (f"std over {int(samples)} samples at τ = {float(tau):.2f}, seed {int(seed)}: black 0, "
+                          f"bright ≥ {vmax:.2f} (0–255 scale); mean {float(std.mean()):.2f}")
+
+    def levels(image, model):
+        """The flow level by level (from the cached forward pass): each level's wavelet low-pass and detail
+        channels, and the same slots after that level's InvBlocks; a table of their RMS."""
+        an = analysis(image, model)
+        return png(viz.levels_image(an.levels)), levels_markdown(an.levels)
+
+    def swap(image_a, image_b, model, bits=1, tau=DEFAULT_TAU, seed=0):
+        """Decoupling lab: image A's Y with image B's B (image B encoded at A's size): reconstruction vs A, scores."""
+        rec, _, _, table, s = lab_decode(image_a, model, bits, tau, seed, "image", image_b)
+        return rec, table, s
+
+    def lab_b(image_a, model, bits, source, image_b=None, threshold=50.0):
+        an = analysis(image_a, model)
+        other = None
+        if source == "image":
+            if _path(image_b) is None:
+                raise gr.Error("upload an image B to take its B (or choose another source of B)", print_exception=False)
+            other = demo.analyse(lab.at_size_of(_path(image_b), an, demo.rescaler(model).max_pixels), model)
+        return an, lab.source_codes(demo, an, int(bits), source, other, threshold)
+
+    def lab_show(an, dec, bits, tau, seed):
+        """Reconstruction, the B decoded, what it changed against the flow's own B (same Y, tau, seed), numbers."""
+        h, w = an.x.shape[-2:]
+        s = demo.scores(an, dec)
+        table = scores_markdown(s) + "".join(f"\n\n_{n}_" for n in dec.notes)
+        b_img = png(viz.framed(viz.codes_image(dec.enc.b, int(bits), an.scale, (h, w))))
+        own = demo.decode(an, int(bits), tau, seed).x_hat
+        change, vmax = viz.heat_image(((dec.x_hat - own).abs().mean(dim=1)[0] * 255).numpy())
+        table += f"\n\n_change map: black 0, bright ≥ {vmax:.1f} (0–255 scale)_"
+        return png(u8(dec.x_hat)), b_img, png(change), table, json_safe(s)
+
+    def lab_decode(image_a, model, bits, tau, seed, source, image_b=None, threshold=50.0):
+        an, codes = lab_b(image_a, model, bits, source, image_b, threshold)
+        return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed), bits, tau, seed)
+
+    def lab_canvas(image_a, model, bits, source, image_b, threshold):
+        """The chosen B, enlarged onto the HR grid, as the brush's canvas."""
+        an, codes = lab_b(image_a, model, bits, source, image_b, threshold)
+        img = lab.codes_canvas(codes, int(bits), an.scale, tuple(an.x.shape[-2:]))
+        return {"background": img, "layers": [], "composite": img}
+
+    def lab_paint(image_a, model, bits, tau, seed, canvas):
+        """Decode image A's Y with the B painted on the canvas (white = boundary, black = none)."""
+        an = analysis(image_a, model)
+        composite = _path((canvas or {}).get("composite"))
+        if composite is None:
+            raise gr.Error("put a B on the canvas first (the button above it)", print_exception=False)
+        from PIL import Image
+
+        painted = np.asarray(Image.open(composite).convert("RGBA"))
+        codes = lab.paint_codes(painted, tuple(an.y.shape[-2:]), int(bits))
+        return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed), bits, tau, seed)
+
+    def figure(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False,
+               panel="all panels"):
+        """The current panels (or the chosen one) as a captioned PNG and PDF for slides: [png, pdf]."""
+        an = analysis(image, model)
+        tg = toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b)
+        dec = demo.decode(an, int(bits), tau, seed, tg)
+        panels = demo.figure_panels(an, dec, int(bits), FIGURE_PANELS if panel == "all panels" else (panel,))
+        caption = figure_caption(an, demo.scores(an, dec), int(bits), float(tau), int(seed), tg)
+        folder = hashlib.sha1(repr((an.key, int(bits), float(tau), int(seed), tg.key(), panel)).encode()).hexdigest()
+        name = "-".join("".join(c if c.isalnum() else " " for c in f"bdflow {model} {panel}").split())
+        return [str(p) for p in viz.export_figure(panels, caption, png.folder / "figures" / folder[:16] / name)]
 
     # delete_cache: files of the app older than an hour are removed every hour (a long-running Space stays small)
     with gr.Blocks(title="BDFlow: see the decoupling", delete_cache=(3600, 3600)) as app:
@@ -208,13 +312,15 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             with gr.Column(scale=1, min_width=320):
                 image = gr.Image(label="HR input", type="filepath", sources=["upload", "clipboard"], height=300,
                                  elem_id="hr-input")
+                status = gr.Markdown(elem_id="status")  # the one place an error of the UI is shown
                 examples = sorted(p for p in examples_dir.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[image], label="examples (assets/)",
                                 cache_examples=False, examples_per_page=8)
                 model = gr.Dropdown(labels, value=labels[0], label="scale (checkpoints found)", elem_id="model")
                 bits = gr.Slider(1, 4, value=1, step=1, label="bits of B (k)", elem_id="bits")
-                tau = gr.Slider(0, 1.5, value=DEFAULT_TAU, step=0.05, label="Z temperature τ", elem_id="tau")
+                tau = gr.Slider(0, 1.5, value=demo.rescaler(labels[0]).default_tau, step=0.05, label="Z temperature τ",
+                                elem_id="tau", info="starts at the model's training temperature (at most 0.8)")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
                     again = gr.Button("sample again", elem_id="again")
@@ -245,24 +351,94 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                     with gr.Column():
                         samples = gr.Slider(2, 8, value=4, step=1, label="samples")
                         div_btn = gr.Button("compute the diversity map", elem_id="div-btn")
-                        div_note = gr.Markdown(label="caption")
+                        div_note = gr.Markdown(label="caption", elem_id="div-note")
+        with gr.Accordion("the flow, level by level", open=True):
+            level_img = gr.Image(label="each level: the wavelet's output, then after its InvBlocks", format="png",
+                                 elem_id="levels")
+            level_table = gr.Markdown(elem_id="levels-table")
+        with gr.Accordion("decoupling lab: decode this Y with another B", open=True):
+            gr.Markdown(LAB)
+            with gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    image_b = gr.Image(label="image B (its B is taken)", type="filepath",
+                                       sources=["upload", "clipboard"], height=200, elem_id="image-b")
+                    b_source = gr.Radio([(text, key) for key, text in lab.B_SOURCES.items()], value="image",
+                                        label="B from", elem_id="b-source")
+                    threshold = gr.Slider(0, 200, value=50, step=5, label="T of the BAM (OpenCV Canny units)",
+                                          elem_id="threshold")
+                    with gr.Row():
+                        swap_btn = gr.Button("swap: decode with this B", variant="primary", elem_id="swap-btn")
+                        canvas_btn = gr.Button("put this B on the canvas", elem_id="canvas-btn")
+                    canvas = gr.ImageEditor(label="B to paint (white: boundary, black: none)", type="numpy",
+                                            sources=[], transforms=[], layers=False, image_mode="RGB", format="png",
+                                            brush=gr.Brush(colors=["#ffffff", "#000000"], default_color="#ffffff",
+                                                           color_mode="fixed"),
+                                            interactive=True, elem_id="canvas")
+                    paint_btn = gr.Button("decode the painted B", elem_id="paint-btn")
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        lab_rec = gr.Image(label="lab reconstruction (image A's Y, this B)", format="png",
+                                           elem_id="lab-rec")
+                        lab_bimg = gr.Image(label="the B decoded", format="png", elem_id="lab-b")
+                        lab_change = gr.Image(label="what it changed (vs the flow's own B)", format="png",
+                                              elem_id="lab-change")
+                    lab_table = gr.Markdown(elem_id="lab-numbers")
+                    lab_json = gr.JSON(visible=False)
+        with gr.Accordion("figures for slides", open=False):
+            with gr.Row():
+                fig_panel = gr.Dropdown(["all panels", *FIGURE_PANELS], value="all panels", label="panel",
+                                        elem_id="fig-panel")
+                fig_btn = gr.Button("export PNG + PDF", elem_id="fig-btn")
+            fig_files = gr.File(label="figure", file_count="multiple", elem_id="fig-files")
         gr.Markdown(TEACHES)
+        api_only = gr.Button(visible=False)  # the trigger of the public endpoints (they raise clear errors)
 
         dec_in = [image, model, bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b]
         dec_out = [lr_true, lr_big, b_panel, slider, bicubic, table]
+        lab_out = [lab_rec, lab_bimg, lab_change, lab_table, lab_json]
         common = {"preprocess": False, "concurrency_id": "model", "show_progress": "minimal"}
+        ui = {"api_visibility": "private", **common}
 
-        # The public endpoints first (the names are taken in order); the other triggers are private copies.
-        for i, control in enumerate((bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)):
-            api = (lambda name: {"api_name": name}) if i == 0 else (lambda name: {"api_visibility": "private"})
-            (control.change(decode, dec_in, dec_out, trigger_mode="always_last", **api("decode"), **common)
-             .then(scores, dec_in, [table, numbers], **api("scores"), **common))
-        for trigger, api in ((image.change, {"api_name": "encode"}), (model.change, {"api_visibility": "private"})):
-            (trigger(encode, [image, model], [edges, zhist, notes], trigger_mode="always_last", **api, **common)
-             .then(decode, dec_in, dec_out, api_visibility="private", **common)
-             .then(scores, dec_in, [table, numbers], api_visibility="private", **common))
+        # The public endpoints: raise gr.Error, which gradio_client turns into an AppError with the message.
+        for fn, inputs, outputs, name in (
+            (encode, [image, model], [edges, zhist, notes], "encode"), (decode, dec_in, dec_out, "decode"),
+            (scores, dec_in, [table, numbers], "scores"),
+            (diversity, [*dec_in, samples], [div_map, div_note], "diversity"),
+            (levels, [image, model], [level_img, level_table], "levels"),
+            (swap, [image, image_b, model, bits, tau, seed], [lab_rec, lab_table, lab_json], "swap"),
+            (figure, [*dec_in, fig_panel], [fig_files], "figure"),
+        ):
+            api_only.click(user_errors(fn), inputs, outputs, api_name=name, **common)
+
+        # The UI: errors go to the status line and clear the outputs (shown_errors).
+        def on(trigger, fn, inputs, outputs, **kw):
+            return trigger(shown_errors(fn, len(outputs)), inputs, [*outputs, status], **ui, **kw)
+
+        def stale():
+            """Results that follow the settings only when asked for are cleared when the settings change."""
+            return None, "_no map for the current settings yet: press the button_", None
+
+        controls = (bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)
+        gr.on([c.change for c in (image, model, *controls)], stale, None, [div_map, div_note, fig_files],
+              api_visibility="private", queue=False)
+        gr.on([c.change for c in (image, image_b, model, bits, tau, seed)], lambda: (None, None, None, "", None), None,
+              lab_out, api_visibility="private", queue=False)
+        for control in controls:
+            on(control.change, decode, dec_in, dec_out, trigger_mode="always_last").then(
+                shown_errors(scores, 2), dec_in, [table, numbers, status], **ui)
+        for trigger in (image.change, model.change):
+            (on(trigger, encode, [image, model], [edges, zhist, notes], trigger_mode="always_last")
+             .then(shown_errors(decode, len(dec_out)), dec_in, [*dec_out, status], **ui)
+             .then(shown_errors(scores, 2), dec_in, [table, numbers, status], **ui)
+             .then(shown_errors(levels, 2), [image, model], [level_img, level_table, status], **ui))
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
-        div_btn.click(diversity, [*dec_in, samples], [div_map, div_note], api_name="diversity", **common)
+        # each model starts at the tau it decodes best at (Rescaler.default_tau): 0 for the recipe's, 0.8 for older
+        model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
+        on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note])
+        on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out)
+        on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas])
+        on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out)
+        on(fig_btn.click, figure, [*dec_in, fig_panel], [fig_files])
     return app
 
 
@@ -288,7 +464,8 @@ def create(sources: list[str] | None = None) -> gr.Blocks:
 
     demo = Demo.from_sources(sources if sources is not None else model_sources(ROOT / "checkpoints"),
                              max_side=_env_int("BDFLOW_MAX_SIDE", DEFAULT_MAX_SIDE),
-                             max_pixels=_env_int("BDFLOW_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+                             max_pixels=_env_int("BDFLOW_MAX_PIXELS", DEFAULT_MAX_PIXELS),
+                             precision=env_precision())
     return configure(build(demo))
 
 

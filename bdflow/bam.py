@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import B_TARGETS
-from .quantize import check_bits, quantize_b
+from .quantize import check_bits, codes8, quantize_b
 from .resize import bicubic_down
 
 # cv2.cvtColor(RGB2GRAY) weights (ITU-R BT.601 luma), and the 15-bit fixed-point weights OpenCV uses for uint8:
@@ -141,7 +141,7 @@ def luma255(x: torch.Tensor, eight_bit: bool = True) -> torch.Tensor:
     """
     x = _check_image(x).to(_work_dtype(x))
     if eight_bit:
-        x = torch.floor(x.clamp(0, 1) * 255.0 + 0.5)  # the uint8 image
+        x = codes8(x)  # the uint8 image
         if x.shape[1] == 1:
             return x
         w = torch.tensor(LUMA_WEIGHTS_FIXED, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)

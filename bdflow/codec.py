@@ -19,14 +19,18 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .config import MAX_BITS, SCALES
+from .encoded import Encoded
 from .entropy import decode_codes, encode_codes
-from .hub import weights_digest
-from .pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU, Encoded, Rescaler
+from .limits import DEFAULT_MAX_PIXELS, image_format
+
+if TYPE_CHECKING:  # reading and writing files needs no torch (``python -m bdflow info`` stays fast)
+    from .pipeline import Rescaler
 
 MAGIC = b"\x89BDF"
 VERSION = 1
@@ -90,6 +94,8 @@ def model_digest(model) -> str:
 
     Accepts a ``Rescaler`` or a ``BDFlow``. The cache assumes the weights do not change after the first call.
     """
+    from .hub import weights_digest  # torch
+
     model = getattr(model, "model", model)
     digest = getattr(model, "_bdf_weights_digest", None)
     if digest is None:
@@ -161,6 +167,8 @@ def decode_y(data: bytes, codec: int, shape: tuple[int, int]) -> np.ndarray:
             img.load()
     except CodecError:
         raise
+    except UnidentifiedImageError:
+        raise CodecError(f"Y is not a {Y_CODECS[codec]} image") from None
     except Exception as err:  # Pillow reports corrupt data with many exception types
         raise CodecError(f"Y ({Y_CODECS[codec]}) is corrupt: {err}") from err
     if img.mode != "RGB":
@@ -353,22 +361,38 @@ def read_file(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> BdfFile:
         raise CodecError(f"{path.name}: {err}") from None
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give: an overwritten file keeps its own, a new one 0666 & ~umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it: put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path, data: bytes | None = None, image: Image.Image | None = None, force: bool = False) -> Path:
-    """Write bytes (or save a PIL image, format from the suffix) via a temporary file; never overwrite without force."""
+    """Write bytes (or save a PIL image in the format its suffix names) via a temporary file in the same folder,
+    flushed to disk, then renamed: readers see the old file or the new one, never a part. Never overwrites
+    without force; the file gets the usual permissions (mkstemp's 0600 is not kept)."""
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     if path.is_dir():
         raise FileExistsError(f"{path} is a folder")
+    fmt = image_format(path) if image is not None else None
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             if image is not None:
-                fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
                 image.save(f, fmt)
             else:
                 f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -389,9 +413,9 @@ def encode_file(rescaler: Rescaler, src, dst, bits: int = 1, model_name: str | N
     return bdf
 
 
-def decode_file(rescaler: Rescaler, src, tau: float = DEFAULT_TAU, seed: int | None = 0,
+def decode_file(rescaler: Rescaler, src, tau: float | None = None, seed: int | None = 0,
                 model_label: str | None = None) -> Image.Image:
-    """.bdf file -> PIL image of the original size; refuses a model whose weights differ from the encoder's."""
+    """.bdf file -> PIL image of the original size (tau=None: the model's default); refuses a model whose weights differ from the encoder's."""
     bdf = src if isinstance(src, BdfFile) else read_file(src, max(rescaler.max_pixels, DEFAULT_MAX_PIXELS))
     check_model(bdf, rescaler, model_label)
     return rescaler.decode(bdf.encoded, tau=tau, seed=seed)

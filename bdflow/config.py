@@ -13,6 +13,12 @@ from dataclasses import dataclass
 SCALES = (2, 4, 8, 16, 32, 64)
 MAX_BITS = 4
 B_TARGETS = ("density", "max", "lr")
+WAVELETS = ("haar", "cdf53", "cdf97")  # bdflow.wavelets implements them
+B_MODES = ("condition", "channel")
+Z_SCALES = ("learned", "fixed", "none")
+# Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
+# config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
+LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0}
 
 
 def option(default, help: str):
@@ -23,13 +29,16 @@ def option(default, help: str):
 @dataclass
 class BDFlowConfig:
     # --- architecture (paper §3.2, design §1) -------------------------------------------------------
-    scale: int = option(8, "rescaling factor 2^n, n = 1..6 (n Haar levels)")
+    scale: int = option(8, "rescaling factor 2^n, n = 1..6 (n wavelet levels)")
+    wavelet: str = option("cdf97", "wavelet of each level: haar (the paper's) | cdf53 | cdf97 (design: 'Wavelet')")
     blocks_per_level: int = option(2, "InvBlocks after each Haar transform (paper: 2)")
     hidden: int = option(32, "width of the subnets phi, rho, eta")
     res_blocks: int = option(1, "residual blocks (He et al.) inside each subnet")
     max_3x3_channels: int = option(1024, "subnet convolutions wider than this use 1x1 kernels (keeps x32/x64 small)")
     clamp: float = option(1.0, "affine scale exp(rho) stays in [e^-clamp, e^clamp]")
     boundary: bool = option(True, "store a boundary map B; False gives the IRN-style twin, whose B channel joins Z")
+    b_mode: str = option("condition", "how B enters: condition (the BAM target, read by every coupling) | channel (the paper's 4th output channel)")
+    z_scale: str = option("fixed", "Z's per-channel scale exp(a): learned | fixed (set on the first batch) | none")
 
     # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
     bam_sigma: float = option(1.0, "Gaussian blur sigma of step 1")
@@ -37,14 +46,16 @@ class BDFlowConfig:
     bam_threshold: float = option(50.0, "T in OpenCV Canny units (Table 4: best T = 50)")
     b_target: str = option("density", "LR-grid target for B: density | max | lr (design §3)")
 
-    # --- loss (Eq. 7-11, paper §4.2: lambda = 2, 2, 1, 16, 4) ----------------------------------------
+    # --- loss (Eq. 7-11; paper §4.2: lambda = 2, 2, 1, 16, 4; ours: 2, 2, 0.1, 16, 0) ---------------------
     lambda_forw: float = option(2.0, "lambda_1, L2 on Y against the bicubic LR (Eq. 8)")
     lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
-    lambda_lpips: float = option(1.0, "lambda_3, LPIPS on the reconstruction")
+    lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
+    lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
-    lambda_latent: float = option(4.0, "lambda_5, Gaussian NLL of Z (Eq. 11)")
+    lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
     baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
+    tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
 
     def __post_init__(self):
         if self.scale not in SCALES:
@@ -53,6 +64,12 @@ class BDFlowConfig:
             raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
         if self.b_target not in B_TARGETS:
             raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
+        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("z_scale", Z_SCALES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        from .limits import check_tau  # limits reads MAX_BITS from here: imported late to avoid the cycle
+
+        check_tau(self.tau_train)
         if self.baw_twin and self.boundary:
             raise ValueError("baw_twin applies to the twin only (boundary=False); a model with B always uses BAW")
         for name in ("blocks_per_level", "hidden", "clamp", "max_3x3_channels"):
@@ -61,7 +78,7 @@ class BDFlowConfig:
 
     @property
     def levels(self) -> int:
-        """n, the number of Haar levels: scale = 2^n."""
+        """n, the number of wavelet levels: scale = 2^n."""
         return int(math.log2(self.scale))
 
     @property
@@ -70,14 +87,24 @@ class BDFlowConfig:
         return self.boundary or self.baw_twin
 
     @property
+    def b_channel(self) -> bool:
+        """Whether B is one of the flow's output channels (the paper's design) rather than a condition."""
+        return self.boundary and self.b_mode == "channel"
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether every coupling reads B (``b_mode="condition"``): the flow is [Y | Z] <-> X given B."""
+        return self.boundary and self.b_mode == "condition"
+
+    @property
     def channels(self) -> int:
         """Channels after the last level: 3 * 4^n = 3 s^2 (design §1)."""
         return 3 * self.scale**2
 
     @property
     def z_channels(self) -> int:
-        """Z has 3 s^2 - 4 channels (3 s^2 - 3 for the twin, whose B joins Z)."""
-        return self.channels - 3 - int(self.boundary)
+        """Z has 3 s^2 - 4 channels with B as a channel, else 3 s^2 - 3 (the twin's B channel joins Z)."""
+        return self.channels - 3 - int(self.b_channel)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,4 +115,4 @@ class BDFlowConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown BDFlowConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        return cls(**{**{k: v for k, v in LEGACY.items() if k not in d}, **d})

@@ -6,7 +6,10 @@ uses, which the design doc fixes::
     u1' = u1 + phi(u2)
     u2' = u2 * exp(s(u1')) + eta(u1'),      s = clamp * (2 sigmoid(rho(u1')) - 1)  in [-clamp, clamp]
 
-and the inverse in reverse order. u1 is the first 3 channels (the RGB low-pass that becomes Y), u2 the rest.
+and the inverse in reverse order. u1 is the first ``split`` = 3 channels (the RGB low-pass that becomes Y), u2 the
+rest. Like FrEIA's and IRN's blocks, an InvBlock takes a ``subnet_constructor(c_in, c_out)``, so another subnet is
+one argument. With ``cond_channels`` > 0 every subnet also reads a condition c (B as a condition, design:
+"B as a condition"): phi(u2, c), rho(u1', c), eta(u1', c); the block stays exactly invertible for any c.
 """
 
 from __future__ import annotations
@@ -53,29 +56,43 @@ class Subnet(nn.Module):
         return self.conv_out(F.relu(self.body(F.relu(self.conv_in(u)))))
 
 
-class InvBlock(nn.Module):
-    """Affine coupling over ``channels`` = 3 + (channels - 3); exactly invertible for any weights."""
+def _with(u: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    return u if cond is None else torch.cat([u, cond], dim=1)
 
-    def __init__(self, channels: int, hidden: int, res_blocks: int, clamp: float, max_3x3_channels: int):
+
+class InvBlock(nn.Module):
+    """Affine coupling over ``channels`` = split + (channels - split); exactly invertible for any weights.
+
+    u (N,channels,h,w), cond (N,cond_channels,h,w) or None -> (N,channels,h,w).
+    """
+
+    def __init__(self, channels: int, subnet_constructor, clamp: float = 1.0, split: int = Y_CHANNELS, cond_channels: int = 0):
         super().__init__()
-        c2 = channels - Y_CHANNELS
-        self.clamp = clamp
+        c2 = channels - split
+        self.split, self.clamp, self.cond_channels = split, clamp, cond_channels
         self.phi, self.rho, self.eta = (
-            Subnet(c_in, c_out, hidden, res_blocks, max_3x3_channels)
-            for c_in, c_out in ((c2, Y_CHANNELS), (Y_CHANNELS, c2), (Y_CHANNELS, c2))
+            subnet_constructor(c_in + cond_channels, c_out) for c_in, c_out in ((c2, split), (split, c2), (split, c2))
         )
 
     def _log_scale(self, u1: torch.Tensor) -> torch.Tensor:
         return self.clamp * (2 * torch.sigmoid(self.rho(u1)) - 1)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        u1, u2 = u[:, :Y_CHANNELS], u[:, Y_CHANNELS:]
-        u1 = u1 + self.phi(u2)
-        u2 = u2 * torch.exp(self._log_scale(u1)) + self.eta(u1)
+    def _check_cond(self, cond: torch.Tensor | None) -> None:
+        if (cond is None) != (self.cond_channels == 0) or (cond is not None and cond.shape[1] != self.cond_channels):
+            raise ValueError(f"this block takes a condition of {self.cond_channels} channels, got {None if cond is None else tuple(cond.shape)}")
+
+    def forward(self, u: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_cond(cond)
+        u1, u2 = u[:, : self.split], u[:, self.split :]
+        u1 = u1 + self.phi(_with(u2, cond))
+        c1 = _with(u1, cond)
+        u2 = u2 * torch.exp(self._log_scale(c1)) + self.eta(c1)
         return torch.cat([u1, u2], dim=1)
 
-    def inverse(self, v: torch.Tensor) -> torch.Tensor:
-        v1, v2 = v[:, :Y_CHANNELS], v[:, Y_CHANNELS:]
-        u2 = (v2 - self.eta(v1)) * torch.exp(-self._log_scale(v1))
-        u1 = v1 - self.phi(u2)
+    def inverse(self, v: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_cond(cond)
+        v1, v2 = v[:, : self.split], v[:, self.split :]
+        c1 = _with(v1, cond)
+        u2 = (v2 - self.eta(c1)) * torch.exp(-self._log_scale(c1))
+        u1 = v1 - self.phi(_with(u2, cond))
         return torch.cat([u1, u2], dim=1)

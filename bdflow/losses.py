@@ -4,7 +4,10 @@
 
 Every term is a mean over its elements (the paper's 1/N sums), so the lambdas of §4.2 (2, 2, 1, 16, 4)
 weigh per-pixel errors. The reconstruction X_back is decoded from the *quantised* Y and B and a Z sampled
-from the prior N(0, 1), exactly what a user's decoder sees at tau = 1 (IRN's recipe).
+from the prior at temperature ``tau_train`` (IRN's recipe and the paper's: tau = 1; ours: 0, design "Recipe"),
+exactly what a user's decoder sees at that tau. LPIPS joins after ``lpips_from`` of training, BAW after
+``baw_alpha``. With B as a condition (``b_mode="condition"``) B *is* the BAM target, so L_BAM is zero by
+construction and is not computed; the encoder reads the unquantised target, the decoder the k-bit one.
 """
 
 from __future__ import annotations
@@ -84,21 +87,20 @@ def bdflow_loss(
     'BAW only'): same recipe otherwise.
     """
     c: BDFlowConfig = model.config
-    y, b, z = model(x)
+    zero = torch.zeros((), device=x.device)
+    bam_kw = dict(sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
+    b_s = boundary_strength(x, **bam_kw) if c.baw else None  # once, for B's target and BAW
+    b_target = boundary_target(x, c.scale, mode=c.b_target, b_s=b_s, **bam_kw) if c.boundary else None
+    y, b, z = model(x, b_target) if c.conditioned else model(x)
     forw = forward_loss(y, bicubic_down(x, c.scale))
     latent = latent_nll(z)
-    z_prior = sample_z(y, c.z_channels, tau=1.0, generator=generator)
-    bam_kw = dict(sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
-    b_s = boundary_strength(x, **bam_kw) if c.baw else None  # once, for both L_BAM's target and BAW
+    z_prior = sample_z(y, c.z_channels, tau=c.tau_train, generator=generator)
     weight = baw_weight(b_s, c.lambda_back, active=progress >= c.baw_alpha) if c.baw else c.lambda_back
-    if c.boundary:
-        bam_term = bam_loss(b, boundary_target(x, c.scale, mode=c.b_target, b_s=b_s, **bam_kw))
-        x_back = model.inverse(quantize_y(y), quantize_b(b, bits), z_prior)
-    else:
-        bam_term = torch.zeros((), device=x.device)
-        x_back = model.inverse(quantize_y(y), None, z_prior)
+    bam_term = bam_loss(b, b_target) if c.b_channel else zero
+    x_back = model.inverse(quantize_y(y), quantize_b(b, bits) if c.boundary else None, z_prior)
     back = backward_loss(x_back, x, weight)
-    perceptual = lpips(x_back.clamp(0, 1), x).mean() if c.lambda_lpips > 0 else torch.zeros((), device=x.device)
+    use_lpips = c.lambda_lpips > 0 and progress >= c.lpips_from
+    perceptual = lpips(x_back.clamp(0, 1), x).mean() if use_lpips else zero
     terms = dict(
         forw=c.lambda_forw * forw,
         back=back,

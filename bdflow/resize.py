@@ -1,12 +1,24 @@
 """Bicubic resizing: the LR target of L_forw (Eq. 8) and the bicubic round-trip baseline (design §5).
 
-Antialiased bicubic (like PIL's and MATLAB's imresize) for downscaling; plain bicubic for upscaling.
+Antialiased bicubic (like PIL's and MATLAB's imresize) for downscaling; plain bicubic for upscaling. Inputs of any
+size are reflect-padded to a multiple of the scale (``pad_to_multiple``), as the pipeline does.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
+
+from .quantize import to_8bit, y_to_uint8
+
+
+def pad_to_multiple(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Reflect-pad bottom and right so H and W are multiples of ``scale`` (design §5)."""
+    h, w = x.shape[-2:]
+    if h < scale or w < scale:
+        raise ValueError(f"image is {w}x{h}, smaller than one LR pixel ({scale}x{scale}) at x{scale}")
+    return F.pad(x, (0, -w % scale, 0, -h % scale), mode="reflect")
 
 
 def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -23,3 +35,19 @@ def bicubic_up(y: torch.Tensor, scale: int) -> torch.Tensor:
     h, w = y.shape[-2:]
     out = F.interpolate(y, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
     return out.clamp(0, 1)
+
+
+def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The 8-bit bicubic LR (N,3,h,w) of the padded HR x (N,3,H,W), values k/255."""
+    return to_8bit(bicubic_down(pad_to_multiple(x, scale), scale))
+
+
+def bicubic_lr_codes(x: torch.Tensor, scale: int) -> np.ndarray:
+    """The same LR as stored data: uint8 (h,w,3) of the first image, like ``Encoded.y``."""
+    return y_to_uint8(bicubic_lr(x, scale))[0].permute(1, 2, 0).cpu().numpy()
+
+
+def bicubic_round_trip(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic down (8-bit LR), bicubic up, cropped back: the baseline of every table."""
+    h, w = x.shape[-2:]
+    return bicubic_up(bicubic_lr(x, scale), scale)[..., :h, :w]

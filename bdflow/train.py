@@ -17,7 +17,9 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -32,12 +34,12 @@ from tqdm.auto import tqdm
 
 from .config import BDFlowConfig, option
 from .data import CropBatches, list_images, read_rgb
-from .evaluate import to_8bit
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .losses import LossTerms, bdflow_loss
 from .metrics import psnr_y
 from .pipeline import Rescaler
+from .quantize import to_8bit
 
 LOG_FIELDS = ("step", "seconds", "lr", "bits", "total", "forw", "back", "lpips", "bam", "latent", "val_psnr")
 STATE_STEM, STATE_JSON = "training_state", "training_state.json"
@@ -55,6 +57,8 @@ class TrainConfig:
     crop: int = option(128, "random square crop size (a multiple of the scale)")
     lr: float = option(2e-4, "initial learning rate (Adam, betas 0.9/0.999)")
     lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule")
+    warmup: int = option(0, "iterations of linear learning-rate warm-up from 0")
+    decay_from: float = option(0.0, "constant learning rate until this fraction of --iters, cosine to lr_min after (0: the paper's cosine over the whole run)")
     bits: str = option("1,2,3,4", "comma-separated k drawn per batch for B's quantisation")
     grad_clip: float = option(10.0, "gradient norm clip (IRN's recipe)")
     seed: int = option(0, "seed of weights, batches and Z samples")
@@ -133,33 +137,84 @@ def bits_choices(run: TrainConfig) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def cosine_lambda(run: TrainConfig):
-    """Cosine annealing from lr to lr_min over the run (paper §4.2), as a LambdaLR factor."""
+def lr_lambda(run: TrainConfig):
+    """The learning-rate factor of a step, for LambdaLR: linear warm-up over ``warmup`` steps, constant until
+    ``decay_from`` of the run, then cosine annealing to lr_min (``decay_from = 0``: the paper's cosine, §4.2)."""
+    start = run.decay_from * run.iters
+
     def factor(step: int) -> float:
-        t = min(step, run.iters) / run.iters
-        return (run.lr_min + 0.5 * (run.lr - run.lr_min) * (1 + math.cos(math.pi * t))) / run.lr
+        t = max(0.0, min(step, run.iters) - start) / max(run.iters - start, 1)
+        cosine = (run.lr_min + 0.5 * (run.lr - run.lr_min) * (1 + math.cos(math.pi * t))) / run.lr
+        return cosine * min(1.0, (step + 1) / run.warmup if run.warmup else 1.0)
     return factor
 
 
 def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, meta: dict) -> None:
-    """OUT/last: the model as a checkpoint, plus everything --resume needs. Written to a temp folder, then renamed."""
-    tmp = folder.with_name(folder.name + ".tmp")
+    """OUT/last: the model as a checkpoint, plus everything --resume needs, crash-safe (a kill -9 at any moment leaves
+    a complete state that ``recover_state`` finds). Written in full to OUT/last.tmp, each file flushed to disk, the
+    JSON marker (step + every file's size) last; then OUT/last -> OUT/last.old, OUT/last.tmp -> OUT/last, the
+    folder synced, OUT/last.old removed."""
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)  # the leftovers of a write that was interrupted
     model.save_pretrained(tmp, meta=meta)
     opt = optimizer.state_dict()
     tensors = {f"optimizer.{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()}
     tensors["rng.torch"] = torch.get_rng_state()
     write_tensors(tmp, tensors, stem=STATE_STEM)
-    state = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), "meta": meta}
-    (tmp / STATE_JSON).write_text(json.dumps(state, indent=1))
+    files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+    for name in files:
+        _fsync(tmp / name)
+    state = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), "meta": meta,
+             "files": files}
+    with open(tmp / STATE_JSON, "w") as f:
+        f.write(json.dumps(state, indent=1))
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync(tmp)
     if folder.exists():
-        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
         folder.rename(old)
-        tmp.rename(folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        tmp.rename(folder)
+    tmp.rename(folder)
+    _fsync(folder.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def state_step(folder: Path) -> int | None:
+    """The step of a complete state folder (marker present and readable, every file it lists of the listed size),
+    else None."""
+    try:
+        state = json.loads((folder / STATE_JSON).read_text())
+        files = state.get("files", {})  # states written before the sizes were recorded: the marker alone
+        complete = all((folder / name).stat().st_size == size for name, size in files.items())
+        return int(state["step"]) if complete else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recover_state(folder: Path) -> int | None:
+    """After a crash: the newest complete state among OUT/last, OUT/last.tmp and OUT/last.old becomes OUT/last (the
+    others are removed). Its step, or None when there is none."""
+    candidates = [folder, folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")]
+    steps = {p: state_step(p) for p in candidates}
+    complete = [p for p in candidates if steps[p] is not None]
+    if not complete:
+        return None
+    best = max(complete, key=lambda p: steps[p])  # ties: OUT/last first
+    if best != folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        best.rename(folder)
+        _fsync(folder.parent)
+    for p in candidates[1:]:
+        shutil.rmtree(p, ignore_errors=True)
+    return steps[best]
 
 
 def load_state(folder: Path, optimizer, scheduler) -> tuple[int, dict]:
@@ -189,7 +244,7 @@ class RunLog:
         rows = []
         if start and self.path.exists():
             with self.path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start]
+                rows = [r for r in csv.DictReader(f) if None not in r.values() and int(r["step"]) <= start]  # no torn row
         with self.path.open("w", newline="") as f:
             writer = csv.DictWriter(f, LOG_FIELDS)
             writer.writeheader()
@@ -246,7 +301,7 @@ def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerato
     """Model, Adam and the cosine schedule: fresh, or restored from OUT/last with --resume."""
     last = Path(run.out) / "last"
     torch.manual_seed(run.seed)
-    resuming = run.resume and (last / STATE_JSON).exists()
+    resuming = run.resume and recover_state(last) is not None  # a run killed inside a checkpoint write resumes too
     if run.resume and not resuming:
         accelerator.print(f"note: nothing to resume in {last}; starting a new run")
     model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config)
@@ -256,12 +311,12 @@ def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerato
             parent = BDFlow.from_pretrained(run.init_from)
             model.grow_from(parent)
             meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
-        # ActNorm's data-dependent init on batch 0 (a pure function of the seed: --resume is exact)
-        model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
+        if model.config.z_scale != "none":  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
+            model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
     if resuming and model.config != model_config:
         accelerator.print("note: --resume continues with the model config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_lambda(run))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(run))
     start, meta = load_state(last, optimizer, scheduler) if resuming else (0, meta)
     if resuming:
         accelerator.print(f"resumed {last} at step {start}")
@@ -306,6 +361,8 @@ def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
                 "sessions": [*sessions, session], "torch": torch.__version__,
                 **({"parent": meta["parent"]} if "parent" in meta else {})}
 
+    if val_files and main_process and start == 0:  # the untrained start: training must improve on it
+        log.append({"step": 0, "seconds": 0.0, "lr": 0.0, "val_psnr": validate(flow(), val_files, run.val_tau, accelerator.device)})
     bad = 0
     bar = tqdm(range(start, run.iters), initial=start, total=run.iters, disable=not accelerator.is_local_main_process, dynamic_ncols=True)
     for step, (x, bits) in zip(bar, loader):

@@ -21,19 +21,24 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, kernel, mode="valid")
 
 
+def _read_log(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def plot_training_log(csv_path: str | Path, png_path: str | Path, window: int = 50) -> Path:
     """log.csv of ``bdflow.train`` -> PNG with the weighted loss terms (moving average) and validation PSNR."""
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
+    rows = _read_log(csv_path)
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     if rows:
+        val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
+        rows = [r for r in rows if r["total"]]  # the step-0 row holds only the untrained model's validation
         steps = np.array([int(r["step"]) for r in rows])
         for term in LOSS_TERMS:
             values = np.array([float(r[term]) for r in rows])
             if np.any(values > 0):
                 smooth = _smooth(values, window)
                 ax_loss.plot(steps[len(steps) - len(smooth) :], smooth, label=term)
-        val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
         if val:
             ax_val.plot(*zip(*val), marker="o")
     ax_loss.set(xlabel="iteration", ylabel=f"weighted loss (mean of {window})", yscale="log", title="loss terms (Eq. 7)")
@@ -53,8 +58,9 @@ def plot_runs(logs: dict[str, str | Path], png_path: str | Path, window: int = 1
     panels = (("back", "backward L1 (Eq. 9) / 2", 0.5), ("lpips", "LPIPS of X_back", 1.0))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for label, path in logs.items():
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
+        rows = _read_log(path)
+        val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
+        rows = [r for r in rows if r["total"]]
         steps = np.array([int(r["step"]) for r in rows])
         for ax, (term, title, factor) in zip(axes, panels):
             smooth = _smooth(factor * np.array([float(r[term]) for r in rows]), window)
@@ -62,7 +68,6 @@ def plot_runs(logs: dict[str, str | Path], png_path: str | Path, window: int = 1
             if np.all(smooth > 0):  # a term switched off (lambda = 0) is left out
                 ax.plot(steps[len(steps) - len(smooth) :], smooth, label=label)
                 ax.set_yscale("log")
-        val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
         if val:
             axes[2].plot(*zip(*val), marker="o", label=label)
     axes[2].set(xlabel="iteration", ylabel="PSNR-Y (dB)", title="validation: first --val-images of faces/val, bits = 1, --val-tau")
@@ -117,12 +122,49 @@ def edges_image(edges: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
+FRAME_RGB = (70, 110, 160)  # the frame around map panels: neither black, white nor a gray code
+NO_B_TEXT = "no stored B: this model (IRN-style twin) keeps only Y and Z"
+
+
+def framed(img: np.ndarray, px: int = 2, color: tuple[int, int, int] = FRAME_RGB) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> (H + 2 px, W + 2 px, 3) with a coloured frame, so that white or black cells at the
+    image's edge stay visible on the page's white (or dark) background."""
+    img = np.asarray(img)
+    out = np.empty((img.shape[0] + 2 * px, img.shape[1] + 2 * px, 3), dtype=np.uint8)
+    out[:] = color
+    out[px : px + img.shape[0], px : px + img.shape[1]] = img
+    return out
+
+
+def no_b_image(size: tuple[int, int], text: str = NO_B_TEXT) -> np.ndarray:
+    """The stored-B panel of a model without B: uint8 RGB (H, W, 3), gray diagonal hatching with ``text`` on it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    f = max(1.0, 320 / max(int(size[1]), 1))  # at least 320 px wide, so the text stays legible; the shape is kept
+    h, w = max(round(int(size[0]) * f), 80), round(int(size[1]) * f)
+    yy, xx = np.mgrid[:h, :w]
+    gray = np.where((xx + yy) % 12 < 3, 150, 215).astype(np.uint8)
+    img = Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(13, min(22, w // 24)))
+    words, lines = text.split(), [""]
+    for word in words:  # wrap to the panel's width
+        trial = f"{lines[-1]} {word}".strip()
+        if draw.textlength(trial, font=font) > w - 16 and lines[-1]:
+            lines.append(word)
+        else:
+            lines[-1] = trial
+    box = draw.multiline_textbbox((w / 2, h / 2), "\n".join(lines), font=font, anchor="mm", align="center")
+    draw.rectangle((box[0] - 6, box[1] - 6, box[2] + 6, box[3] + 6), fill=(255, 255, 255), outline=FRAME_RGB)
+    draw.multiline_text((w / 2, h / 2), "\n".join(lines), font=font, fill=(20, 20, 20), anchor="mm", align="center")
+    return np.asarray(img)
+
+
 def codes_image(codes: np.ndarray | None, bits: int, factor: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
     """k-bit B codes (h, w) -> uint8 RGB, code / (2^k - 1) as gray, enlarged by ``factor`` (nearest) and cropped to
-    ``size`` (H, W). ``None`` (a B-less model) gives a mid-gray placeholder."""
+    ``size`` (H, W). ``None`` (a B-less model) gives :func:`no_b_image`, which says why there is nothing to show."""
     if codes is None:
-        h, w = size if size is not None else (16, 16)
-        return np.full((h, w, 3), 128, dtype=np.uint8)
+        return no_b_image(size if size is not None else (64, 128))
     levels = 2**bits - 1
     gray = np.floor(np.asarray(codes, dtype=np.float64) * 255 / levels + 0.5).astype(np.uint8)
     big = enlarge_nearest(gray, factor)
@@ -171,14 +213,105 @@ def hist_panel(ax, values: np.ndarray, title: str, prior: bool, tau: float | Non
     return lo, hi
 
 
+LABEL_BAND = 40  # px left empty at the top of a figure panel: the app's panel label sits there, not on a title
+
+
 def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width: float = 7.5, height: float = 3.0) -> np.ndarray:
     """The paper's Fig. 2 for one image, as uint8 RGB: left, the forward Z of the flow (see :func:`hist_panel`);
-    right, Z_GT = HR - bicubic round trip (pixel units) with its own Gaussian fit."""
-    fig, (ax_z, ax_gt) = plt.subplots(1, 2, figsize=(width, height), dpi=100)
+    right, Z_GT = HR - bicubic round trip (pixel units) with its own Gaussian fit. The top LABEL_BAND pixels
+    stay white (the panel label)."""
+    dpi = 100
+    fig, (ax_z, ax_gt) = plt.subplots(1, 2, figsize=(width, height), dpi=dpi)
     hist_panel(ax_z, z, "forward Z of the flow", prior=True, tau=tau)
     hist_panel(ax_gt, z_gt, "Z_GT = HR − bicubic", prior=False)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - LABEL_BAND / (height * dpi)))
     return figure_to_array(fig)
+
+
+def _tile(ax, img, title: str) -> None:
+    ax.imshow(img, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _colour(values: np.ndarray, cmap: str | None, vmax: float = 1.0) -> np.ndarray:
+    """(h, w, 3) in [0, 1] (cmap None) or (h, w) values in [0, vmax] through ``cmap`` -> uint8 RGB."""
+    if cmap is None:
+        return (np.clip(values, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return heat_image(values, vmax=vmax, cmap=cmap)[0]
+
+
+def tile_grid(rows: list[list[tuple[str, np.ndarray | None]]], tile_w: int = 150) -> np.ndarray:
+    """Rows of (title, uint8 RGB tile or None for an empty cell) -> one uint8 RGB image: each tile resized
+    (nearest) to ``tile_w`` wide, its title above it, a white band of LABEL_BAND px on top (the panel label).
+    Composed with Pillow: much cheaper than one matplotlib axes per tile."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    first = next(img for row in rows for _, img in row if img is not None)
+    tile_h = max(1, round(tile_w * first.shape[0] / first.shape[1]))
+    title_h, gap = 16, 6
+    cols = max(len(row) for row in rows)
+    canvas = Image.new("RGB", (cols * (tile_w + gap) + gap, LABEL_BAND + len(rows) * (tile_h + title_h + gap)), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=10)
+    for r, row in enumerate(rows):
+        y = LABEL_BAND + r * (tile_h + title_h + gap)
+        for c, (title, img) in enumerate(row):
+            x = gap + c * (tile_w + gap)
+            centre = y + title_h / 2 if img is not None else y + title_h + tile_h / 2  # an empty cell: text only
+            draw.text((x + tile_w / 2, centre), title, fill=(20, 20, 20), font=font, anchor="mm")
+            if img is not None:
+                canvas.paste(Image.fromarray(img).resize((tile_w, tile_h), Image.Resampling.NEAREST), (x, y + title_h))
+    return np.asarray(canvas)
+
+
+def levels_image(views, tile_w: int = 150) -> np.ndarray:
+    """The level view (``bdflow.levels``) as uint8 RGB: one row per level; the wavelet's low-pass and the RMS of
+    its detail channels, then the same slots after the level's InvBlocks, |after - before| of the low-pass (what
+    the blocks wrote into it), and at the last level B (or a note that the model has none). The two detail maps of
+    a row share one colour scale. Titles are ASCII (Pillow's default font has no Greek or math signs)."""
+    rows = []
+    for v in views:
+        vmax = max(float(np.percentile(v.before_detail, 99)), float(np.percentile(v.after_detail, 99)), 1e-6)
+        delta = np.abs(v.after_low - v.before_low).mean(axis=2) * 255
+        dmax = max(float(delta.max()), 1e-6)
+        row = [(f"level {v.index} wavelet: low-pass", _colour(v.before_low, None)),
+               (f"{v.channels - 3} detail ch. (RMS)", _colour(v.before_detail, "magma", vmax)),
+               ("after InvBlocks: low-pass" + (" = Y" if v.last else ""), _colour(v.after_low, None)),
+               (f"low-pass change, max {dmax:.1f}/255", _colour(delta, "viridis", dmax)),
+               ("after: Z (RMS)" if v.last else "after: detail (RMS)", _colour(v.after_detail, "magma", vmax))]
+        if v.after_b is not None:
+            row.append(("after: B (channel 3)", _colour(np.repeat(v.after_b[..., None], 3, axis=2), None)))
+        elif v.last:
+            row.append(("no B channel: Y and Z only", None))
+        rows.append(row)
+    return tile_grid(rows, tile_w)
+
+
+def export_figure(panels: dict[str, np.ndarray], caption: str, stem: str | Path) -> tuple[Path, Path]:
+    """Panels (title -> uint8 RGB) side by side (up to 3 per row) with ``caption`` under them, for slides:
+    written as ``stem``.png (150 dpi) and ``stem``.pdf. Returns both paths."""
+    if not panels:
+        raise ValueError("nothing to export")
+    n = len(panels)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows + 0.6), squeeze=False)
+    for ax, (title, img) in zip(axes.flat, panels.items()):
+        _tile(ax, img, title)
+        ax.title.set_fontsize(10)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=9, wrap=True)
+    fig.tight_layout(rect=(0, 0.6 / (3.6 * rows + 0.6), 1, 1))
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    fig.savefig(png, dpi=150)
+    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": "bdflow"})
+    plt.close(fig)
+    return png, pdf
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@
 1. Latency per action for one user (median of --repeats), as round trips of gradio_client (upload, queue, PNG
    files and all) and, for the decoder, in-process too (``Demo.decode`` alone): a new image (encode), moving tau,
    bits or the seed (decode only: the encoder's result is cached per input), the numbers (scores).
-2. Load: --clients concurrent clients, each sending --requests /decode calls with a new (tau, seed) each, so that
-   nothing is answered from the cache. Prints errors (must be 0), p50/p95/max latency and throughput.
+2. Load and abuse: --clients concurrent clients, each sending --requests mixed calls in turn: /decode, /scores,
+   /diversity with a new (tau, seed) each, so that nothing is answered from the cache, and uploads of bad files
+   (text named .png, a truncated PNG, an empty file, a 4x4 image), which must be refused with bdflow's message.
+   Prints server errors (must be 0), p50/p95/max latency per kind, the refusal messages, and whether the server
+   still answers afterwards.
 """
 
 from __future__ import annotations
@@ -94,15 +97,58 @@ def latency(url: str, image: Path, label: str, repeats: int, folder: Path, side:
         print(f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |")
 
 
+def bad_uploads(folder: Path, image: Path) -> dict[str, Path]:
+    """Files a careless or hostile user uploads: text named .png, a truncated PNG, an empty file, a 4x4 image."""
+    folder.mkdir(exist_ok=True)
+    png = folder / "source.png"
+    Image.open(image).convert("RGB").save(png)
+    files = {"text.png": b"this is not an image", "truncated.png": png.read_bytes()[: png.stat().st_size // 3],
+             "empty.png": b""}
+    out = {}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        out[name] = folder / name
+    Image.new("RGB", (4, 4)).save(folder / "tiny.png")
+    out["tiny.png"] = folder / "tiny.png"
+    return out
+
+
+KINDS = ("decode", "scores", "diversity", "bad upload")
+
+
 def load(url: str, image: Path, label: str, clients: int, requests: int, folder: Path, side: int | None) -> int:
+    """--clients clients x --requests mixed requests (decode, scores, diversity, bad uploads), all at once. A bad upload
+    must be refused with bdflow's message; anything else that fails (a generic or unexpected error, a timeout, an
+    empty answer) is a server error. Then one more /decode checks that the server is still alive."""
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
 
     path = variants(image, 1, folder, side)[0]
+    bad = list(bad_uploads(folder / "bad", path).values())
     Client(url, verbose=False).predict(handle_file(str(path)), label, api_name="/encode")  # the input is cached
-    times: list[float] = []
+    times: dict[str, list[float]] = {k: [] for k in KINDS}
     errors: list[str] = []
+    refusals: dict[str, int] = {}
     lock = threading.Lock()
     start = threading.Barrier(clients)
+
+    def request(client, kind: str, k: int, i: int) -> None:
+        common = {"model": label, "tau": 0.1 + 0.05 * (i % 20), "seed": k * 1000 + i}
+        if kind == "bad upload":
+            bad_file = bad[k % len(bad)]
+            try:
+                client.predict(image=handle_file(str(bad_file)), api_name="/decode", **common)
+            except AppError as err:
+                if "unexpected server error" in str(err) or "Traceback" in str(err):
+                    raise
+                with lock:
+                    refusals[f"{bad_file.name}: {err}"] = refusals.get(f"{bad_file.name}: {err}", 0) + 1
+                return
+            raise RuntimeError(f"{bad_file.name} was accepted")
+        out = client.predict(image=handle_file(str(path)), api_name=f"/{kind}", **common,
+                             **({"samples": 2} if kind == "diversity" else {}))
+        if not out or not out[{"decode": 3, "scores": 1, "diversity": 0}[kind]]:
+            raise RuntimeError(f"empty answer from /{kind}")
 
     def worker(k: int) -> None:
         try:
@@ -113,17 +159,15 @@ def load(url: str, image: Path, label: str, clients: int, requests: int, folder:
             return
         start.wait()
         for i in range(requests):
+            kind = KINDS[(k + i) % len(KINDS)]
             t = time.perf_counter()
             try:
-                out = client.predict(image=handle_file(str(path)), model=label, tau=0.1 + 0.05 * (i % 20),
-                                     seed=k * 1000 + i, api_name="/decode")
-                if not out or not out[3]:
-                    raise RuntimeError("empty reconstruction")
+                request(client, kind, k, i)
                 with lock:
-                    times.append(time.perf_counter() - t)
+                    times[kind].append(time.perf_counter() - t)
             except Exception as err:  # noqa: BLE001
                 with lock:
-                    errors.append(f"client {k} request {i}: {type(err).__name__}: {err}")
+                    errors.append(f"client {k} request {i} ({kind}): {type(err).__name__}: {err}")
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
@@ -133,13 +177,27 @@ def load(url: str, image: Path, label: str, clients: int, requests: int, folder:
         t.join()
     wall = time.perf_counter() - t0
     total = clients * requests
-    print(f"\nload: {clients} clients x {requests} /decode requests = {total}, {wall:.1f} s wall")
-    print(f"errors: {len(errors)}")
+    every = [v for values in times.values() for v in values]
+    w, h = Image.open(path).size
+    print(f"\nload on model {label}, {w}x{h} image: {clients} clients x {requests} mixed requests = {total} "
+          f"({', '.join(KINDS)} in turn), {wall:.1f} s wall")
+    print(f"server errors: {len(errors)}")
     for e in errors[:5]:
         print("  ", e)
-    print(f"latency p50 {percentile(times, 50):.2f} s, p95 {percentile(times, 95):.2f} s, max {max(times, default=float('nan')):.2f} s;"
-          f" throughput {len(times) / wall:.2f} requests/s")
-    return 1 if errors else 0
+    print("| request | answered | p50 (s) | p95 (s) | max (s) |\n|---|---|---|---|---|")
+    for kind, values in [*times.items(), ("all", every)]:
+        print(f"| {kind} | {len(values)} | {percentile(values, 50):.2f} | {percentile(values, 95):.2f} | "
+              f"{max(values, default=float('nan')):.2f} |")
+    print(f"throughput {len(every) / wall:.2f} requests/s; bad uploads refused with these messages:")
+    for message, count in sorted(refusals.items()):
+        print(f"  {count:3d} x {message}")
+    try:
+        out = Client(url, verbose=False).predict(image=handle_file(str(path)), model=label, seed=424242, api_name="/decode")
+        alive = bool(out and out[3])
+    except Exception as err:  # noqa: BLE001
+        alive, errors = False, [*errors, f"after the load: {type(err).__name__}: {err}"]
+    print(f"server alive afterwards: {'yes' if alive else 'NO'} (a fresh /decode answered)")
+    return 1 if errors or not alive else 0
 
 
 def main(argv=None) -> int:
@@ -162,14 +220,15 @@ def main(argv=None) -> int:
         import app as app_module
         from bdflow.demo import Demo, model_sources
 
-        demo = Demo.from_sources(model_sources(ROOT / "checkpoints"))
+        demo = Demo.from_sources(model_sources(ROOT / "checkpoints"), precision=app_module.env_precision())
         blocks = app_module.configure(app_module.build(demo))
         port = free_port()
         blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                       **app_module.launch_kwargs())
         url = f"http://127.0.0.1:{port}/"
         print(f"app on {url}: concurrency {os.environ.get('BDFLOW_CONCURRENCY', '1')}, "
-              f"queue {os.environ.get('BDFLOW_QUEUE_SIZE', '64')}, torch threads {__import__('torch').get_num_threads()}")
+              f"queue {os.environ.get('BDFLOW_QUEUE_SIZE', '64')}, torch threads {__import__('torch').get_num_threads()}, "
+              f"precision {app_module.env_precision()}")
     label = args.model
     if label is None:
         from gradio_client import Client

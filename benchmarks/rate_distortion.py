@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from bdflow.codec import code_y, decode_file, encode_file, model_digest, pack, unpack
 from bdflow.data import list_images
-from bdflow.evaluate import to_8bit
+from bdflow.quantize import to_8bit
 from bdflow.metrics import lpips_rgb, psnr_y
 from bdflow.pipeline import Encoded, Rescaler, load_image, pad_to_multiple
 from bdflow.quantize import b_to_codes, y_to_uint8

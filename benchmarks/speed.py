@@ -1,25 +1,42 @@
-"""Speed and size of the default BDFlow at each scale, beside the paper's Table 2 (a benchmark, not a test).
+"""Speed and size of BDFlow at each scale, beside the paper's Table 2 and IRN (a benchmark, not a test).
 
-    python benchmarks/speed.py                 # CPU (and CUDA when present)
-    python benchmarks/speed.py --sizes 256 512 --repeats 5 --scales 8 64
+    python benchmarks/speed.py --peer                       # the README's tables (CPU), IRN side by side
+    python benchmarks/speed.py --scales 16 --sizes 1024 --repeats 5 --precisions fp32 bf16 --no-train
+    python benchmarks/speed.py --device cuda --scales 64 --sizes 1024 --precisions fp32 bf16 --compile --no-train
 
-Prints parameters, multiply-accumulates of the forward (encode) and inverse (decode) pass counted by
+Prints Markdown: parameters, multiply-accumulates of the forward (encode) and inverse (decode) pass counted by
 ``torch.utils.flop_counter`` (GMACs = torch FLOPs / 2, the unit papers usually call FLOPs), the median
-encode+decode wall time per image size, and the training-step throughput at batch 16 (128^2 crops at x8,
-256^2 crops at x64). Medians of repeated runs, measured side by side in one process.
+encode+decode wall time (the flow's forward, then its inverse with a Z sample) per image size and precision
+(``bdflow.accel``: fp32 is the exact model, bf16 runs its subnets in bfloat16), the training-step throughput,
+and with ``--peer`` IRN's x8 architecture (benchmarks/irn_peer.py) timed alternately with bdflow x8 in the same
+process, with the ratio. The shipped checkpoints (checkpoints/face-x*) are used where present (the default
+config otherwise: speed does not depend on the weights). Every time is the median of --repeats runs after a
+warm-up; variants are interleaved so that load from other processes hits them alike. ``--compile`` adds a
+torch.compile'd fp32 variant (its compile time printed apart; on CUDA with CUDA graphs).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bdflow import BDFlow, BDFlowConfig
-from bdflow.losses import bdflow_loss
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bdflow import BDFlow, BDFlowConfig  # noqa: E402
+from bdflow.accel import accelerate  # noqa: E402
+from bdflow.limits import PRECISIONS  # noqa: E402
+from bdflow.losses import bdflow_loss  # noqa: E402
+from irn_peer import IRN  # noqa: E402
 
 PAPER_TABLE2 = {  # scale: (params M, FLOPs G, time s) of BDFlow in the paper (GPU, unstated input size)
     8: (3.16, 3.4399, 0.050),
@@ -27,6 +44,7 @@ PAPER_TABLE2 = {  # scale: (params M, FLOPs G, time s) of BDFlow in the paper (G
     32: (15.94, 2.0933, 0.032),
     64: (60.72, 2.2720, 0.036),
 }
+IRN_PAPER_PARAMS = 11.12  # what the architecture of irn_peer.py has at x8 (the IRN paper does not list it)
 
 
 def gmacs(fn) -> float:
@@ -40,75 +58,161 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
+def interleaved_medians(fns: dict, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each zero-argument callable, run in turn (warm-up first) so that load hits all alike."""
+    for fn in fns.values():
         fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def load_model(scale: int, device: torch.device) -> BDFlow:
+    folder = ROOT / "checkpoints" / f"face-x{scale}"
+    model = BDFlow.from_pretrained(folder) if folder.is_dir() else BDFlow(BDFlowConfig(scale=scale))
+    return model.to(device).eval()
+
+
+def round_trip(net, x: torch.Tensor) -> torch.Tensor:
+    """Encode + decode: the forward pass, then the inverse with a Z sample (tau = 0.8) in place of Z."""
+    y, b, z = net(x)
+    return net.inverse(y, b, torch.randn_like(z) * 0.8)
+
+
+def variants(model: BDFlow, precisions, compile_: bool, device: torch.device) -> dict:
+    """name -> fn(x): the round trip at each precision (bdflow.accel), and torch.compile'd at fp32."""
+    fns = {p: (lambda x, net=accelerate(model, p, device): round_trip(net, x)) for p in precisions}
+    if compile_:
+        compiled = torch.compile(round_trip, dynamic=False, mode="reduce-overhead" if device.type == "cuda" else None)
+        fns["fp32+compile"] = lambda x: compiled(model, x)
+    return fns
+
+
+def timed(fns: dict, x: torch.Tensor, repeats: int, device: torch.device) -> dict[str, float]:
+    if "fp32+compile" in fns:  # the first call of a new shape compiles
+        t = time.perf_counter()
+        fns["fp32+compile"](x)
+        print(f"(torch.compile of the {tuple(x.shape)} round trip: {time.perf_counter() - t:.0f} s)", flush=True)
+    return interleaved_medians({name: (lambda fn=fn: fn(x)) for name, fn in fns.items()}, repeats, device)
 
 
 @torch.inference_mode()
-def round_trip(model: BDFlow, x: torch.Tensor) -> torch.Tensor:
-    y, b, z = model(x)
-    return model.inverse(y, b, torch.zeros_like(z))
-
-
-def inference_table(scales, sizes, repeats, device) -> None:
-    print(f"\n## Inference on {device} ({torch.get_num_threads()} threads), median of {repeats}")
+def inference_table(scales, sizes, repeats, precisions, compile_, device) -> None:
+    names = list(precisions) + (["fp32+compile"] if compile_ else [])
+    print(f"\n**Inference on {device_name(device)}, encode+decode, median of {repeats}**\n")
     head = "| scale | params (M) | paper params (M) | encode GMACs @256² | decode GMACs @256² | paper GFLOPs |"
-    head += "".join(f" enc+dec {s}² (s) |" for s in sizes) + " paper time (s) |"
+    head += "".join(f" {s}² {n} (s) |" for s in sizes for n in names) + " paper time (s) |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for scale in scales:
-        model = BDFlow(BDFlowConfig(scale=scale)).to(device).eval()
+        model = load_model(scale, device)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         x = torch.rand(1, 3, 256, 256, device=device)
-        with torch.inference_mode():
-            y, b, z = model(x)
-            enc = gmacs(lambda: model(x))
-            dec = gmacs(lambda: model.inverse(y, b, z))
-        times = [median_seconds(lambda: round_trip(model, torch.rand(1, 3, s, s, device=device)), repeats, device) for s in sizes]
+        y, b, z = model(x)
+        enc, dec = gmacs(lambda: model(x)), gmacs(lambda: model.inverse(y, b, z))
+        fns = variants(model, precisions, compile_, device)
+        cells = []
+        for size in sizes:
+            medians = timed(fns, torch.rand(1, 3, size, size, device=device), repeats, device)
+            cells += [medians[n] for n in names]
         p_params, p_flops, p_time = PAPER_TABLE2.get(scale, (float("nan"),) * 3)
         row = f"| x{scale} | {params:.2f} | {p_params} | {enc:.2f} | {dec:.2f} | {p_flops} |"
-        print(row + "".join(f" {t:.3f} |" for t in times) + f" {p_time} |", flush=True)
+        print(row + "".join(f" {t:.3f} |" for t in cells) + f" {p_time} |", flush=True)
+
+
+def irn_round_trip(net, x: torch.Tensor) -> torch.Tensor:
+    return net.inverse(net(x))
+
+
+@torch.inference_mode()
+def peer_table(sizes, repeats, device) -> None:
+    """bdflow x8 and IRN x8 (random weights) at fp32, interleaved in one loop; the ratio per size. (fp32 only:
+    IRN's dense subnets concatenate, which oneDNN's blocked tensors of the bf16 path do not support.)"""
+    print(f"\n**Side by side with IRN's x8 architecture on {device_name(device)}, encode+decode, median of {repeats}**\n")
+    print("| size | bdflow x8 fp32 (s) | IRN x8 fp32 (s) | IRN / bdflow |")
+    print("|---|---|---|---|")
+    ours = load_model(8, device)
+    peer = IRN(scale=8).to(device).eval()
+    for size in sizes:
+        x = torch.rand(1, 3, size, size, device=device)
+        medians = interleaved_medians({"bdflow": lambda: round_trip(ours, x), "irn": lambda: irn_round_trip(peer, x)},
+                                      repeats, device)
+        a, b = medians["bdflow"], medians["irn"]
+        print(f"| {size}² | {a:.3f} | {b:.3f} | {b / a:.1f}x |", flush=True)
+    params = sum(p.numel() for p in peer.parameters()) / 1e6
+    print(f"\nIRN x8 as re-created: {params:.2f} M parameters, 8 InvBlocks per level, 5-conv dense subnets of growth 32;"
+          f" bdflow x8: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M.")
+
+
+# the training step before and after session 6's flow and recipe (docs/recipe.md), timed in turn in one run
+STEP_DESIGNS = {
+    "Haar, B as a channel, the paper's loss (sessions 2-5)": dict(
+        wavelet="haar", b_mode="channel", z_scale="learned", tau_train=1.0, lambda_lpips=1.0, lpips_from=0.0,
+        lambda_latent=4.0),
+    "CDF 9/7, B as a condition, the recipe (session 6)": dict(),  # the defaults; LPIPS on (progress 0.5)
+}
 
 
 def training_table(repeats, device) -> None:
-    print(f"\n## Training step on {device} ({torch.get_num_threads()} threads), batch 16, full loss (Eq. 7), median of {repeats}")
-    print("| scale | crop | s / step | it/s |")
-    print("|---|---|---|---|")
-    for scale, crop in ((8, 128), (64, 256)):
-        model = BDFlow(BDFlowConfig(scale=scale)).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
-        x = torch.rand(16, 3, crop, crop, device=device)
+    print(f"\n**Training step on {device_name(device)}, batch 8, full loss (Eq. 7) at progress 0.5, median of "
+          f"{repeats}, designs interleaved**\n")
+    print("| scale | crop | design | s / step | it/s |")
+    print("|---|---|---|---|---|")
+    for scale, crop in ((8, 96), (16, 128)):
+        x = torch.rand(8, 3, crop, crop, device=device, generator=torch.Generator(device).manual_seed(0))
+        steps = {}
+        for name, design in STEP_DESIGNS.items():
+            model = BDFlow(BDFlowConfig(scale=scale, **design)).to(device)
+            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
 
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            bdflow_loss(model, x, bits=1, progress=0.5).total.backward()
-            optimizer.step()
+            def step(model=model, optimizer=optimizer):
+                optimizer.zero_grad(set_to_none=True)
+                bdflow_loss(model, x, bits=1, progress=0.5).total.backward()
+                optimizer.step()
 
-        seconds = median_seconds(step, repeats, device)
-        print(f"| x{scale} | {crop}² | {seconds:.2f} | {1 / seconds:.2f} |", flush=True)
+            steps[name] = step
+        for name, seconds in interleaved_medians(steps, repeats, device).items():
+            print(f"| x{scale} | {crop}² | {name} | {seconds:.2f} | {1 / seconds:.2f} |", flush=True)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    return f"CPU ({names[0] if names else platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile'd fp32 variant")
+    parser.add_argument("--peer", action="store_true", help="IRN x8 side by side (at --peer-sizes)")
+    parser.add_argument("--peer-sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--no-train", action="store_true", help="skip the training-step throughput")
     args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}; default BDFlowConfig: {BDFlowConfig()}")
-    for device in devices:
-        inference_table(args.scales, args.sizes, args.repeats, device)
-        if not args.no_train:
-            training_table(args.repeats, device)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available here")
+    load = os.getloadavg()
+    print(f"torch {torch.__version__}, {device_name(device)}; load average {load[0]:.1f} at the start")
+    inference_table(args.scales, args.sizes, args.repeats, args.precisions, args.compile, device)
+    if args.peer:
+        peer_table(args.peer_sizes, args.repeats, device)
+    if not args.no_train:
+        training_table(args.repeats, device)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

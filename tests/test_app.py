@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 import app as app_module
-from bdflow import BDFlow, BDFlowConfig
+from bdflow import BDFlow, BDFlowConfig, viz
 from bdflow.demo import Demo
 from tests.conftest import REPO, perturb_
 
@@ -67,14 +68,23 @@ def read(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def unframed(img: np.ndarray, px: int = 2) -> np.ndarray:
+    """A map panel without its frame, after checking the frame is there (issue: app defect 6)."""
+    border = np.concatenate([img[:px].reshape(-1, 3), img[-px:].reshape(-1, 3), img[:, :px].reshape(-1, 3),
+                             img[:, -px:].reshape(-1, 3)])
+    assert (border == viz.FRAME_RGB).all()
+    return img[px:-px, px:-px]
+
+
 def test_named_endpoints_listed(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/encode", "/decode", "/scores", "/diversity"} <= names
+    assert {"/encode", "/decode", "/scores", "/diversity", "/levels", "/swap", "/figure"} <= names
 
 
 def test_encode(client, face):
     edges, zhist, notes = client.predict(handle_file(face), "×8", api_name="/encode")
-    assert read(edges).shape == (80, 96, 3) and set(np.unique(read(edges))) <= {0, 255}
+    edges = unframed(read(edges))
+    assert edges.shape == (80, 96, 3) and set(np.unique(edges)) <= {0, 255}
     assert read(zhist).ndim == 3
     assert "HR 96×80" in notes and "LR 12×10" in notes
 
@@ -85,7 +95,7 @@ def test_decode_moves_with_tau_bits_seed(client, face):
                                                                   api_name="/decode", **kw)
         assert read(lr).shape == (10, 12, 3) and read(lr_big).shape == read(hr).shape == (80, 96, 3)
         assert read(bicubic).shape == (80, 96, 3) and "3 bytes" not in table
-        return read(rec), read(b), table
+        return read(rec), unframed(read(b)), table
 
     rec, b1, table = run(tau=0.8, seed=0)
     assert "360 (Y) + 15 (B)" in table  # 12x10x3 bytes of Y, 120 one-bit codes
@@ -103,6 +113,8 @@ def test_scores_and_toggles(client, face):
     table, s = client.predict(image=handle_file(face), model="×8", tau=0.5, jpeg_on=True, jpeg_q=20, drop_b=True,
                               bicubic_lr=True, api_name="/scores")
     assert set(plain["reconstruction"]) == {"psnr", "ssim", "lpips"} and plain["bytes_b"] == 15
+    # LPIPS is a number with nothing but requirements.txt installed: its weights ship in the package (defect 1)
+    assert all(isinstance(m["lpips"], float) and m["lpips"] > 0 for m in (plain["reconstruction"], plain["bicubic"]))
     assert s["bytes_b"] == 0 and s["bytes_y"] != plain["bytes_y"] and s["reconstruction"] != plain["reconstruction"]
     assert "B dropped" in table and "JPEG q20" in table and "bicubic LR" in table
     _, twin = client.predict(image=handle_file(face), model="×8 without B (IRN-style twin)", api_name="/scores")
@@ -111,14 +123,89 @@ def test_scores_and_toggles(client, face):
 
 def test_diversity(client, face):
     img, caption = client.predict(image=handle_file(face), model="×8", tau=1.0, samples=3, api_name="/diversity")
-    assert read(img).shape == (80, 96, 3) and "std over 3 samples" in caption
+    assert read(img).shape == (80, 96, 3) and "std over 3 samples" in caption and "τ = 1.00" in caption
+
+
+def test_stored_b_panel_framed_even_when_all_white(client, tmp_path):
+    """Defect 6: B's white cells at the image's edge must not merge into the page: the panel has a frame."""
+    stripes = tmp_path / "stripes.png"
+    Image.fromarray(np.tile(np.repeat([0, 255], 2).astype(np.uint8), (64, 16))[..., None].repeat(3, 2)).save(stripes)
+    _, _, b, *_ = client.predict(image=handle_file(stripes), model="×8", api_name="/decode")
+    unframed(read(b))
+
+
+def test_twin_b_panel_explains_there_is_no_b(client, face):
+    """Defect 5: the B-less twin's stored-B panel is not a flat grey square but says why it is empty."""
+    _, _, b, *_ = client.predict(image=handle_file(face), model="×8 without B (IRN-style twin)", api_name="/decode")
+    b = unframed(read(b))
+    assert len(np.unique(b.reshape(-1, 3), axis=0)) > 10  # hatching and text, not one grey
+    assert np.array_equal(b, unframed(viz.framed(viz.no_b_image((80, 96)))))
+
+
+def test_levels(client, face):
+    img, table = client.predict(image=handle_file(face), model="×8", api_name="/levels")
+    assert read(img).ndim == 3 and read(img).shape[0] > 300  # three rows of tiles
+    assert table.count("\n|") == 4 and "| 3 (Y, B, Z) | 192 |" in table
+    _, twin = client.predict(image=handle_file(face), model="×8 without B (IRN-style twin)", api_name="/levels")
+    assert "| 3 (Y, B, Z) | 192 |" in twin
+
+
+def test_swap_takes_b_from_the_other_image(client, face, tmp_path):
+    # image B: red columns on and off, an edge at every column, so its BAM (the B a conditioned flow reads) is
+    # dense everywhere while a face's is sparse: most of the two Bs' cells differ
+    other = tmp_path / "other.png"
+    stripes = np.zeros((80, 96, 3), np.uint8)
+    stripes[:, ::2, 0] = 255
+    Image.fromarray(stripes).save(other)
+    own, own_table, own_s = client.predict(handle_file(face), handle_file(face), "×8", 2, 0.0, 0, api_name="/swap")
+    lr, lr_big, b, (rec, hr), bicubic, table = client.predict(image=handle_file(face), model="×8", bits=2, tau=0.0,
+                                                              api_name="/decode")
+    assert np.array_equal(read(own), read(rec)) and "0 of 120 B cells differ" in own_table
+    swapped, table, s = client.predict(handle_file(face), handle_file(other), "×8", 2, 0.0, 0, api_name="/swap")
+    assert read(swapped).shape == (80, 96, 3) and not np.array_equal(read(swapped), read(own))
+    differ = re.search(r"_(\d+) of 120 B cells differ from the flow's own B_", table)
+    assert differ and int(differ.group(1)) > 60, table
+    assert s["bytes_b"] == own_s["bytes_b"] == 30 and s["reconstruction"]["psnr"] != own_s["reconstruction"]["psnr"]
+    with pytest.raises(AppError, match="stores no B"):
+        client.predict(handle_file(face), handle_file(other), "×8 without B (IRN-style twin)", api_name="/swap")
+
+
+def test_figure_png_and_pdf_with_caption(client, face):
+    png, pdf = client.predict(image=handle_file(face), model="×8", bits=2, tau=0.5, seed=3, api_name="/figure")
+    assert png.endswith(".png") and pdf.endswith(".pdf") and Path(pdf).read_bytes()[:5] == b"%PDF-"
+    assert read(png).shape[1] > 1000
+    one, one_pdf = client.predict(image=handle_file(face), model="×8", panel="stored B", api_name="/figure")
+    assert read(one).shape[1] < read(png).shape[1] and "stored-B" in Path(one).name
+    with pytest.raises(AppError, match="unknown panel"):
+        client.predict(image=handle_file(face), model="×8", panel="nope", api_name="/figure")
+
+
+def test_ui_errors_clear_every_output_and_show_the_message_once():
+    """Defect 2: in the UI a failure returns cleared outputs and the message for the status line (no toast)."""
+    def fails(image, model):
+        raise ValueError("holiday.png is not an image Pillow can read")
+
+    out = app_module.shown_errors(fails, 3)("holiday.png", "×8")
+    assert out[:3] == [None, None, None] and out[3].count("holiday.png is not an image Pillow can read") == 1
+    assert app_module.shown_errors(fails, 2)(None, "×8") == [None, None, ""]
+
+
+def test_settings_changes_clear_the_diversity_map(tmp_path):
+    """Defect 3: every input the map depends on clears it (and the exported figure) when it changes."""
+    demo = Demo.from_sources(tiny_checkpoints(tmp_path), max_side=64, device="cpu")
+    blocks = app_module.build(demo, examples_dir=tmp_path)
+    ids = {b.elem_id: i for i, b in blocks.blocks.items() if getattr(b, "elem_id", None)}
+    cleared = {t[0] for dep in blocks.config["dependencies"] if ids["diversity"] in dep["outputs"]
+               for t in dep["targets"] if t[1] == "change"}
+    for name in ("hr-input", "model", "bits", "tau", "seed", "bicubic-lr", "jpeg-on", "jpeg-q", "drop-b"):
+        assert ids[name] in cleared, name
 
 
 def test_large_image_downscaled_with_notice(client, face_paths, tmp_path):
     big = tmp_path / "big.png"
     Image.open(face_paths[0]).convert("RGB").resize((256, 200)).save(big)
     edges, _, notes = client.predict(handle_file(big), "×8", api_name="/encode")
-    assert read(edges).shape == (100, 128, 3) and "downscaled the 256x200 input to 128x100" in notes
+    assert unframed(read(edges)).shape == (100, 128, 3) and "downscaled the 256x200 input to 128x100" in notes
 
 
 @pytest.mark.parametrize("kind, kwargs, message", [
@@ -167,3 +254,67 @@ def test_loads_from_a_hub_repo_id_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("BDFLOW_MODELS", "bdflow-test/not-cached")
     with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache"):
         app_module.create()
+
+
+@pytest.mark.parametrize("endpoint", ["/encode", "/decode", "/scores", "/diversity"])
+def test_missing_image_is_a_clear_error_on_every_endpoint(client, endpoint):
+    """issue 15 §7: image=None is refused with a message, not answered with empty outputs."""
+    with pytest.raises(AppError, match="upload an image first") as err:
+        client.predict(image=None, model="×8", api_name=endpoint)
+    assert "Traceback" not in str(err.value)
+
+
+def raw_call(server: str, endpoint: str, data: list) -> str:
+    """One call over raw HTTP (any client can send what gradio_client cannot: NaN, URLs, server paths); the SSE
+    stream of its answer."""
+    import json
+
+    import httpx
+
+    url = f"{server}gradio_api/call{endpoint}"
+    event = httpx.post(url, content=json.dumps({"data": data}), headers={"content-type": "application/json"},
+                       timeout=60).json()["event_id"]
+    return httpx.get(f"{url}/{event}", timeout=120).text
+
+
+DEC_NAMES = ["image", "model", "bits", "tau", "seed", "bicubic_lr", "jpeg_on", "jpeg_q", "drop_b", "samples"]
+DEC_DEFAULTS = {"model": "×8", "bits": 1, "tau": 0.8, "seed": 0, "bicubic_lr": False, "jpeg_on": False, "jpeg_q": 75,
+                "drop_b": False, "samples": 4}
+
+
+@pytest.mark.parametrize("endpoint, kwargs, message", [
+    ("/decode", {"bits": 2.5}, "bits must be an integer from 1 to 4, got 2.5"),
+    ("/scores", {"bits": 2.5}, "bits must be an integer from 1 to 4, got 2.5"),
+    ("/decode", {"bits": float("nan")}, "bits must be an integer from 1 to 4, got nan"),
+    ("/decode", {"seed": float("nan")}, "the seed must be an integer from 0 to 2^63 - 1, got nan"),
+    ("/decode", {"seed": 2**63}, "the seed must be an integer from 0 to 2^63 - 1"),
+    ("/decode", {"jpeg_on": True, "jpeg_q": float("nan")}, "the JPEG quality must be an integer from 1 to 100, got nan"),
+    ("/diversity", {"samples": float("nan")}, "samples must be an integer from 2 to 32, got nan"),
+    ("/diversity", {"samples": 2.5}, "samples must be an integer from 2 to 32, got 2.5"),
+    ("/decode", {"tau": float("nan")}, "tau must be between 0 and 10, got nan"),
+])
+def test_integer_inputs_are_refused_like_tau(server, face, endpoint, kwargs, message):
+    """issue 15 §7: 2.5 bits is refused (not rounded to 2), NaN for an integer input gets the rule's message. Over raw
+    HTTP, as gradio_client cannot send NaN (Python's json writes it as the literal NaN, which the server reads)."""
+    import httpx
+
+    with open(face, "rb") as f:
+        uploaded = httpx.post(f"{server}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
+    values = {**DEC_DEFAULTS, "image": {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, **kwargs}
+    stream = raw_call(server, endpoint, [values[n] for n in DEC_NAMES[: 10 if endpoint == "/diversity" else 9]])
+    assert "event: error" in stream and message in stream, stream
+    assert "cannot convert" not in stream and "Traceback" not in stream
+
+
+@pytest.mark.parametrize("image", [
+    {"path": "http://127.0.0.1:9/face.png", "meta": {"_type": "gradio.FileData"}},  # Gradio refuses local hosts
+    {"path": str(REPO / "assets" / "church.jpg"), "meta": {"_type": "gradio.FileData"}},  # a real image, not uploaded
+    {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}},
+    "/etc/hostname",
+])
+def test_urls_and_server_paths_are_refused_before_bdflow_reads_anything(server, image):
+    """docs/robustness.md: only uploads (and the clipboard, an upload too) reach bdflow. Gradio refuses a URL, a path it
+    did not receive as an upload (even a real image on the server) or a bare string before the function runs, with
+    its generic error (no message)."""
+    stream = raw_call(server, "/encode", [image, "×8"])
+    assert "event: error" in stream and "HR " not in stream and '"error": null' in stream

@@ -1,4 +1,4 @@
-"""The app's engine without Gradio (issue: app §1-2): forward_image/quantize, the cache, toggles, numbers, figures."""
+"""The app's engine without Gradio (issue: app §1-2): forward_image/quantize, the cache, toggles, numbers."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bdflow import BDFlow, BDFlowConfig, Rescaler, viz
+from bdflow import BDFlow, BDFlowConfig, Rescaler
 from bdflow.demo import Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources, scores_markdown
 from tests.conftest import perturb_
 
@@ -143,23 +143,6 @@ def test_large_input_downscaled_with_note_and_bad_input_refused(demo, face_paths
             demo.decode(an, seed=bad_seed)
     with pytest.raises(ValueError, match="bits must be"):
         demo.decode(an, bits=5)
-
-
-def test_viz_panels():
-    y8 = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    big = viz.enlarge_nearest(y8, 4)
-    assert big.shape == (8, 12, 3) and (big[:4, :4] == y8[0, 0]).all()
-    codes = np.array([[0, 3], [1, 2]], np.uint8)
-    img = viz.codes_image(codes, bits=2, factor=8, size=(12, 16))
-    assert img.shape == (12, 16, 3) and img[0, 8, 0] == 255 and img[8, 0, 0] == 85
-    assert viz.codes_image(None, 1, size=(5, 6)).shape == (5, 6, 3)
-    edges = viz.edges_image(np.eye(4, dtype=bool))
-    assert edges.dtype == np.uint8 and edges[0, 0, 0] == 255 and edges[0, 1, 0] == 0
-    heat, vmax = viz.heat_image(np.array([[0.0, 1.0], [2.0, 4.0]]), vmax=2.0)
-    assert heat.shape == (2, 2, 3) and vmax == 2.0 and (heat[1, 0] == heat[1, 1]).all()
-    rng = np.random.default_rng(0)
-    hist = viz.z_histogram(rng.normal(0, 0.7, 5000), rng.laplace(0, 0.05, 5000), tau=0.8)
-    assert hist.dtype == np.uint8 and hist.ndim == 3 and hist.shape[2] == 3 and hist.std() > 0
 
 
 def test_jpeg_round_trip_smaller_than_raw():

@@ -55,7 +55,7 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
 
 def test_probes_decode_from_altered_y_and_b(small_faces, tmp_path, capsys):
     """--probe bicubic-y feeds the bicubic LR: a fresh flow is a Haar pyramid, so Y is the box mean, not bicubic."""
-    model = BDFlow(BDFlowConfig(scale=8, hidden=8))
+    model = BDFlow(BDFlowConfig(scale=8, hidden=8, wavelet="haar", b_mode="channel"))
     with torch.no_grad():
         model.levels[-1][-1].eta.conv_out.bias[0] = 1.0  # B's channel (first of u2 in the last coupling) reads 1
     model.save_pretrained(tmp_path / "m")
@@ -82,7 +82,7 @@ def test_record_writes_metrics_and_model_card(small_faces, tmp_path):
     assert [r["method"] for r in model.meta["metrics"]["val-512"]] == ["bicubic round trip", "BDFlow m"]
     card = (tmp_path / "m" / "README.md").read_text()
     assert "| val-512 | BDFlow m |" in card and "| test-1024 | BDFlow m |" in card and "non-commercial" in card
-    assert "Tiny test model." in card and "λ = 2, 2, 1, 16, 4" in card  # the notes are kept by a later --record
+    assert "Tiny test model." in card and "λ = 2, 2, 0.1, 16, 0" in card  # the notes are kept by a later --record
 
 
 def test_bad_arguments_are_clear(small_faces, tmp_path, capsys):

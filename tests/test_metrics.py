@@ -176,3 +176,17 @@ def test_cuda_matches_cpu(pairs):
         out = fn(x.cuda(), r.cuda(), border=4)
         assert out.device.type == "cuda"
         assert abs(out.item() - fn(x, r, border=4).item()) < 1e-9
+
+
+def test_grid_ratio_sees_a_checkerboard_and_not_plain_noise(face):
+    """Issue #14's grid check: error folded by position modulo s; max/mean of the s x s map."""
+    from bdflow.metrics import grid_ratio
+
+    g = torch.Generator().manual_seed(0)
+    noisy = (face + 0.02 * torch.randn(face.shape, generator=g)).clamp(0, 1)
+    grid = face.clone()
+    grid[..., ::8, ::8] = (grid[..., ::8, ::8] + 0.1).clamp(0, 1)  # one offset of every 8x8 cell is wrong
+    plain, checker = float(grid_ratio(noisy, face, 8)), float(grid_ratio(grid, face, 8))
+    assert 1.0 <= plain < 1.3 and checker > 30  # the 64-cell map has all its error at one offset: ratio ~64
+    with pytest.raises(ValueError):
+        grid_ratio(face[..., :10, :10], face[..., :10, :10], 8)

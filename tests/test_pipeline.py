@@ -41,6 +41,15 @@ def test_decode_reproducible_per_seed_and_tau_zero_is_deterministic(rescaler, fa
     assert np.array_equal(np.asarray(rescaler.decode(enc, tau=0, seed=1)), np.asarray(rescaler.decode(enc, tau=0, seed=2)))
 
 
+@pytest.mark.parametrize("tau_train, expected", [(0.0, 0.0), (0.5, 0.5), (1.0, 0.8)])
+def test_default_tau_is_the_training_tau_at_most_0_8(face_pil, tau_train, expected):
+    """A model decodes at the tau it was trained at unless told (the paper's tau_train = 1 keeps the paper's 0.8)."""
+    r = Rescaler(perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, tau_train=tau_train)), std=0.01), device="cpu")
+    enc = r.encode(face_pil.resize((64, 64)))
+    assert r.default_tau == expected
+    assert np.array_equal(np.asarray(r.decode(enc, seed=3)), np.asarray(r.decode(enc, tau=expected, seed=3)))
+
+
 def test_lossless_at_identity_weights(face_pil):
     """A fresh flow is the Haar pyramid: with the true Z it is exact; the pipeline's tau=0 decode is the box-mean upsampling."""
     r = Rescaler(BDFlow(BDFlowConfig(scale=4, hidden=8)), device="cpu")

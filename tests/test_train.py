@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from bdflow import BDFlow
 from bdflow.hub import model_card
-from bdflow.train import main, parse_args, train
+from bdflow.train import TrainConfig, lr_lambda, main, parse_args, train
 from bdflow.viz import main as viz_main
 
 TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "4", "--workers", "0", "--val-images", "0"]
@@ -34,6 +34,26 @@ def test_few_steps_decrease_the_loss_on_real_faces(data_dir, tmp_path):
     assert (out / "curves.png").stat().st_size > 0
     assert viz_main([str(out / "compare.png"), f"a={out / 'log.csv'}", str(out / "log.csv")]) == 0  # run comparison
     assert (out / "compare.png").stat().st_size > 0
+
+
+def test_lr_schedule_warmup_constant_then_cosine():
+    f = lr_lambda(TrainConfig(iters=100, lr=1e-3, lr_min=1e-5, warmup=10, decay_from=0.5))
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)  # linear warm-up
+    assert f(10) == f(50) == pytest.approx(1.0)  # constant until half-way
+    assert f(75) == pytest.approx((1e-5 + 0.5 * (1e-3 - 1e-5)) / 1e-3) and f(100) == pytest.approx(0.01)
+    paper = lr_lambda(TrainConfig(iters=100, lr=1e-3, lr_min=1e-5))  # the paper's cosine over the whole run
+    assert paper(0) == 1.0 and paper(50) == pytest.approx((1e-5 + 0.5 * (1e-3 - 1e-5)) / 1e-3)
+
+
+def test_untrained_start_is_validated_and_logged(data_dir, tmp_path):
+    """Training must improve on its own starting point: step 0 carries the untrained model's validation PSNR."""
+    out = tmp_path / "run"
+    flags = ["--iters", "2", "--val-images", "1", "--val-every", "2", "--val-tau", "0", "--val-data", str(data_dir / "faces" / "val")]
+    assert main(_args(data_dir, out, *flags)) == 0
+    with open(out / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["0", "1", "2"] and float(rows[0]["val_psnr"]) > 20 and rows[0]["total"] == ""
+    assert rows[2]["val_psnr"] and (out / "curves.png").stat().st_size > 0
 
 
 def test_resume_continues_bit_for_bit(data_dir, tmp_path):

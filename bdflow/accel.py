@@ -1,0 +1,61 @@
+"""bfloat16 inference: the coupling subnets run in bf16, the flow's state stays float32 (docs/design.md, "bf16").
+
+    net = accelerate(model, "bf16")    # an inference copy; ``model`` is left as it is
+    y, b, z = net(x); x_back = net.inverse(y, b, z)
+
+Each InvBlock's subnets (phi, rho, eta) get bf16 weights; their input is cast to bf16 on the way in and their
+output back to float32 on the way out, so the additions, the affine scale exp(s), the Haar steps and the split
+into [Y, B, Z] stay in float32 and the flow remains invertible to float32 rounding for its own (bf16) subnets.
+On the CPU the subnets run on oneDNN's blocked tensors (``Tensor.to_mkldnn``): one layout change per subnet
+instead of one per convolution, and bf16 dot products where the CPU has them (AVX512-BF16, AMX). On CUDA they
+run as plain bf16 modules. "fp32" returns the model itself, unchanged: the exact reference path.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.utils import mkldnn as mkldnn_utils
+
+from .coupling import InvBlock
+from .limits import check_precision
+
+def default_precision(device: str | torch.device = "cpu") -> str:
+    """bf16 where it runs natively (CUDA; a CPU with oneDNN bf16), else fp32: what the app uses unless told."""
+    if torch.device(device).type == "cuda":
+        return "bf16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def accelerate(model: nn.Module, precision: str = "bf16", device: str | torch.device | None = None) -> nn.Module:
+    """``model`` (a BDFlow, on ``device``) for inference at ``precision``: itself for "fp32", else a bf16 copy in
+    which every child of every InvBlock is a bf16 subnet.
+
+    The copy is a snapshot: later changes to ``model``'s weights do not reach it.
+    """
+    if check_precision(precision) == "fp32":
+        return model
+    device = torch.device(device or next(model.parameters()).device)
+    if device.type == "cpu" and default_precision() != "bf16":
+        raise ValueError("precision 'bf16' needs a CPU with AVX512 (oneDNN bf16); use 'fp32' on this machine")
+    net = copy.deepcopy(model).eval()
+    for block in net.modules():
+        if isinstance(block, InvBlock):
+            for name, subnet in list(block.named_children()):
+                setattr(block, name, _bf16_subnet(subnet, device))
+    return net
+
+
+def _bf16_subnet(subnet: nn.Module, device: torch.device) -> nn.Module:
+    """(N,c,h,w) float32 -> (N,c',h,w) float32 through ``subnet`` in bf16 (oneDNN on the CPU)."""
+    if device.type == "cpu":
+        subnet = mkldnn_utils.to_mkldnn(subnet, torch.bfloat16)  # Conv2d -> MkldnnConv2d, weights prepacked
+        subnet.register_forward_pre_hook(lambda _, args: (args[0].contiguous().to_mkldnn(torch.bfloat16),))
+        subnet.register_forward_hook(lambda _, args, out: out.to_dense(torch.float32))
+    else:
+        subnet = subnet.to(torch.bfloat16)
+        subnet.register_forward_pre_hook(lambda _, args: (args[0].to(torch.bfloat16),))
+        subnet.register_forward_hook(lambda _, args, out: out.float())
+    return subnet
