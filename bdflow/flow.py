@@ -110,10 +110,12 @@ class BDFlow(nn.Module):
         return u
 
     @torch.no_grad()
-    def boundary_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The B a conditioned flow reads: BAM's LR-grid target of x (N,3,H,W) -> (N,1,H/s,W/s) in [0, 1]."""
+    def boundary_map(self, x: torch.Tensor, b_s: torch.Tensor | None = None) -> torch.Tensor:
+        """B's LR-grid target under this model's BAM settings: x (N,3,H,W) -> (N,1,H/s,W/s) in [0, 1]. The B a
+        conditioned flow reads, and L_BAM's target; ``b_s``: the boundary strength of x when the caller has it."""
         c = self.config
-        return boundary_target(x, c.scale, mode=c.b_target, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
+        return boundary_target(x, c.scale, mode=c.b_target, sigma=c.bam_sigma, norm=c.bam_norm,
+                               threshold=c.bam_threshold, b_s=b_s)
 
     def _conditions(self, b: torch.Tensor) -> list[torch.Tensor]:
         """B (N,1,h,w) on the LR grid -> one condition per level l = 1..n, nearest-upsampled to (N,1,h 2^(n-l),w 2^(n-l))."""

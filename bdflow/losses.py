@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .bam import boundary_strength, boundary_target
+from .bam import boundary_strength
 from .config import BDFlowConfig
 from .flow import BDFlow, sample_z
 from .lpips import lpips
@@ -88,9 +88,8 @@ def bdflow_loss(
     """
     c: BDFlowConfig = model.config
     zero = torch.zeros((), device=x.device)
-    bam_kw = dict(sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
-    b_s = boundary_strength(x, **bam_kw) if c.baw else None  # once, for B's target and BAW
-    b_target = boundary_target(x, c.scale, mode=c.b_target, b_s=b_s, **bam_kw) if c.boundary else None
+    b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold) if c.baw else None
+    b_target = model.boundary_map(x, b_s) if c.boundary else None  # b_s computed once, for B's target and BAW
     y, b, z = model(x, b_target) if c.conditioned else model(x)
     forw = forward_loss(y, bicubic_down(x, c.scale))
     latent = latent_nll(z)
