@@ -40,7 +40,8 @@ from bdflow.accel import default_precision  # noqa: E402
 from bdflow.demo import (DEFAULT_MAX_SIDE, FIGURE_PANELS, Demo, Toggles, figure_caption,  # noqa: E402
                          levels_markdown, scores_markdown)
 from bdflow.limits import PRECISIONS  # noqa: E402
-from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU, to_output  # noqa: E402
+from bdflow.image_io import to_output  # noqa: E402
+from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"

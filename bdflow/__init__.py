@@ -14,12 +14,14 @@ import types
 
 # name -> module; imported on first use (PEP 562), so that ``python -m bdflow info`` never imports torch
 _LAZY = {"bam": "bam", "boundary_strength": "bam", "boundary_target": "bam", "BDFlowConfig": "config",
+         "LossConfig": "config",
          "BDFlow": "flow", "sample_z": "flow", "Encoded": "encoded", "Rescaler": "pipeline"}
 
 __all__ = [
     "BDFlow",
     "BDFlowConfig",
     "Encoded",
+    "LossConfig",
     "Rescaler",
     "bam",
     "boundary_strength",

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 from .codec import CodecError, decode_file, encode_file, read_file, write_atomic
-from .limits import BDF_SUFFIX, DEFAULT_TAU, IMAGE_SUFFIXES, PRECISIONS, check_bits, check_seed, check_tau, image_format
+from .limits import BDF_SUFFIX, DEFAULT_TAU, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, check_bits, check_seed, check_tau, image_format
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
-REPO = Path(__file__).resolve().parents[1]
 
 EPILOG = f"""\
 exit codes:
@@ -29,24 +28,6 @@ examples (`bdflow` after `pip install -e .`; `python -m bdflow` is the same):
 """
 
 
-def find_checkpoint(name: str) -> str:
-    """A folder path, else checkpoints/NAME (here or in the repository), else the name as a Hub repo id."""
-    for candidate in (Path(name), Path("checkpoints") / name, REPO / "checkpoints" / name):
-        if (candidate / "config.json").is_file():
-            return str(candidate)
-    return name
-
-
-def model_label(name: str) -> str:
-    """What a file stores as the model's name: NAME when checkpoints/NAME finds the same folder, else as given."""
-    path = Path(name)
-    if path.is_dir():
-        short = path.resolve().name
-        if Path(find_checkpoint(short)).resolve() == path.resolve():
-            return short
-    return name
-
-
 class Models:
     """Load each model once per run (a folder of files may name the same model many times)."""
 
@@ -54,7 +35,8 @@ class Models:
         self.device, self.precision, self.cache = device, precision, {}
 
     def get(self, name: str):
-        """The Rescaler of a checkpoint name (torch is imported here, on the first model)."""
+        """The Rescaler of a checkpoint name (``hub.find_checkpoint``; torch is imported here, on the first model)."""
+        from .hub import find_checkpoint
         from .pipeline import Rescaler
 
         if name not in self.cache:
@@ -117,7 +99,9 @@ def cmd_encode(args) -> int:
     if jobs[0][1].suffix.lower() != BDF_SUFFIX:
         raise CodecError(f"the output {jobs[0][1]} must end in {BDF_SUFFIX}")
     rescaler = Models(args.device, args.precision).get(args.model)
-    label = model_label(args.model)
+    from .hub import checkpoint_name  # torch is loaded by now
+
+    label = checkpoint_name(args.model)
 
     def work(src, dst):
         bdf = encode_file(rescaler, src, dst, bits=args.bits, model_name=label, force=args.force)
@@ -191,22 +175,25 @@ def parser() -> argparse.ArgumentParser:
                                 "and decode them back with the same model.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{encode,decode,info}")
+    common = argparse.ArgumentParser(add_help=False)  # the flags encode and decode share (argparse ``parents``)
+    common.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    common.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    common.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32 (exact, default) or bf16 (subnets in bfloat16: ~2x faster on AVX512-BF16 CPUs)")
+    common.add_argument("-q", "--quiet", action="store_true", help="print errors only")
 
-    e = sub.add_parser("encode", help="image (or folder of images) -> .bdf", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    def command(name: str, help: str, parents=()):
+        return sub.add_parser(name, help=help, epilog=EPILOG, parents=list(parents),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    e = command("encode", "image (or folder of images) -> .bdf", [common])
     e.add_argument("input", type=Path, help="an image file, or a folder of images")
     e.add_argument("output", type=Path, help="the .bdf file, or a folder for IN.bdf files")
     e.add_argument("--model", required=True, help="checkpoint folder, a name found as checkpoints/NAME, or a Hub repo id")
-    e.add_argument("--bits", type=argument(check_bits), default=1, metavar="K", help="bits of B, 1..4 (default 1)")
-    e.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    e.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    e.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (exact, default) or bf16 (subnets in bfloat16: ~2x faster on AVX512-BF16 CPUs)")
-    e.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    e.add_argument("--bits", type=argument(check_bits), default=1, metavar="K", help=f"bits of B, 1..{MAX_BITS} (default 1)")
     e.set_defaults(func=cmd_encode)
 
-    d = sub.add_parser("decode", help=".bdf (or folder of them) -> image", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = command("decode", ".bdf (or folder of them) -> image", [common])
     d.add_argument("input", type=Path, help="a .bdf file, or a folder of them")
     d.add_argument("output", type=Path, help="the image (format from the suffix, PNG for a folder), or a folder")
     d.add_argument("--model", help="the model (default: the one named in the file, found as a folder, "
@@ -215,15 +202,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"Z temperature, 0..10 (default: the model's training temperature, at most {DEFAULT_TAU})")
     d.add_argument("--seed", type=argument(check_seed), default=0,
                    help="Z seed, 0..2^63-1: same file, model, tau and seed give the same image (default 0)")
-    d.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    d.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    d.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32 (exact, default) or bf16 (subnets in bfloat16: ~2x faster on AVX512-BF16 CPUs)")
-    d.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     d.set_defaults(func=cmd_decode)
 
-    i = sub.add_parser("info", help="print a .bdf file's header and sizes", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    i = command("info", "print a .bdf file's header and sizes")
     i.add_argument("input", type=Path, nargs="+", help=".bdf files")
     i.add_argument("--json", action="store_true", help="one JSON object per file")
     i.set_defaults(func=cmd_info)

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .config import MAX_BITS, SCALES
+from .config import SCALES
 from .encoded import Encoded
 from .entropy import decode_codes, encode_codes
-from .limits import DEFAULT_MAX_PIXELS, image_format
+from .limits import DEFAULT_MAX_PIXELS, MAX_BITS, image_format
 
 if TYPE_CHECKING:  # reading and writing files needs no torch (``python -m bdflow info`` stays fast)
     from .pipeline import Rescaler
@@ -90,24 +90,14 @@ class BdfFile:
 
 
 def model_digest(model) -> str:
-    """SHA-256 of a model's weights (``hub.weights_digest``), computed once and cached on the model.
-
-    Accepts a ``Rescaler`` or a ``BDFlow``. The cache assumes the weights do not change after the first call.
-    """
-    from .hub import weights_digest  # torch
-
-    model = getattr(model, "model", model)
-    digest = getattr(model, "_bdf_weights_digest", None)
-    if digest is None:
-        digest = weights_digest(model.state_dict())
-        model._bdf_weights_digest = digest
-    return digest
+    """SHA-256 of the weights of a ``Rescaler`` or a ``BDFlow`` (``BDFlow.weights_digest``, cached on the model)."""
+    return getattr(model, "model", model).weights_digest()
 
 
 def check_model(bdf: BdfFile, rescaler: Rescaler, model_label: str | None = None) -> None:
     """Refuse a model other than the one the file was encoded with, naming both."""
     digest = model_digest(rescaler)[: 2 * DIGEST_BYTES]
-    label = model_label or getattr(rescaler.model, "name", "the given model")
+    label = model_label or rescaler.model.name or "the given model"
     if digest != bdf.model_digest:
         raise CodecError(
             f"wrong model: the file was encoded with {bdf.model_name!r} (weights {bdf.model_digest}), "
@@ -406,7 +396,7 @@ def encode_file(rescaler: Rescaler, src, dst, bits: int = 1, model_name: str | N
     if dst.exists() and not force:  # before the (slow) encode
         raise FileExistsError(f"{dst} exists (use --force to overwrite)")
     enc = rescaler.encode(src, bits=bits)
-    name = model_name or getattr(rescaler.model, "name", "bdflow")
+    name = model_name or rescaler.model.name or "bdflow"
     data = pack(enc, name, model_digest(rescaler))
     bdf = unpack(data, max(rescaler.max_pixels, DEFAULT_MAX_PIXELS))
     write_atomic(dst, data, force=force)

@@ -1,4 +1,7 @@
-"""One dataclass holds every hyper-parameter of a BDFlow model and its loss (nanoGPT style).
+"""The hyper-parameters, split by concern (nanoGPT and IRN keep model and training apart): ``BDFlowConfig`` is the
+network (architecture, how B enters, the BAM that makes B), ``LossConfig`` the training loss (weights, schedule of
+LPIPS and BAW, the training temperature). A checkpoint's config.json holds both as one flat object, as it always
+did (``BDFlowConfig.from_dict`` and ``LossConfig.from_dict`` each take their fields from it).
 
 Paper references: §3 (architecture), §4.2 (loss weights), Table 4 (BAM settings); ``docs/design.md`` of the
 project records the decisions the paper leaves open.
@@ -10,15 +13,18 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .limits import check_tau
+
 SCALES = (2, 4, 8, 16, 32, 64)
-MAX_BITS = 4
 B_TARGETS = ("density", "max", "lr")
 WAVELETS = ("haar", "cdf53", "cdf97")  # bdflow.wavelets implements them
 B_MODES = ("condition", "channel")
+B_UPSAMPLES = ("bilinear", "nearest")
 Z_SCALES = ("learned", "fixed", "none")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
-LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0}
+LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0,
+          "b_upsample": "nearest"}
 
 
 def option(default, help: str):
@@ -28,6 +34,9 @@ def option(default, help: str):
 
 @dataclass
 class BDFlowConfig:
+    """The network: its architecture, how B enters the flow and the BAM that makes B (what changes the weights' shape
+    or what the flow computes)."""
+
     # --- architecture (paper §3.2, design §1) -------------------------------------------------------
     scale: int = option(8, "rescaling factor 2^n, n = 1..6 (n wavelet levels)")
     wavelet: str = option("cdf97", "wavelet of each level: haar (the paper's) | cdf53 | cdf97 (design: 'Wavelet')")
@@ -38,6 +47,7 @@ class BDFlowConfig:
     clamp: float = option(1.0, "affine scale exp(rho) stays in [e^-clamp, e^clamp]")
     boundary: bool = option(True, "store a boundary map B; False gives the IRN-style twin, whose B channel joins Z")
     b_mode: str = option("condition", "how B enters: condition (the BAM target, read by every coupling) | channel (the paper's 4th output channel)")
+    b_upsample: str = option("bilinear", "how a condition B reaches each level's finer grid: bilinear | nearest (design: 'B as a condition')")
     z_scale: str = option("fixed", "Z's per-channel scale exp(a): learned | fixed (set on the first batch) | none")
 
     # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
@@ -46,17 +56,6 @@ class BDFlowConfig:
     bam_threshold: float = option(50.0, "T in OpenCV Canny units (Table 4: best T = 50)")
     b_target: str = option("density", "LR-grid target for B: density | max | lr (design §3)")
 
-    # --- loss (Eq. 7-11; paper §4.2: lambda = 2, 2, 1, 16, 4; ours: 2, 2, 0.1, 16, 0) ---------------------
-    lambda_forw: float = option(2.0, "lambda_1, L2 on Y against the bicubic LR (Eq. 8)")
-    lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
-    lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
-    lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
-    lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
-    lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
-    baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
-    baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
-    tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
-
     def __post_init__(self):
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale}")
@@ -64,27 +63,17 @@ class BDFlowConfig:
             raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
         if self.b_target not in B_TARGETS:
             raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
-        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("z_scale", Z_SCALES)):
+        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("z_scale", Z_SCALES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        from .limits import check_tau  # limits reads MAX_BITS from here: imported late to avoid the cycle
-
-        check_tau(self.tau_train)
-        if self.baw_twin and self.boundary:
-            raise ValueError("baw_twin applies to the twin only (boundary=False); a model with B always uses BAW")
         for name in ("blocks_per_level", "hidden", "clamp", "max_3x3_channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     @property
     def levels(self) -> int:
-        """n, the number of wavelet levels: scale = 2^n."""
+        """n, the number of wavelet levels: scale = 2^n (``len(BDFlow.levels)``)."""
         return int(math.log2(self.scale))
-
-    @property
-    def baw(self) -> bool:
-        """Whether L_back is weighted by the boundary magnitude (BAW, Eq. 4) once training passes baw_alpha."""
-        return self.boundary or self.baw_twin
 
     @property
     def b_channel(self) -> bool:
@@ -111,8 +100,54 @@ class BDFlowConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BDFlowConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown BDFlowConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**{**{k: v for k, v in LEGACY.items() if k not in d}, **d})
+        """This config's fields of a config.json (LossConfig's fields there are skipped; LEGACY fills the missing)."""
+        return _from_flat(cls, d)
+
+
+@dataclass
+class LossConfig:
+    """The training loss of Eq. 7-11 (``bdflow.losses``): its weights, when LPIPS and BAW join, and the temperature of
+    the Z the training decode sees. A checkpoint records it (the decoder's best tau is its ``tau_train``)."""
+
+    # --- loss (Eq. 7-11; paper §4.2: lambda = 2, 2, 1, 16, 4; ours: 2, 2, 0.1, 16, 0) ---------------------
+    lambda_forw: float = option(2.0, "lambda_1, L2 on Y against the bicubic LR (Eq. 8)")
+    lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
+    lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
+    lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
+    lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
+    lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
+    baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
+    baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
+    tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
+
+    def __post_init__(self):
+        check_tau(self.tau_train)
+
+    def check(self, config: BDFlowConfig) -> None:
+        """Refuse a loss that does not fit the model: BAW for the twin (``baw_twin``) needs the twin."""
+        if self.baw_twin and config.boundary:
+            raise ValueError("baw_twin applies to the twin only (boundary=False); a model with B always uses BAW")
+
+    def uses_baw(self, config: BDFlowConfig) -> bool:
+        """Whether L_back is weighted by the boundary magnitude (BAW, Eq. 4) once training passes baw_alpha: for every
+        model with B, and for the twin with ``baw_twin``."""
+        return config.boundary or self.baw_twin
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LossConfig":
+        """This config's fields of a config.json (BDFlowConfig's fields there are skipped; LEGACY fills the missing)."""
+        return _from_flat(cls, d)
+
+
+def _from_flat(cls, d: dict):
+    """``cls``'s fields of a flat config.json holding BDFlowConfig's and LossConfig's; names of neither are refused."""
+    mine = {f.name for f in dataclasses.fields(cls)}
+    known = mine | {f.name for c in (BDFlowConfig, LossConfig) for f in dataclasses.fields(c)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; known: {sorted(known)}")
+    legacy = {k: v for k, v in LEGACY.items() if k in mine and k not in d}
+    return cls(**legacy, **{k: v for k, v in d.items() if k in mine})

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from .limits import IMAGE_SUFFIXES, is_image_file
+from .image_io import read_rgb
+from .limits import IMAGE_SUFFIXES, MAX_BITS, is_image_file
+
+ALL_BITS = tuple(range(1, MAX_BITS + 1))  # the k a training batch may draw: every k a stored B can have
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -28,17 +30,10 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def read_rgb(path: str | Path) -> torch.Tensor:
-    """An image file -> (3,H,W) float32 RGB in [0, 1]."""
-    with Image.open(path) as img:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
-
-
 class CropBatches(Dataset):
     """Item t is the training batch of step t: (x (B,3,crop,crop) in [0, 1], bits)."""
 
-    def __init__(self, folder, crop: int, batch_size: int, bits_choices=(1, 2, 3, 4), seed: int = 0, rank: int = 0, steps: int = 10**9):
+    def __init__(self, folder, crop: int, batch_size: int, bits_choices=ALL_BITS, seed: int = 0, rank: int = 0, steps: int = 10**9):
         self.files = list_images(folder)
         self.crop, self.batch_size = crop, batch_size
         self.bits_choices = tuple(bits_choices)

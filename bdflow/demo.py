@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import os
 import threading
@@ -29,15 +28,15 @@ from torch.nn import functional as F
 
 from . import viz
 from .bam import bam
-from .metrics import sample_values
-from .quantize import to_8bit
-from .resize import bicubic_lr_codes, bicubic_round_trip
-from .hub import CONFIG_NAME, resolve_checkpoint
+from .hub import find_checkpoints
+from .image_io import load_image, to_output
 from .levels import LevelView, record
 from .limits import MAX_SEED, check_bits, check_int, check_seed, check_tau
 from .lpips import LPIPSWeightsNotFound
-from .metrics import lpips_rgb, psnr_y, ssim_y
-from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler, load_image, to_output
+from .metrics import lpips_rgb, psnr_y, sample_values, ssim_y
+from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler
+from .quantize import to_8bit
+from .resize import bicubic_lr_codes, bicubic_round_trip
 
 DEFAULT_MAX_SIDE = 1024  # larger inputs are downscaled (with a notice) so that one decode stays interactive
 Z_SAMPLE = 50_000  # Z values kept per input for the histogram
@@ -75,7 +74,7 @@ class Analysis:
     meta: dict
     bicubic_lr: np.ndarray  # uint8 (h,w,3), antialiased bicubic downscale of the padded HR
     bicubic: torch.Tensor  # the bicubic round trip (1,3,H,W)
-    edges: np.ndarray  # bool (H,W): BAM of the HR image at k = 1 (Canny)
+    edges: np.ndarray  # bool (H,W): BAM of the HR image at k = 1 (Canny) under the model's BAM settings
     z: np.ndarray  # a sample of the forward Z values
     z_gt: np.ndarray  # a sample of Z_GT = HR - bicubic round trip (paper Fig. 2)
     notes: list[str] = field(default_factory=list)
@@ -92,6 +91,16 @@ class Analysis:
 
 
 @dataclass
+class Stored:
+    """What the decoder is given (``Demo.stored``): Y and B at k bits after the toggles, their sizes in bytes."""
+
+    enc: Encoded
+    y_bytes: int  # raw, or the JPEG's size with the JPEG toggle
+    b_bytes: int  # k bits per code, 0 without B or with B dropped
+    notes: list[str] = field(default_factory=list)  # what the toggles did
+
+
+@dataclass
 class Decoded:
     """One reconstruction and what the decoder was given."""
 
@@ -101,6 +110,13 @@ class Decoded:
     b_bytes: int
     bits_per_hr_pixel: float
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, stored: Stored, x_hat: torch.Tensor, hr_pixels: int, notes: list[str] | None = None) -> "Decoded":
+        """The reconstruction ``x_hat`` of what was ``stored``, its rate per HR pixel (``notes``: else the stored's)."""
+        return cls(x_hat=x_hat, enc=stored.enc, y_bytes=stored.y_bytes, b_bytes=stored.b_bytes,
+                   bits_per_hr_pixel=8 * (stored.y_bytes + stored.b_bytes) / hr_pixels,
+                   notes=stored.notes if notes is None else notes)
 
     @property
     def nbytes(self) -> int:
@@ -116,12 +132,6 @@ def model_label(config: dict) -> str:
     """``x16`` for a BDFlow checkpoint, ``x16 without B (IRN-style twin)`` for its B-less twin."""
     label = f"×{int(config['scale'])}"
     return label if config.get("boundary", True) else f"{label} without B (IRN-style twin)"
-
-
-def find_checkpoints(root: str | Path = "checkpoints") -> list[Path]:
-    """Every folder under ``root`` with a config.json, sorted by name."""
-    root = Path(root)
-    return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}")) if root.is_dir() else []
 
 
 def model_sources(root: str | Path = "checkpoints", env: str | None = None) -> list[str]:
@@ -166,10 +176,6 @@ def jpeg_round_trip(y8: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), buf.tell()
 
 
-def _tensor(y8: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(y8)).permute(2, 0, 1)[None].float().div(255).to(device)
-
-
 # ----------------------------------------------------------------------------------------------------
 # The engine
 # ----------------------------------------------------------------------------------------------------
@@ -197,10 +203,9 @@ class Demo:
         under its label; models with B come first, then by scale."""
         loaded = []
         for source in sources:
-            folder = resolve_checkpoint(source)
-            config = json.loads((folder / CONFIG_NAME).read_text())
             r = Rescaler.from_pretrained(source, max_pixels=max_pixels, device=device, precision=precision)
-            loaded.append((not config.get("boundary", True), int(config["scale"]), model_label(config), source, r))
+            c = r.model.config
+            loaded.append((not c.boundary, c.scale, model_label(c.to_dict()), source, r))
         rescalers: dict[str, Rescaler] = {}
         for _, _, label, source, r in sorted(loaded, key=lambda t: t[:2]):
             if label in rescalers:
@@ -256,18 +261,19 @@ class Demo:
         h, w = x.shape[-2:]
         if h < r.scale or w < r.scale:
             raise ValueError(f"the image is {w}x{h}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
-        rgb = x[0].permute(1, 2, 0).numpy()
         with record(r.model, (h, w)) as views:  # the level view comes from this same forward pass
-            y, b, z, meta = r.forward_image(rgb)
-        meta = {**meta, "kind": "pil", "dtype": "uint8", "notes": notes}
+            f = r.forward_image(x)
+        meta = {**f.meta, "kind": "pil", "dtype": "uint8", "notes": notes}
         bicubic = bicubic_round_trip(x, r.scale)
+        c = r.model.config  # the panel shows the BAM this model was trained with (its T, sigma and norm)
+        edges = bam(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold, bits=1)[0, 0].numpy() > 0
         return Analysis(
-            key=key, label=label, x=x, y=y, b=b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
-            bicubic=to_8bit(bicubic), edges=bam(x, bits=1)[0, 0].numpy() > 0,
-            z=sample_values(z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE), notes=notes, levels=views,
+            key=key, label=label, x=x, y=f.y, b=f.b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
+            bicubic=to_8bit(bicubic), edges=edges,
+            z=sample_values(f.z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE), notes=notes, levels=views,
         )
 
-    def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> tuple[Encoded, int, int, list[str]]:
+    def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> Stored:
         """What the decoder is given: Y and B at k bits after the toggles, and their sizes in bytes."""
         toggles = toggles or Toggles()
         bits = check_bits(bits)
@@ -290,7 +296,7 @@ class Demo:
             notes.append("B dropped (all zeros)")
         else:
             b_bytes = math.ceil(enc.b.size * bits / 8)
-        return enc, y_bytes, b_bytes, notes
+        return Stored(enc, y_bytes, b_bytes, notes)
 
     # -- decoder side -----------------------------------------------------------------------------------
 
@@ -304,10 +310,9 @@ class Demo:
     @torch.inference_mode()
     def _decode(self, an: Analysis, bits: int, tau: float, seed: int, toggles: Toggles) -> Decoded:
         r = self.rescaler(an.label)
-        enc, y_bytes, b_bytes, notes = self.stored(an, bits, toggles)
-        x_hat = to_8bit(r.decode_tensor(enc, tau=tau, seed=seed).cpu())
-        return Decoded(x_hat=x_hat, enc=enc, y_bytes=y_bytes, b_bytes=b_bytes,
-                       bits_per_hr_pixel=8 * (y_bytes + b_bytes) / an.hr_pixels, notes=notes)
+        s = self.stored(an, bits, toggles)
+        x_hat = to_8bit(r.decode(s.enc, tau=tau, seed=seed, output_type="pt").cpu())
+        return Decoded.of(s, x_hat, an.hr_pixels)
 
     @torch.inference_mode()
     def diversity(self, an: Analysis, bits: int = 1, tau: float = 0.8, seed: int = 0, toggles: Toggles | None = None,
@@ -316,8 +321,7 @@ class Demo:
         seed, seed + 1, ... (modulo 2^63): where the sampled Z changes the picture. (H, W) float32."""
         tau, seed, samples = check_tau(tau), check_seed(seed), check_int(samples, "samples", 2, 32)
         r = self.rescaler(an.label)
-        enc, *_ = self.stored(an, bits, toggles)
-        y, b = r._stored_tensors(enc)
+        y, b = r.stored_tensors(self.stored(an, bits, toggles).enc)
         outs = [r.reconstruct(y, b, tau=tau, seed=(seed + i) % (MAX_SEED + 1)) for i in range(samples)]
         h, w = an.x.shape[-2:]
         stack = torch.cat(outs)[..., :h, :w].cpu() * 255

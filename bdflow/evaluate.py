@@ -3,7 +3,9 @@
     python -m bdflow.evaluate --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val \
         --twin checkpoints/face-x16-noB --bits 1 --tau 0.8 0 --json out/x16.json --csv out/x16.csv
 
-PSNR/SSIM on Y (BT.601, border = scale) and LPIPS on RGB of 8-bit outputs; bytes per image (8-bit Y + k-bit B,
+PSNR/SSIM on Y (BT.601, border = scale) and LPIPS on RGB of 8-bit outputs; the grid ratio (max / mean of the
+squared Y error folded by position modulo the scale, the maps pooled over the images; per image in the CSV, noisier:
+``metrics.grid_ratio``); bytes per image (8-bit Y + k-bit B,
 raw); B's entropy in bits per LR pixel; Z's statistics under the forward pass (mean, variance, D'Agostino-Pearson
 normality test). Images of any size are padded and cropped as the pipeline does.
 """
@@ -24,8 +26,10 @@ from tqdm.auto import tqdm
 
 from .data import list_images
 from .hub import record_metrics
-from .metrics import grid_ratio, lpips_rgb, psnr_y, sample_values, ssim_y
-from .pipeline import DEFAULT_TAU, Rescaler, load_image
+from .image_io import load_image
+from .limits import MAX_BITS, check_bits, check_tau
+from .metrics import grid_map, lpips_rgb, peak_ratio, psnr_y, sample_values, ssim_y
+from .pipeline import DEFAULT_TAU, Rescaler
 from .quantize import to_8bit
 from .resize import bicubic_lr_codes, bicubic_round_trip
 
@@ -34,14 +38,16 @@ Z_SAMPLE = 20000  # Z values per image kept for the normality test
 PROBES = {"bicubic-y": "Y := bicubic LR", "no-b": "B := 0"}
 
 
-def scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict[str, float]:
+def scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> tuple[dict[str, float], torch.Tensor]:
+    """The per-image scores of an output, and its grid map (s, s) for the pooled grid ratio."""
     x_hat = to_8bit(x_hat)
+    folded = grid_map(x_hat, x, scale)[0]
     return {
         "psnr": float(psnr_y(x_hat, x, border=scale)),
         "ssim": float(ssim_y(x_hat, x, border=scale)),
         "lpips": float(lpips_rgb(x_hat, x)),
-        "grid": float(grid_ratio(x_hat, x, scale)),
-    }
+        "grid": float(peak_ratio(folded)),
+    }, folded
 
 
 def entropy_bits(counts: np.ndarray) -> float:
@@ -57,30 +63,34 @@ class Method:
         self.rows: list[dict] = []
         self.b_counts = np.zeros(16, dtype=np.int64)
         self.z_values: list[np.ndarray] = []
+        self.grid_sum: torch.Tensor | float = 0.0  # the images' grid maps, summed
 
     @torch.inference_mode()
     def run(self, path: Path, x: torch.Tensor, scale: int, bits: int, seed: int, forwards: dict) -> None:
-        """Score one image; ``forwards`` caches each model's forward pass across the rows of several taus."""
+        """Score one image x (1,3,H,W), read from ``path``; ``forwards`` caches each model's forward pass across the
+        rows of several taus."""
         if self.rescaler is None:
             x_hat, nbytes = bicubic_round_trip(x, scale), 3 * math.prod(_lr_size(x, scale))
         else:
             if id(self.rescaler) not in forwards:
-                forwards[id(self.rescaler)] = self.rescaler.forward_image(path)
-            y, b, z, meta = forwards[id(self.rescaler)]
-            enc = self.rescaler.quantize(y, b, bits, meta)
+                forwards[id(self.rescaler)] = self.rescaler.forward_image(x)
+            f = forwards[id(self.rescaler)]
+            enc = self.rescaler.quantize(f.y, f.b, bits, f.meta)
             if self.probe == "bicubic-y":
                 enc.y = bicubic_lr_codes(x, scale)
             elif self.probe == "no-b":
                 enc.b = np.zeros_like(enc.b)
-            x_hat, nbytes = self.rescaler.decode_tensor(enc, tau=self.tau, seed=seed).cpu(), enc.nbytes
+            x_hat, nbytes = self.rescaler.decode(enc, tau=self.tau, seed=seed, output_type="pt").cpu(), enc.nbytes
             if enc.b is not None and self.probe is None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
-            self.z_values.append(sample_values(z, Z_SAMPLE, seed=seed))
-        self.rows.append({"image": path.name, "bytes": nbytes, **scores(x_hat, x, scale)})
+            self.z_values.append(sample_values(f.z, Z_SAMPLE, seed=seed))
+        row, folded = scores(x_hat, x, scale)
+        self.rows.append({"image": path.name, "bytes": nbytes, **row})
+        self.grid_sum = self.grid_sum + folded
 
     def summary(self, hr_pixels: float) -> dict:
-        mean = {k: float(np.mean([r[k] for r in self.rows])) for k in ("psnr", "ssim", "lpips", "grid", "bytes")}
-        out = {"method": self.name, **mean, "bits_per_hr_pixel": 8 * mean["bytes"] / hr_pixels, "images": len(self.rows)}
+        mean = {k: float(np.mean([r[k] for r in self.rows])) for k in ("psnr", "ssim", "lpips", "bytes")}
+        out = {"method": self.name, **mean, "grid": float(peak_ratio(self.grid_sum)), "bits_per_hr_pixel": 8 * mean["bytes"] / hr_pixels, "images": len(self.rows)}
         if self.b_counts.any():
             out["b_entropy_bits_per_lr_pixel"] = entropy_bits(self.b_counts)
         if self.z_values:
@@ -130,8 +140,10 @@ def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1,
 
     ``probes`` (see PROBES) add rows decoded at the first tau from an altered Y or B.
     """
-    if not taus or any(tau < 0 for tau in taus):
-        raise ValueError(f"tau must be >= 0, got {list(taus)}")
+    taus = tuple(check_tau(tau) for tau in taus)
+    if not taus:
+        raise ValueError("give at least one tau")
+    bits = check_bits(bits)
     model = Rescaler.from_pretrained(checkpoint, device=device)
     flows = [(checkpoint, model)]
     if twin:
@@ -167,7 +179,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help="BDFlow checkpoint folder or Hub repo id")
     parser.add_argument("--data", required=True, help="folder of test images")
     parser.add_argument("--twin", help="the B-less twin checkpoint, evaluated on the same images")
-    parser.add_argument("--bits", type=int, default=1, help="k of the stored B (1..4, default 1)")
+    parser.add_argument("--bits", type=int, default=1, help=f"k of the stored B (1..{MAX_BITS}, default 1)")
     parser.add_argument("--tau", type=float, nargs="+", default=[DEFAULT_TAU],
                         help=f"Z temperature(s); several give one row each from one forward pass (default {DEFAULT_TAU})")
     parser.add_argument("--probe", nargs="+", choices=sorted(PROBES), default=[],

@@ -20,6 +20,15 @@ so a row can say whether an arm differs at all at the budget it had.
 
     python -m bdflow.figures ablation --runs training/ablation-x64 --scores val50.csv --reference both \
         --out docs/results/ablation-x64
+
+``crops`` (issue #14, the grid check made visible): one crop of an image, HR beside its bicubic round trip and the
+reconstruction of each checkpoint (same scale), each titled with its whole-image PSNR-Y and grid ratio
+(``metrics.grid_ratio``; the bicubic round trip's is the reference):
+
+    git worktree add /tmp/old a51b8dd     # the Haar x64 of sessions 2-5
+    python -m bdflow.figures crops --image ../shared/data/faces/test1024/ref_female_030321.jpg --box 384 384 256 \
+        --checkpoints /tmp/old/checkpoints/face-x64 checkpoints/face-x64 checkpoints/face-x64-noB \
+        --labels "Haar x64 (sessions 2-5)" "face-x64 (session 7)" "twin (session 7)" --out docs/results/crops-x64
 """
 
 from __future__ import annotations
@@ -38,10 +47,11 @@ from tqdm.auto import tqdm
 from .bam import boundary_strength
 from .data import list_images
 from .evaluate import Z_SAMPLE, row_label
-from .metrics import sample_values
-from .pipeline import Rescaler, load_image
+from .image_io import load_image, to_output
+from .metrics import grid_ratio, psnr_y, sample_values
+from .pipeline import Rescaler
 from .resize import bicubic_round_trip
-from .viz import hist_panel, plt
+from .viz import hist_panel, plt, tile_grid
 
 PIXEL_UNITS = 255.0  # Z_GT is reported in 8-bit grey levels
 
@@ -81,7 +91,7 @@ def collect_fig2(files: list[Path], models: dict[str, Rescaler], scale: int, see
         mask = near_boundary(x).expand_as(z_gt)
         parts = {"Z_GT": z_gt, "Z_GT boundary": z_gt[mask], "Z_GT flat": z_gt[~mask]}
         for label, rescaler in models.items():
-            parts[label] = rescaler.forward_image(path)[2]
+            parts[label] = rescaler.forward_image(x).z
         for label, values in parts.items():
             moments[label].add(values)
             samples[label].append(sample_values(values, Z_SAMPLE, seed=seed + i))
@@ -203,6 +213,49 @@ def ablation_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def crops(image: str, checkpoints: list[str], box: tuple[int, int, int], out: Path, tau: float = 0.0,
+          labels: list[str] | None = None) -> dict:
+    """HR, bicubic round trip and each checkpoint's tau-decode of ``image``, cropped to ``box`` = (top, left, size),
+    side by side in OUT.png; whole-image PSNR-Y (border = scale) and grid ratio of each in OUT.json."""
+    labels = labels or [Path(c).name for c in checkpoints]
+    if len(labels) != len(checkpoints) or len(set(labels)) != len(labels):
+        raise ValueError(f"--labels must name each checkpoint once, got {labels} for {len(checkpoints)} checkpoints")
+    models = [Rescaler.from_pretrained(c) for c in checkpoints]
+    scales = {m.scale for m in models}
+    if len(scales) != 1:
+        raise ValueError(f"the checkpoints must share one scale, got {sorted(scales)}")
+    scale = scales.pop()
+    x, _ = load_image(image)
+    h, w = x.shape[-2:]
+    top, left, size = box
+    if top < 0 or left < 0 or size <= 0 or top + size > h or left + size > w:
+        raise ValueError(f"--box {top} {left} {size} does not fit the {h}x{w} image")
+    if h % scale or w % scale:
+        raise ValueError(f"the image must be a multiple of the scale {scale} (got {h}x{w}): the bicubic row would be padded")
+    rows = {"HR": x, f"bicubic round trip x{scale}": bicubic_round_trip(x, scale)}
+    for label, m in zip(labels, models):
+        rows[label] = m.decode(m.encode(x), tau=tau, output_type="pt").cpu()
+    scores = {name: {"psnr_y": float(psnr_y(v, x, border=scale)), "grid": float(grid_ratio(v, x, scale))}
+              for name, v in rows.items() if name != "HR"}
+    tiles = [(name if name == "HR" else f"{name}: {scores[name]['psnr_y']:.2f} dB, grid {scores[name]['grid']:.2f}",
+              to_output(v[..., top : top + size, left : left + size], "ndarray", "uint8"))
+             for name, v in rows.items()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(tile_grid([tiles], tile_w=max(size, 256))).save(out.with_suffix(".png"))
+    result = {"image": str(image), "box": list(box), "scale": scale, "tau": tau, "checkpoints": checkpoints, "scores": scores}
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _print_crops(args) -> None:
+    result = crops(args.image, args.checkpoints, tuple(args.box), args.out, args.tau, args.labels)
+    for name, s in result["scores"].items():
+        print(f"{name:>32}: PSNR-Y {s['psnr_y']:.2f} dB, grid {s['grid']:.2f}")
+    print(f"wrote {args.out.with_suffix('.png')} and {args.out.with_suffix('.json')}")
+
+
 def _print_fig2(args) -> None:
     result = fig2(args.data, args.bdflow, args.twin, args.out, args.limit, args.seed)
     for group, s in result["stats"].items():
@@ -233,6 +286,14 @@ def main(argv=None) -> int:
     pa.add_argument("--arms", nargs="+", help="the arms, in the table's order (default: every scored arm)")
     pa.add_argument("--out", type=Path, default=Path("docs/results/ablation"), help="writes OUT.md and OUT.json")
     pa.set_defaults(run=_print_ablation)
+    pc = sub.add_parser("crops", help="one crop: HR, bicubic round trip and each checkpoint, with PSNR-Y and grid ratio")
+    pc.add_argument("--image", required=True, help="an HR image (its sides multiples of the scale)")
+    pc.add_argument("--checkpoints", nargs="+", required=True, help="checkpoints of one scale (e.g. before and after)")
+    pc.add_argument("--box", nargs=3, type=int, default=[0, 0, 256], metavar=("TOP", "LEFT", "SIZE"), help="the crop (default 0 0 256)")
+    pc.add_argument("--labels", nargs="+", help="a title per checkpoint (default: the folder names)")
+    pc.add_argument("--tau", type=float, default=0.0, help="Z temperature of the decodes (default 0)")
+    pc.add_argument("--out", type=Path, default=Path("docs/results/crops"), help="writes OUT.png and OUT.json")
+    pc.set_defaults(run=_print_crops)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -8,7 +8,7 @@ and with B as a condition (``b_mode="condition"``, the default; design: "B as a 
 
     B = BAM target of X (N,1,H/s,W/s);  X --[wavelet, InvBlock(. | B) x blocks_per_level] x n--> [Y (3) | Z (3 s^2 - 3)]
 
-where every coupling also reads B, nearest-upsampled to its level's grid. The flow is then exact for any B, and
+where every coupling also reads B, upsampled to its level's grid (bilinear; nearest for session 6's models). The flow is then exact for any B, and
 the k-bit rounding of the stored B no longer enters the inverse as an error in one of its channels.
 
 Channels are never split off between levels (IRN's layout). Each level's wavelet (``config.wavelet``: haar,
@@ -29,12 +29,14 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .bam import boundary_target
-from .config import BDFlowConfig
+from .config import BDFlowConfig, LossConfig
 from .coupling import Y_CHANNELS, InvBlock, Subnet
-from .hub import check_state_dict, read_checkpoint, resolve_checkpoint, save_checkpoint
+from .hub import check_state_dict, read_checkpoint, resolve_checkpoint, save_checkpoint, weights_digest
+from .limits import check_tau
 from .wavelets import dwt2, idwt2
 
 LEVEL_GAIN = 0.5
@@ -43,9 +45,12 @@ LEVEL_GAIN = 0.5
 class BDFlow(nn.Module):
     """The invertible network F_theta of the paper: ``y, b, z = model(x)``; ``x = model.inverse(y, b, z)``."""
 
-    def __init__(self, config: BDFlowConfig | None = None):
+    def __init__(self, config: BDFlowConfig | None = None, loss_config: LossConfig | None = None):
+        """``loss_config``: the loss it is (or was) trained with, which its checkpoint records (default: today's)."""
         super().__init__()
         self.config = config or BDFlowConfig()
+        self.loss_config = loss_config or LossConfig()
+        self.loss_config.check(self.config)
         c = self.config
         subnet = partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks, max_3x3_channels=c.max_3x3_channels)
         self.levels = nn.ModuleList(
@@ -57,21 +62,34 @@ class BDFlow(nn.Module):
         )
         # a: Z = Z_flow * exp(a); trained only for z_scale="learned" ("fixed" is set once by init_z_scale)
         self.z_log_scale = nn.Parameter(torch.zeros(1, c.z_channels, 1, 1), requires_grad=c.z_scale == "learned")
+        self.meta: dict = {}  # config.json's "meta" (recipe, budget, metrics); from_pretrained fills it
+        self.name: str | None = None  # the checkpoint's folder name (from_pretrained): what a .bdf file records
+        self._weights_digest: str | None = None
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the weights (``hub.weights_digest``), computed on the first call and cached: identifies the
+        exact weights a .bdf file was encoded with. The cache assumes the weights do not change after that call."""
+        if self._weights_digest is None:
+            self._weights_digest = weights_digest(self.state_dict())
+        return self._weights_digest
 
     @property
     def scale(self) -> int:
         return self.config.scale
 
     def save_pretrained(self, directory, meta: dict | None = None):
-        """config.json (+ ``meta``: recipe, metrics) and safetensors weights, each file < 16 MiB."""
-        return save_checkpoint(directory, self.config.to_dict(), self.state_dict(), meta)
+        """config.json (BDFlowConfig's and LossConfig's fields, flat, + ``meta``: recipe, metrics) and safetensors
+        weights, each file < 16 MiB."""
+        config = {**self.config.to_dict(), **self.loss_config.to_dict()}
+        return save_checkpoint(directory, config, self.state_dict(), meta)
 
     @classmethod
     def from_pretrained(cls, name_or_path, revision: str | None = None, cache_dir=None) -> "BDFlow":
-        """A checkpoint folder or Hugging Face Hub repo id; the loaded ``meta`` is kept as ``model.meta``."""
+        """A checkpoint folder or Hugging Face Hub repo id; the loaded ``meta`` is kept as ``model.meta``, the folder's
+        name as ``model.name``."""
         folder = resolve_checkpoint(name_or_path, revision, cache_dir)
         config, meta, state = read_checkpoint(folder)
-        model = cls(BDFlowConfig.from_dict(config))
+        model = cls(BDFlowConfig.from_dict(config), LossConfig.from_dict(config))
         check_state_dict(model.state_dict(), state, str(name_or_path))
         model.load_state_dict(state)
         model.meta = meta
@@ -118,9 +136,16 @@ class BDFlow(nn.Module):
                                threshold=c.bam_threshold, b_s=b_s)
 
     def _conditions(self, b: torch.Tensor) -> list[torch.Tensor]:
-        """B (N,1,h,w) on the LR grid -> one condition per level l = 1..n, nearest-upsampled to (N,1,h 2^(n-l),w 2^(n-l))."""
-        n = self.config.levels
-        return [b.repeat_interleave(2 ** (n - l), dim=2).repeat_interleave(2 ** (n - l), dim=3) for l in range(1, n + 1)]
+        """B (N,1,h,w) on the LR grid -> one condition per level l = 1..n, (N,1,h 2^(n-l),w 2^(n-l)).
+
+        ``config.b_upsample``: bilinear (smooth, no LR-pixel blocks for the couplings to copy into X) or nearest
+        (session 6's models; their B blocks showed as a grid at x16, design: 'B as a condition').
+        """
+        n, mode = self.config.levels, self.config.b_upsample
+        factors = [2 ** (n - l) for l in range(1, n + 1)]
+        if mode == "nearest":
+            return [b.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3) for f in factors]
+        return [b if f == 1 else F.interpolate(b, scale_factor=f, mode="bilinear", align_corners=False) for f in factors]
 
     @torch.no_grad()
     def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
@@ -144,6 +169,7 @@ class BDFlow(nn.Module):
         and B are the pooled Y and B of the parent. Z's scale is not copied (``init_z_scale`` sets it).
         """
         keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
+        keep += ("b_upsample",) if self.config.conditioned else ()  # the twin reads no B
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
         if differ or parent.config.levels > self.config.levels:
             raise ValueError(f"can only grow from a smaller or equal scale with the same {keep}; differs: {differ or ['scale']}")
@@ -181,8 +207,7 @@ class BDFlow(nn.Module):
 
 def sample_z(y: torch.Tensor, channels: int, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Z ~ N(0, tau^2) shaped (N, channels, h, w) like y (design §2: tau = 0 gives the deterministic mean)."""
-    if tau < 0:
-        raise ValueError(f"tau must be >= 0, got {tau}")
+    tau = check_tau(tau)
     n, _, h, w = y.shape
     z = torch.randn(n, channels, h, w, generator=generator, device=y.device, dtype=y.dtype)
     return z * tau

@@ -22,10 +22,11 @@ from huggingface_hub import constants, save_torch_state_dict, snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 
-from .config import BDFlowConfig
+from .card import model_card
 
 CONFIG_NAME = "config.json"
 MAX_SHARD_SIZE = "15MB"  # < 16 MiB per file, the repository's limit
+REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"  # the shipped ones, found from any folder
 
 
 def save_checkpoint(directory: str | Path, config: dict, state_dict: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
@@ -59,6 +60,31 @@ def read_tensors(folder: Path, stem: str = "model") -> dict[str, torch.Tensor]:
     for name in files:
         state.update(load_file(folder / name))
     return state
+
+
+def find_checkpoints(root: str | Path = "checkpoints") -> list[Path]:
+    """Every folder under ``root`` with a config.json, sorted by name."""
+    root = Path(root)
+    return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}")) if root.is_dir() else []
+
+
+def find_checkpoint(name: str) -> str:
+    """A short name as the CLI takes it: a folder path, else checkpoints/NAME (here or in the repository), else the
+    name as given (a Hub repo id, for :func:`resolve_checkpoint`)."""
+    for candidate in (Path(name), Path("checkpoints") / name, REPO_CHECKPOINTS / name):
+        if (candidate / CONFIG_NAME).is_file():
+            return str(candidate)
+    return name
+
+
+def checkpoint_name(name: str) -> str:
+    """What a .bdf file stores as the model's name: NAME when checkpoints/NAME finds the same folder, else as given."""
+    path = Path(name)
+    if path.is_dir():
+        short = path.resolve().name
+        if Path(find_checkpoint(short)).resolve() == path.resolve():
+            return short
+    return name
 
 
 def resolve_checkpoint(name_or_path: str | Path, revision: str | None = None, cache_dir: str | Path | None = None) -> Path:
@@ -122,92 +148,6 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
         h.update(str(tensor.dtype).encode())
         h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _schedule(training: dict) -> str:
-    warmup, decay_from = training.get("warmup", 0), training.get("decay_from", 0.0)
-    return (f", {warmup} warm-up iterations" if warmup else "") + (
-        f", constant until {100 * decay_from:.0f} % of the run, then cosine" if decay_from else " cosine")
-
-
-def _lpips_from(c: BDFlowConfig) -> str:
-    return f" (LPIPS from {100 * c.lpips_from:.0f} % of the run)" if c.lambda_lpips and c.lpips_from else ""
-
-
-def _flow(c: BDFlowConfig) -> str:
-    wavelet = {"haar": "Haar (the paper's)", "cdf53": "LeGall 5/3 lifting", "cdf97": "CDF 9/7 lifting"}[c.wavelet]
-    b = ("B as the flow's 4th output channel (the paper's)" if c.b_channel else
-         "B as a condition: the BAM target, read by every coupling" if c.conditioned else "no B")
-    return f"{wavelet} wavelets, {b}, Z scale {c.z_scale}"
-
-
-def model_card(name: str, config: dict, meta: dict) -> str:
-    """README.md of a checkpoint folder: what it is, data and licence, training budget, metrics, limits."""
-    scale, boundary = config["scale"], config.get("boundary", True)
-    kind = "BDFlow" if boundary else "the B-less twin (IRN-style: no boundary map; its B channel joins Z)"
-    training = meta.get("training", {})
-    c = BDFlowConfig.from_dict(config)
-    baw = f"BAW after {100 * c.baw_alpha:.0f} % of the iterations" if c.baw else "no BAW (L1 alike on every pixel)"
-    sessions = meta.get("sessions", [])
-    budget = "\n".join(
-        f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
-    ) or "- (not recorded)"
-    parent = meta.get("parent")
-    if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
-        where = f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
-        budget += (f"\n- before that, grown from {where} (×{parent['scale']}, {parent.get('iterations')} iterations, "
-                   f"{(parent.get('seconds') or 0) / 3600:.2f} h): its levels initialised this model's first ones")
-    metrics = meta.get("metrics", {})
-    lambdas = ", ".join(f"{config.get('lambda_' + k, '?'):g}" for k in ("forw", "back", "lpips", "bam", "latent"))
-    metric_rows = "\n".join(
-        f"| {split} | {m['method']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} | {m['bytes']:.0f} |"
-        for split, rows in metrics.items()
-        for m in rows
-    )
-    metric_table = (
-        "| data | method | PSNR-Y (dB) | SSIM-Y | LPIPS | bytes / image |\n|---|---|---|---|---|---|\n" + metric_rows
-        if metric_rows
-        else "Not evaluated yet."
-    )
-    return f"""---
-license: other
-license_name: celeba-hq-non-commercial
-library_name: bdflow
-tags: [image-rescaling, invertible-network, bdflow]
----
-# {name}: ×{scale} face rescaler ({kind})
-
-A checkpoint of bdflow — Boundary-aware Decoupled Flow Networks (Li et al., IJCAI 2024).
-It maps an RGB face image to an 8-bit LR image Y at 1/{scale} of its size{", a k-bit boundary map B on the LR grid" if boundary else ""}
-and a latent Z; the inverse rebuilds the face from the stored Y{" and B" if boundary else ""} and Z sampled at temperature τ.
-
-```python
-import bdflow
-r = bdflow.Rescaler.from_pretrained("checkpoints/{name}")
-out = r.decode(r.encode("face.png", bits=1), tau=0.8, seed=0)
-```
-
-## Data and licence
-Trained on `faces/train` of the project's data (3,600 CelebA-HQ faces at 512², JPEG q≈75), from
-CelebAMask-HQ: **non-commercial research use only**. The weights inherit that restriction.
-
-## Training
-Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(c)},
-{baw}, decoded in training from a Z at τ = {c.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
-{training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
-{meta.get('iterations', '?')} iterations, {meta.get('seconds', 0) / 3600:.2f} h in all:
-{budget}
-
-Flow: {_flow(c)}.
-Model: `hidden={config['hidden']}`, `res_blocks={config['res_blocks']}`, `blocks_per_level={config['blocks_per_level']}`,
-B target `{config.get('b_target')}`, BAM T = {config.get('bam_threshold')}, {config.get('bam_norm')}-norm (full config in `config.json`).
-
-## Metrics
-{metric_table}
-
-## Limits
-{meta.get("notes") or "Faces only (aligned CelebA-HQ); other content is out of domain."}
-"""
 
 
 def record_metrics(folder: str | Path, split: str, summaries: list[dict], notes: str | None = None) -> None:

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import viz
 from .bam import boundary_target
 from .demo import Analysis, Decoded, Demo
 from .limits import check_bits, check_seed, check_tau
-from .pipeline import load_image
-from .quantize import b_to_codes, levels
-from .resize import pad_to_multiple
+from .image_io import load_image, pad_to_multiple, to_output
+from .quantize import b_to_codes, to_8bit
 
 # the B a student can give the decoder: key -> what the app's radio shows
 B_SOURCES = {"own": "the flow's own B", "image": "B of image B", "zero": "B := 0", "bam": "the HR's BAM at threshold T"}
@@ -34,7 +34,7 @@ def _needs_b(an: Analysis) -> None:
 def at_size_of(image, an: Analysis, max_pixels: int) -> np.ndarray:
     """Image B as uint8 (H, W, 3) at image A's HR size (bicubic), so that its B lies on A's LR grid."""
     x, _ = load_image(image, max_pixels)
-    rgb = np.floor(x[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    rgb = to_output(x, "ndarray", "uint8")
     h, w = an.x.shape[-2:]
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BICUBIC))
 
@@ -44,7 +44,7 @@ def source_codes(demo: Demo, an: Analysis, bits: int, source: str, other: Analys
     """k-bit B codes (h, w) on A's LR grid from ``source`` (a key of :data:`B_SOURCES`)."""
     _needs_b(an)
     bits = check_bits(bits)
-    own = demo.stored(an, bits)[0].b
+    own = demo.stored(an, bits).enc.b
     if source == "own":
         return own
     if source == "zero":
@@ -54,7 +54,7 @@ def source_codes(demo: Demo, an: Analysis, bits: int, source: str, other: Analys
             raise ValueError("upload an image B to take its B")
         if other.label != an.label or other.b is None or other.b.shape != an.b.shape:
             raise ValueError("image B must be encoded by the same model at image A's size")
-        return demo.stored(other, bits)[0].b
+        return demo.stored(other, bits).enc.b
     if source == "bam":
         config = demo.rescaler(an.label).model.config
         x = pad_to_multiple(an.x, an.scale)
@@ -81,9 +81,7 @@ def paint_codes(painted: np.ndarray, lr_shape: tuple[int, int], bits: int) -> np
 
 def codes_canvas(codes: np.ndarray, bits: int, scale: int, size: tuple[int, int]) -> np.ndarray:
     """Codes (h, w) -> the brush's background: uint8 gray (H, W, 3), each code a scale x scale cell, cropped."""
-    gray = np.floor(np.asarray(codes, np.float64) * 255 / levels(bits) + 0.5).astype(np.uint8)
-    big = np.repeat(np.repeat(gray, scale, axis=0), scale, axis=1)[: size[0], : size[1]]
-    return np.repeat(big[..., None], 3, axis=2)
+    return viz.codes_image(codes, check_bits(bits), scale, size)
 
 
 @torch.inference_mode()
@@ -91,14 +89,11 @@ def decode_with(demo: Demo, an: Analysis, codes: np.ndarray, bits: int, tau: flo
     """Image A's Y with the given B codes (h, w) and Z ~ N(0, tau^2): the inverse pass, as ``Demo.decode``."""
     _needs_b(an)
     tau, seed, bits = check_tau(tau), check_seed(seed), check_bits(bits)
-    enc, y_bytes, b_bytes, _ = demo.stored(an, bits)
+    s = demo.stored(an, bits)
     codes = np.asarray(codes, dtype=np.uint8)
-    if codes.shape != enc.b.shape:
-        raise ValueError(f"B must be {enc.b.shape} codes on image A's LR grid, got {codes.shape}")
-    changed = int((codes != enc.b).sum())
-    enc.b = codes
-    x_hat = demo.rescaler(an.label).decode_tensor(enc, tau=tau, seed=seed).cpu()
-    x_hat = torch.floor(x_hat * 255 + 0.5) / 255  # 8-bit values, as Demo.decode gives
-    return Decoded(x_hat=x_hat, enc=enc, y_bytes=y_bytes, b_bytes=b_bytes,
-                   bits_per_hr_pixel=8 * (y_bytes + b_bytes) / an.hr_pixels,
-                   notes=[f"{changed} of {codes.size} B cells differ from the flow's own B"])
+    if codes.shape != s.enc.b.shape:
+        raise ValueError(f"B must be {s.enc.b.shape} codes on image A's LR grid, got {codes.shape}")
+    changed = int((codes != s.enc.b).sum())
+    s.enc.b = codes
+    x_hat = to_8bit(demo.rescaler(an.label).decode(s.enc, tau=tau, seed=seed, output_type="pt").cpu())  # as Demo.decode
+    return Decoded.of(s, x_hat, an.hr_pixels, notes=[f"{changed} of {codes.size} B cells differ from the flow's own B"])

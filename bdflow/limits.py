@@ -10,8 +10,7 @@ import math
 import numbers
 from pathlib import Path
 
-from .config import MAX_BITS
-
+MAX_BITS = 4  # k of a stored B: 1..MAX_BITS (the .bdf header and the training --bits too)
 DEFAULT_TAU = 0.8
 MAX_TAU = 10.0  # far beyond any useful temperature (the app's slider stops at 1.5): above it, Z is pure noise
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed; larger ones would wrap around silently

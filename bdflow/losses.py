@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .bam import boundary_strength
-from .config import BDFlowConfig
+from .config import BDFlowConfig, LossConfig
 from .flow import BDFlow, sample_z
 from .lpips import lpips
 from .quantize import quantize_b, quantize_y
@@ -83,28 +83,30 @@ def bdflow_loss(
 ) -> LossTerms:
     """Eq. 7 for a batch x (N,3,H,W) in [0, 1]; ``progress`` in [0, 1] is the fraction of training done.
 
-    The twin (``config.boundary=False``) drops L_BAM, and BAW too unless ``config.baw_twin`` (Table 3's
-    'BAW only'): same recipe otherwise.
+    The loss is ``model.loss_config``. The twin (``config.boundary=False``) drops L_BAM, and BAW too unless
+    ``loss_config.baw_twin`` (Table 3's 'BAW only'): same recipe otherwise.
     """
     c: BDFlowConfig = model.config
+    lc: LossConfig = model.loss_config
+    baw = lc.uses_baw(c)
     zero = torch.zeros((), device=x.device)
-    b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold) if c.baw else None
+    b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold) if baw else None
     b_target = model.boundary_map(x, b_s) if c.boundary else None  # b_s computed once, for B's target and BAW
     y, b, z = model(x, b_target) if c.conditioned else model(x)
     forw = forward_loss(y, bicubic_down(x, c.scale))
     latent = latent_nll(z)
-    z_prior = sample_z(y, c.z_channels, tau=c.tau_train, generator=generator)
-    weight = baw_weight(b_s, c.lambda_back, active=progress >= c.baw_alpha) if c.baw else c.lambda_back
+    z_prior = sample_z(y, c.z_channels, tau=lc.tau_train, generator=generator)
+    weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     x_back = model.inverse(quantize_y(y), quantize_b(b, bits) if c.boundary else None, z_prior)
     back = backward_loss(x_back, x, weight)
-    use_lpips = c.lambda_lpips > 0 and progress >= c.lpips_from
+    use_lpips = lc.lambda_lpips > 0 and progress >= lc.lpips_from
     perceptual = lpips(x_back.clamp(0, 1), x).mean() if use_lpips else zero
     terms = dict(
-        forw=c.lambda_forw * forw,
+        forw=lc.lambda_forw * forw,
         back=back,
-        lpips=c.lambda_lpips * perceptual,
-        bam=c.lambda_bam * bam_term,
-        latent=c.lambda_latent * latent,
+        lpips=lc.lambda_lpips * perceptual,
+        bam=lc.lambda_bam * bam_term,
+        latent=lc.lambda_latent * latent,
     )
     return LossTerms(total=sum(terms.values()), **terms)

@@ -58,19 +58,27 @@ def ssim_y(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> torch.Tensor:
     return _ssim_map(_y64(x, border), _y64(ref, border)).mean(dim=(1, 2, 3))
 
 
-def grid_ratio(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
-    """How much a reconstruction's error follows the LR grid (issue #14's grid check). (N, 3, H, W) x2 -> (N,).
-
-    The squared Y error is folded by pixel position modulo ``scale`` into an s x s map (the mean error at each
-    offset inside an LR cell); the result is max / mean of that map: 1 for an error that ignores the grid, large
-    for a checkerboard. A border of ``scale`` pixels is cropped first (keeps the offsets aligned).
-    """
+def grid_map(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
+    """The squared Y error folded by pixel position modulo ``scale``: (N, 3, H, W) x2 -> (N, s, s), the mean error
+    at each offset inside an LR cell (issue #14's grid check). A border of ``scale`` pixels is cropped first (keeps
+    the offsets aligned)."""
     _check_pair(x, ref, scale, min_size=scale)
     err = (_y64(x, scale) - _y64(ref, scale)).pow(2)
     n, _, h, w = err.shape
     h, w = h - h % scale, w - w % scale
-    folded = err[..., :h, :w].reshape(n, h // scale, scale, w // scale, scale).mean(dim=(1, 3))
-    return folded.amax(dim=(1, 2)) / folded.mean(dim=(1, 2)).clamp_min(1e-30)
+    return err[..., :h, :w].reshape(n, h // scale, scale, w // scale, scale).mean(dim=(1, 3))
+
+
+def peak_ratio(folded: torch.Tensor) -> torch.Tensor:
+    """max / mean of (..., s, s) maps -> (...): 1 for an error that ignores the grid, large for a checkerboard."""
+    return folded.amax(dim=(-2, -1)) / folded.mean(dim=(-2, -1)).clamp_min(1e-30)
+
+
+def grid_ratio(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
+    """How much a reconstruction's error follows the LR grid, per image: (N, 3, H, W) x2 -> (N,), the
+    :func:`peak_ratio` of its :func:`grid_map`. On one image each offset averages only (H/s)(W/s) pixels (256 at
+    x64 on 1024^2), so the max is inflated by noise; ``evaluate`` pools the maps over the images first."""
+    return peak_ratio(grid_map(x, ref, scale))
 
 
 def sample_values(values: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:

@@ -18,8 +18,8 @@ def _straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
-def levels(bits: int) -> int:
-    """Number of non-zero levels of a k-bit code: 2^k - 1 (codes 0 .. 2^k - 1)."""
+def max_code(bits: int) -> int:
+    """The largest k-bit code, 2^k - 1: the number of non-zero levels of B (codes 0 .. 2^k - 1)."""
     return 2 ** check_bits(bits) - 1
 
 
@@ -44,7 +44,7 @@ def quantize_b(b: torch.Tensor, bits: int, rounding: str = "round") -> torch.Ten
     ``rounding="round"`` (nearest level) is for what the network emits; ``"ceil"`` is for boundary
     strengths, so that any boundary pixel keeps at least the first level (at k = 1: BAM = Canny).
     """
-    n = levels(bits)
+    n = max_code(bits)
     scaled = b.clamp(0, 1) * n
     if rounding == "round":
         q = torch.floor(scaled + 0.5)
@@ -56,18 +56,18 @@ def quantize_b(b: torch.Tensor, bits: int, rounding: str = "round") -> torch.Ten
 
 
 def y_to_uint8(y: torch.Tensor) -> torch.Tensor:
-    """Y in [0, 1] (N,3,h,w) -> uint8 codes (N,3,h,w)."""
+    """Y (or any image) in [0, 1], (N,3,h,w) or any shape -> uint8 codes 0..255, same shape."""
     return codes8(y).to(torch.uint8)
 
 
 def b_to_codes(b: torch.Tensor, bits: int) -> torch.Tensor:
     """B in [0, 1] -> uint8 codes 0 .. 2^k - 1, same shape."""
-    return torch.floor(b.clamp(0, 1) * levels(bits) + 0.5).to(torch.uint8)
+    return torch.floor(b.clamp(0, 1) * max_code(bits) + 0.5).to(torch.uint8)
 
 
 def codes_to_b(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """uint8 codes 0 .. 2^k - 1 -> B in [0, 1] (float32)."""
-    n = levels(bits)
+    n = max_code(bits)
     if codes.numel() and int(codes.max()) > n:
         raise ValueError(f"B codes exceed {n}, the largest {bits}-bit code")
     return codes.float() / n

@@ -10,15 +10,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .image_io import pad_to_multiple
 from .quantize import to_8bit, y_to_uint8
-
-
-def pad_to_multiple(x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Reflect-pad bottom and right so H and W are multiples of ``scale`` (design §5)."""
-    h, w = x.shape[-2:]
-    if h < scale or w < scale:
-        raise ValueError(f"image is {w}x{h}, smaller than one LR pixel ({scale}x{scale}) at x{scale}")
-    return F.pad(x, (0, -w % scale, 0, -h % scale), mode="reflect")
 
 
 def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:

@@ -32,10 +32,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .config import BDFlowConfig, option
-from .data import CropBatches, list_images, read_rgb
+from .config import BDFlowConfig, LossConfig, option
+from .data import CropBatches, list_images
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
+from .image_io import load_image
+from .limits import MAX_BITS, check_bits
 from .losses import LossTerms, bdflow_loss
 from .metrics import psnr_y
 from .pipeline import Rescaler
@@ -47,7 +49,7 @@ STATE_STEM, STATE_JSON = "training_state", "training_state.json"
 
 @dataclass
 class TrainConfig:
-    """The run: data, length, optimiser and bookkeeping (the model and loss live in BDFlowConfig)."""
+    """The run: data, length, optimiser and bookkeeping (the model lives in BDFlowConfig, the loss in LossConfig)."""
 
     data: str = option("../shared/data/faces/train", "folder of training images")
     val_data: str = option("../shared/data/faces/val", "folder of validation images ('' to skip validation)")
@@ -76,7 +78,7 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Command line: flags are generated from the two dataclasses, so --help documents every option
+# Command line: flags are generated from the three dataclasses, so --help documents every option
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -97,24 +99,27 @@ def _pick(cls, args: argparse.Namespace, base: dict) -> dict:
     return picked
 
 
-def parse_args(argv=None) -> tuple[BDFlowConfig, TrainConfig]:
+def parse_args(argv=None) -> tuple[BDFlowConfig, LossConfig, TrainConfig]:
     parser = argparse.ArgumentParser(prog="python -m bdflow.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON file with BDFlowConfig and/or TrainConfig fields; flags override it")
+    parser.add_argument("--config", help="JSON file with BDFlowConfig, LossConfig and/or TrainConfig fields; flags override it")
     _add_fields(parser, TrainConfig, "run (TrainConfig)")
-    _add_fields(parser, BDFlowConfig, "model and loss (BDFlowConfig); --no-boundary trains the IRN-style twin")
+    _add_fields(parser, BDFlowConfig, "model (BDFlowConfig); --no-boundary trains the IRN-style twin")
+    _add_fields(parser, LossConfig, "loss (LossConfig)")
     args = parser.parse_args(argv)
     base = json.loads(Path(args.config).read_text()) if args.config else {}
-    model_names = {f.name for f in dataclasses.fields(BDFlowConfig)}
+    by_class = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (BDFlowConfig, LossConfig)}
     try:
-        model = BDFlowConfig(**_pick(BDFlowConfig, args, {k: v for k, v in base.items() if k in model_names}))
-        run = TrainConfig(**_pick(TrainConfig, args, {k: v for k, v in base.items() if k not in model_names}))
-        _check_run(model, run)
+        model, loss = (cls(**_pick(cls, args, {k: v for k, v in base.items() if k in names})) for cls, names in by_class.items())
+        others = {k: v for k, v in base.items() if not any(k in names for names in by_class.values())}
+        run = TrainConfig(**_pick(TrainConfig, args, others))
+        _check_run(model, loss, run)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    return model, run
+    return model, loss, run
 
 
-def _check_run(model: BDFlowConfig, run: TrainConfig) -> None:
+def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
+    loss.check(model)
     if run.crop % model.scale or run.crop < 2 * model.scale:
         raise ValueError(f"--crop {run.crop} must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
     if run.iters <= 0 or run.batch_size <= 0:
@@ -123,13 +128,11 @@ def _check_run(model: BDFlowConfig, run: TrainConfig) -> None:
 
 
 def bits_choices(run: TrainConfig) -> tuple[int, ...]:
+    """The k values of ``--bits`` ("1,2,3,4"), each checked by ``limits.check_bits``."""
     try:
-        choices = tuple(int(k) for k in run.bits.split(","))
+        return tuple(check_bits(int(k)) for k in run.bits.split(","))
     except ValueError as err:
-        raise ValueError(f"--bits must be comma-separated integers, got {run.bits!r}") from err
-    if not choices or any(not 1 <= k <= 4 for k in choices):
-        raise ValueError(f"--bits values must lie in 1..4, got {run.bits!r}")
-    return choices
+        raise ValueError(f"--bits must be comma-separated integers from 1 to {MAX_BITS}, got {run.bits!r}") from err
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -266,8 +269,8 @@ def validate(model: BDFlow, files: list[Path], tau: float, device) -> float:
     rescaler = Rescaler(model, device=device)
     scores = []
     for path in files:
-        x = read_rgb(path)[None]
-        x_back = rescaler.decode_tensor(rescaler.encode(path, bits=1), tau=tau, seed=0).cpu()
+        x, _ = load_image(path)
+        x_back = rescaler.decode(rescaler.encode(x, bits=1), tau=tau, seed=0, output_type="pt").cpu()
         scores.append(float(psnr_y(to_8bit(x_back), x, border=model.scale)))
     model.train()
     return sum(scores) / len(scores)
@@ -297,14 +300,14 @@ class LossModule(nn.Module):
         return bdflow_loss(self.model, x, bits, progress, generator)
 
 
-def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerator):
+def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig, accelerator: Accelerator):
     """Model, Adam and the cosine schedule: fresh, or restored from OUT/last with --resume."""
     last = Path(run.out) / "last"
     torch.manual_seed(run.seed)
     resuming = run.resume and recover_state(last) is not None  # a run killed inside a checkpoint write resumes too
     if run.resume and not resuming:
         accelerator.print(f"note: nothing to resume in {last}; starting a new run")
-    model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config)
+    model = BDFlow.from_pretrained(last).train() if resuming else BDFlow(model_config, loss_config)
     meta = {}
     if not resuming:
         if run.init_from:  # progressive init: the parent's levels, its budget recorded in meta
@@ -313,8 +316,8 @@ def _build(model_config: BDFlowConfig, run: TrainConfig, accelerator: Accelerato
             meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
         if model.config.z_scale != "none":  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
             model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
-    if resuming and model.config != model_config:
-        accelerator.print("note: --resume continues with the model config saved in OUT/last")
+    if resuming and (model.config, model.loss_config) != (model_config, loss_config):
+        accelerator.print("note: --resume continues with the model and loss config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(run))
     start, meta = load_state(last, optimizer, scheduler) if resuming else (0, meta)
@@ -339,12 +342,12 @@ def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, ru
     return terms
 
 
-def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
+def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig) -> Path:
     mp = run.mixed_precision if run.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
     accelerator = Accelerator(mixed_precision=mp)
     out, main_process = Path(run.out), accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
-    model, optimizer, scheduler, start, meta = _build(model_config, run, accelerator)
+    model, optimizer, scheduler, start, meta = _build(model_config, loss_config, run, accelerator)
     loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model), optimizer, scheduler)
     flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
     batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index)
@@ -399,9 +402,9 @@ def train(model_config: BDFlowConfig, run: TrainConfig) -> Path:
 
 
 def main(argv=None) -> int:
-    model_config, run = parse_args(argv)
+    model_config, loss_config, run = parse_args(argv)
     try:
-        final = train(model_config, run)
+        final = train(model_config, loss_config, run)
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .quantize import max_code  # noqa: E402
+
 LOSS_TERMS = ("total", "forw", "back", "lpips", "bam", "latent")
 
 
@@ -165,8 +167,7 @@ def codes_image(codes: np.ndarray | None, bits: int, factor: int = 1, size: tupl
     ``size`` (H, W). ``None`` (a B-less model) gives :func:`no_b_image`, which says why there is nothing to show."""
     if codes is None:
         return no_b_image(size if size is not None else (64, 128))
-    levels = 2**bits - 1
-    gray = np.floor(np.asarray(codes, dtype=np.float64) * 255 / levels + 0.5).astype(np.uint8)
+    gray = np.floor(np.asarray(codes, dtype=np.float64) * 255 / max_code(bits) + 0.5).astype(np.uint8)
     big = enlarge_nearest(gray, factor)
     if size is not None:
         big = big[: size[0], : size[1]]

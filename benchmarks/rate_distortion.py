@@ -39,7 +39,8 @@ from bdflow.codec import code_y, decode_file, encode_file, model_digest, pack, u
 from bdflow.data import list_images
 from bdflow.quantize import to_8bit
 from bdflow.metrics import lpips_rgb, psnr_y
-from bdflow.pipeline import Encoded, Rescaler, load_image, pad_to_multiple
+from bdflow.image_io import load_image, pad_to_multiple
+from bdflow.pipeline import Encoded, Rescaler
 from bdflow.quantize import b_to_codes, y_to_uint8
 from bdflow.resize import bicubic_down, bicubic_up
 
@@ -99,7 +100,7 @@ def bdflow_points(r: Rescaler, name: str, path: Path, x: torch.Tensor, bits_list
         codes = None if b is None else b_to_codes(b, bits)[0, 0].cpu().numpy()
         data = pack(Encoded(y=y8, b=codes, bits=bits or 1, meta=meta), name, model_digest(r))
         bdf = unpack(data)
-        x_hat = r.decode_tensor(bdf.encoded, tau=tau, seed=seed).cpu()
+        x_hat = r.decode(bdf.encoded, tau=tau, seed=seed, output_type="pt").cpu()
         setting = f"x{r.scale} bits {bits}" if bits else f"x{r.scale} no B"
         rows.append({"method": f"bdflow {name}", "setting": setting, "bytes": len(data), "y_bytes": bdf.y_bytes,
                      "b_bytes": bdf.b_bytes, "b_nonzero": float((codes > 0).mean()) if codes is not None else 0.0,

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bdflow import BDFlow, BDFlowConfig  # noqa: E402
+from bdflow import BDFlow, BDFlowConfig, LossConfig  # noqa: E402
 from bdflow.accel import accelerate  # noqa: E402
 from bdflow.limits import PRECISIONS  # noqa: E402
 from bdflow.losses import bdflow_loss  # noqa: E402
@@ -151,11 +151,11 @@ def peer_table(sizes, repeats, device) -> None:
 
 
 # the training step before and after session 6's flow and recipe (docs/recipe.md), timed in turn in one run
-STEP_DESIGNS = {
-    "Haar, B as a channel, the paper's loss (sessions 2-5)": dict(
-        wavelet="haar", b_mode="channel", z_scale="learned", tau_train=1.0, lambda_lpips=1.0, lpips_from=0.0,
-        lambda_latent=4.0),
-    "CDF 9/7, B as a condition, the recipe (session 6)": dict(),  # the defaults; LPIPS on (progress 0.5)
+STEP_DESIGNS = {  # name -> (BDFlowConfig fields, LossConfig fields)
+    "Haar, B as a channel, the paper's loss (sessions 2-5)": (
+        dict(wavelet="haar", b_mode="channel", z_scale="learned"),
+        dict(tau_train=1.0, lambda_lpips=1.0, lpips_from=0.0, lambda_latent=4.0)),
+    "CDF 9/7, B as a condition, the recipe (session 6)": (dict(), dict()),  # the defaults; LPIPS on (progress 0.5)
 }
 
 
@@ -167,8 +167,8 @@ def training_table(repeats, device) -> None:
     for scale, crop in ((8, 96), (16, 128)):
         x = torch.rand(8, 3, crop, crop, device=device, generator=torch.Generator(device).manual_seed(0))
         steps = {}
-        for name, design in STEP_DESIGNS.items():
-            model = BDFlow(BDFlowConfig(scale=scale, **design)).to(device)
+        for name, (design, loss) in STEP_DESIGNS.items():
+            model = BDFlow(BDFlowConfig(scale=scale, **design), LossConfig(**loss)).to(device)
             optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
 
             def step(model=model, optimizer=optimizer):

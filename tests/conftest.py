@@ -17,17 +17,9 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402  (after the settings above)
+
 DATA = Path(os.environ.get("BDFLOW_DATA", REPO.parent / "shared" / "data"))
-
-
-def perturb_(model: torch.nn.Module, std: float = 0.02, seed: int = 0) -> torch.nn.Module:
-    """Give every parameter (zero-initialised output convolutions included) non-trivial values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * std)
-    return model
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from bdflow import BDFlow, Rescaler
 from bdflow.accel import accelerate
 from bdflow.evaluate import to_8bit
 from bdflow.metrics import psnr_y
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CKPT = REPO / "checkpoints" / "face-x8"
 needs_bf16 = pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no oneDNN bf16 on this CPU")
@@ -49,7 +49,7 @@ def test_bf16_decode_agrees_with_fp32_on_a_real_face(face):
     enc_fast = fast.encode(hwc)
     diff = abs(enc.y.astype(int) - enc_fast.y)
     assert diff.max() <= 2 and diff.mean() < 0.2  # Y: at most 2 of 255 levels apart, ~0.1 on average
-    a = to_8bit(exact.decode_tensor(enc, tau=0.8, seed=0))
-    b = to_8bit(fast.decode_tensor(enc, tau=0.8, seed=0))
+    a = to_8bit(exact.decode(enc, tau=0.8, seed=0, output_type="pt"))
+    b = to_8bit(fast.decode(enc, tau=0.8, seed=0, output_type="pt"))
     assert psnr_y(b, a, border=8) > 45  # measured ~56 dB on faces/val; the decode against the HR is ~27 dB
     assert abs(psnr_y(b, face, border=8) - psnr_y(a, face, border=8)) < 0.05

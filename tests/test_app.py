@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +12,13 @@ import pytest
 from PIL import Image
 
 import app as app_module
-from bdflow import BDFlow, BDFlowConfig, viz
+from bdflow import viz
 from bdflow.demo import Demo
-from tests.conftest import REPO, perturb_
+from tests.helpers import REPO, free_port, tiny_checkpoints
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tiny_checkpoints(root: Path) -> list[str]:
-    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.01).save_pretrained(root / "face-x8")
-    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=False)), std=0.01, seed=1).save_pretrained(root / "face-x8-noB")
-    return [str(root / "face-x8"), str(root / "face-x8-noB")]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from bdflow.bam import (
     luma255,
     normalize_strength,
 )
-from bdflow.quantize import levels
+from bdflow.quantize import max_code
 
 # (folder, index in sorted order, longest side after an INTER_AREA downscale or None): 14 real photos.
 PHOTOS = [
@@ -234,7 +234,7 @@ def test_bits1_is_binary(face_small):
 @pytest.mark.parametrize("bits", (1, 2, 3, 4))
 def test_k_bit_grid_and_support(face_small, bits):
     b = bam(face_small, bits=bits)
-    n = levels(bits)
+    n = max_code(bits)
     codes = b * n
     assert torch.allclose(codes, codes.round(), atol=1e-5), "values off the k-bit grid"
     assert b.min() >= 0 and b.max() <= 1

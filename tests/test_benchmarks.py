@@ -9,7 +9,7 @@ import torch
 
 from bdflow import BDFlow
 from bdflow.accel import accelerate
-from tests.conftest import REPO, perturb_
+from tests.helpers import REPO, perturb_
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from irn_peer import IRN  # noqa: E402

@@ -20,8 +20,7 @@ from PIL import Image
 
 import app as app_module
 from bdflow.demo import Demo, model_sources
-from tests.conftest import REPO
-from tests.test_app import free_port, tiny_checkpoints
+from tests.helpers import REPO, free_port, tiny_checkpoints
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("BDFLOW_CHROMIUM", "/usr/bin/chromium")

@@ -18,26 +18,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bdflow import BDFlow, BDFlowConfig, Rescaler
+from bdflow import Rescaler
 from bdflow.__main__ import main
 from bdflow.codec import read_file
 from bdflow.demo import Demo
 from bdflow.limits import MAX_SEED, check_bits, check_seed, check_tau
-from tests.conftest import REPO, perturb_
+from tests.helpers import REPO, small_face, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("robust-ckpt") / "tiny-x8"
-    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.02).save_pretrained(folder)
-    return folder
+    return tiny_checkpoint(tmp_path_factory.mktemp("robust-ckpt") / "tiny-x8", std=0.02)
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory, face_paths) -> Path:
-    path = tmp_path_factory.mktemp("robust-img") / "face.png"
-    Image.open(face_paths[1]).convert("RGB").resize((48, 40)).save(path)
-    return path
+    return small_face(face_paths[1], (48, 40), tmp_path_factory.mktemp("robust-img") / "face.png")
 
 
 @pytest.fixture(scope="module")

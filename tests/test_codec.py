@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bdflow import BDFlow, BDFlowConfig, Rescaler, codec
+from bdflow import Rescaler, codec
 from bdflow.__main__ import main
 from bdflow.codec import CodecError, decode_file, encode_file, pack, read_file, unpack
 from bdflow.entropy import decode_codes, encode_codes
-from tests.conftest import REPO, perturb_
+from tests.helpers import REPO, small_face, tiny_checkpoint
 
 
 def _tiny(folder: Path, seed: int = 0, boundary: bool = True) -> Path:
-    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)), std=0.02, seed=seed).save_pretrained(folder)
-    return folder
+    return tiny_checkpoint(folder, boundary=boundary, seed=seed, std=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +37,7 @@ def rescaler(ckpts) -> Rescaler:
 @pytest.fixture(scope="module")
 def image_file(tmp_path_factory, face_paths) -> Path:
     """A real face, small and of an odd size so padding is exercised (LR 9 x 7 at x8)."""
-    path = tmp_path_factory.mktemp("codec-img") / "face.png"
-    Image.open(face_paths[2]).convert("RGB").resize((53, 70)).save(path)
-    return path
+    return small_face(face_paths[2], (53, 70), tmp_path_factory.mktemp("codec-img") / "face.png")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +119,7 @@ def test_info_and_digest_cache(rescaler, small_bdf):
     assert info["scale"] == 8 and info["bits"] == 2 and info["size"] == [70, 53] and info["lr_size"] == [9, 7]
     assert info["y_bytes"] + info["b_bytes"] < info["total_bytes"] == len(small_bdf)
     assert info["model_digest"] == codec.model_digest(rescaler)[:16]
-    assert rescaler.model._bdf_weights_digest == codec.model_digest(rescaler.model)
+    assert rescaler.model._weights_digest == codec.model_digest(rescaler.model) == rescaler.model.weights_digest()
     json.dumps(info)
 
 

@@ -7,22 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from bdflow import BDFlow, BDFlowConfig, Rescaler
+from bdflow import BDFlow, BDFlowConfig, Rescaler, bam
 from bdflow.demo import Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources, scores_markdown
-from tests.conftest import perturb_
-
-
-def tiny(folder, boundary=True, seed=0):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)), std=0.01, seed=seed)
-    model.save_pretrained(folder)
-    return folder
+from tests.helpers import perturb_, small_face, tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
-    tiny(root / "face-x8")
-    tiny(root / "face-x8-noB", boundary=False, seed=1)
+    tiny_checkpoints(root)
     (root / "not-a-checkpoint").mkdir()
     return root
 
@@ -34,14 +27,13 @@ def demo(ckpts):
 
 @pytest.fixture(scope="module")
 def image(face_paths, tmp_path_factory):
-    path = tmp_path_factory.mktemp("img") / "face.png"
-    Image.open(face_paths[2]).convert("RGB").resize((80, 72)).save(path)
-    return path
+    return small_face(face_paths[2], (80, 72), tmp_path_factory.mktemp("img") / "face.png")
 
 
 def test_forward_image_then_quantize_equals_encode(demo, image):
     r = demo.rescaler("×8")
-    y, b, z, meta = r.forward_image(image)
+    f = r.forward_image(image)
+    y, b, z, meta = f.y, f.b, f.z, f.meta
     assert y.shape == (1, 3, 9, 10) and b.shape == (1, 1, 9, 10) and z.shape == (1, r.model.config.z_channels, 9, 10)
     for bits in (1, 3):
         enc, ref = Rescaler.quantize(y, b, bits, meta), r.encode(image, bits=bits)
@@ -87,16 +79,20 @@ def test_tau_zero_is_deterministic_and_seed_reproducible(demo, image):
 
 def test_toggles_change_what_the_decoder_gets(demo, image):
     an = demo.analyse(image, "×8")
-    plain, y_bytes, b_bytes, notes = demo.stored(an, 2)
+    s = demo.stored(an, 2)
+    plain, y_bytes, b_bytes, notes = s.enc, s.y_bytes, s.b_bytes, s.notes
     assert notes == [] and y_bytes == plain.y.size and b_bytes == 23
-    bic, *_ = demo.stored(an, 2, Toggles(bicubic_lr=True))
+    bic = demo.stored(an, 2, Toggles(bicubic_lr=True)).enc
     assert np.array_equal(bic.y, an.bicubic_lr) and np.array_equal(bic.b, plain.b)
-    jpg, jpg_bytes, _, notes = demo.stored(an, 2, Toggles(jpeg_quality=30))
+    s = demo.stored(an, 2, Toggles(jpeg_quality=30))
+    jpg, jpg_bytes, notes = s.enc, s.y_bytes, s.notes
     assert jpg.y.shape == plain.y.shape and 0 < jpg_bytes and "JPEG q30" in notes[0]
-    nob, _, zero, notes = demo.stored(an, 2, Toggles(drop_b=True))
+    s = demo.stored(an, 2, Toggles(drop_b=True))
+    nob, zero, notes = s.enc, s.b_bytes, s.notes
     assert zero == 0 and not nob.b.any() and notes == ["B dropped (all zeros)"]
     twin = demo.analyse(image, "×8 without B (IRN-style twin)")
-    enc, _, b_bytes, notes = demo.stored(twin, 2, Toggles(drop_b=True))
+    s = demo.stored(twin, 2, Toggles(drop_b=True))
+    enc, b_bytes, notes = s.enc, s.b_bytes, s.notes
     assert enc.b is None and b_bytes == 0 and notes == ["this model has no B to drop"]
     assert demo.decode(twin, bits=3).b_bytes == 0
     with pytest.raises(ValueError, match="JPEG quality"):
@@ -150,3 +146,14 @@ def test_jpeg_round_trip_smaller_than_raw():
     y8 = (np.linspace(0, 255, 32 * 32 * 3).reshape(32, 32, 3) + rng.normal(0, 2, (32, 32, 3))).clip(0, 255).astype(np.uint8)
     out, nbytes = jpeg_round_trip(y8, 50)
     assert out.shape == y8.shape and out.dtype == np.uint8 and nbytes < y8.size
+
+
+def test_bam_panel_uses_the_models_bam_settings(tmp_path, image):
+    """The 'BAM of the HR' panel is the BAM the model was trained with (its T, sigma and norm), not the default T."""
+    config = BDFlowConfig(scale=8, hidden=8, bam_threshold=20.0, bam_sigma=1.5, bam_norm=1)
+    perturb_(BDFlow(config), std=0.01).save_pretrained(tmp_path / "face-x8-t20")
+    an = Demo.from_sources([str(tmp_path / "face-x8-t20")], max_side=96, device="cpu").analyse(image, "×8")
+    own = bam(an.x, sigma=1.5, norm=1, threshold=20.0, bits=1)[0, 0].numpy() > 0
+    default = bam(an.x, bits=1)[0, 0].numpy() > 0
+    assert not np.array_equal(own, default)  # the settings matter on this face
+    assert np.array_equal(an.edges, own)

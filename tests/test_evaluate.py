@@ -10,7 +10,7 @@ from PIL import Image
 
 from bdflow import BDFlow, BDFlowConfig
 from bdflow.evaluate import entropy_bits, main
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
     assert mean["bytes"] == sampled["bytes"] and mean["z"] == sampled["z"]  # the same forward pass
     assert mean["psnr"] != sampled["psnr"]
     assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "-1"]) == 1
-    assert "tau must be >= 0" in capsys.readouterr().err
+    assert "tau must be between 0 and 10" in capsys.readouterr().err
 
 
 def test_probes_decode_from_altered_y_and_b(small_faces, tmp_path, capsys):

@@ -10,7 +10,7 @@ from scipy import stats
 
 from bdflow import BDFlow, BDFlowConfig
 from bdflow.figures import Moments, main, near_boundary
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 
 def test_moments_match_numpy_and_scipy():
@@ -102,3 +102,21 @@ def test_ablation_keeps_the_order_asked_for(tmp_path):
         write_arm(tmp_path, arm, [21.0, 22.0, 23.0])
     assert main(["ablation", "--runs", str(tmp_path), "--arms", "T20", "both", "T100", "--out", str(tmp_path / "t")]) == 0
     assert list(json.loads((tmp_path / "t.json").read_text())["arms"]) == ["T20", "both", "T100"]
+
+
+def test_crops_scores_each_checkpoint_beside_bicubic(pair, tmp_path):
+    """The crop figure of #14: one tile per row, whole-image PSNR-Y and grid ratio recorded, bad input refused."""
+    face = "assets/face-female-015248.jpg"
+    bd, twin = pair
+    out = tmp_path / "crops"
+    assert main(["crops", "--image", face, "--checkpoints", str(bd), str(twin), "--box", "128", "64", "96", "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert list(result["scores"]) == ["bicubic round trip x16", "bd", "twin"]
+    assert all(10 < s["psnr_y"] < 60 and s["grid"] >= 1 for s in result["scores"].values())
+    from PIL import Image
+
+    assert Image.open(out.with_suffix(".png")).width > 4 * 256  # HR, bicubic and two checkpoints, 256 px each
+    assert main(["crops", "--image", face, "--checkpoints", str(bd), "--box", "480", "0", "64", "--out", str(out)]) == 1
+    assert main(["crops", "--image", face, "--checkpoints", str(bd), str(twin), "--labels", "one", "--out", str(out)]) == 1
+    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8))).save_pretrained(tmp_path / "x8")
+    assert main(["crops", "--image", face, "--checkpoints", str(bd), str(tmp_path / "x8"), "--out", str(out)]) == 1

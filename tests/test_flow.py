@@ -3,14 +3,14 @@ from functools import partial
 import pytest
 import torch
 
-from bdflow import BDFlow, BDFlowConfig, sample_z
+from bdflow import BDFlow, BDFlowConfig, LossConfig, sample_z
 from bdflow.config import LEGACY
 from bdflow.coupling import InvBlock, Subnet
 from bdflow.quantize import to_8bit
 from bdflow.resize import bicubic_round_trip
 from bdflow.metrics import psnr_y
 from bdflow.quantize import quantize_b, quantize_y
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 SCALES = [2, 4, 8, 16, 32, 64]
 # every scale with the defaults (CDF 9/7, B as a condition), two scales with the other designs
@@ -60,7 +60,7 @@ def test_fresh_flow_keeps_a_flat_image_in_y(wavelet):
 def test_fresh_97_pyramid_beats_the_bicubic_round_trip_and_haar_does_not(face_paths, scale):
     """The untrained start (design: 'Wavelet'): a fresh flow decoded from its 8-bit Y, 1-bit B and Z = 0, on real
     faces. The CDF 9/7 pyramid scores at or above the bicubic round trip, the Haar pyramid (the paper's) below it."""
-    from bdflow.data import read_rgb
+    from bdflow.image_io import read_rgb
 
     x = torch.stack([read_rgb(p) for p in face_paths[:4]])
     scores = {}
@@ -134,6 +134,25 @@ def test_invblock_takes_any_subnet_and_split():
         assert (block.inverse(block(u)) - u).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("b_upsample", ["bilinear", "nearest"])
+def test_conditions_per_level(b_upsample):
+    """B (LR grid) reaches level l at 2^(n-l) times its size; bilinear has no jumps at LR-pixel borders."""
+    model = perturb_(BDFlow(BDFlowConfig(scale=16, hidden=8, b_upsample=b_upsample)))
+    b = torch.rand(1, 1, 4, 4)
+    conds = model._conditions(b)
+    assert [tuple(c.shape[2:]) for c in conds] == [(32, 32), (16, 16), (8, 8), (4, 4)] and torch.equal(conds[-1], b)
+    step = (conds[0][..., 1:] - conds[0][..., :-1]).abs().max()
+    largest = (b[..., 1:] - b[..., :-1]).abs().max()
+    if b_upsample == "nearest":  # blocks of 8 x 8: the whole LR step at each border
+        assert torch.allclose(step, largest)
+    else:  # a ramp: at most 1/8 of the LR step between neighbours
+        assert step <= largest / 8 + 1e-6
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y, b, z = model(x)
+        assert (model.inverse(y, b, z) - x).abs().max() < 1e-4
+
+
 @pytest.mark.parametrize("b_mode", ["condition", "channel"])
 def test_gradients_reach_every_subnet(b_mode):
     model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, b_mode=b_mode, z_scale="learned")))
@@ -156,22 +175,36 @@ def test_sample_z_temperature_and_seed():
         sample_z(y, 5, -0.1)
 
 
-@pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0), dict(baw_twin=True),
-                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(tau_train=-0.1)])
+@pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
+                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic")])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         BDFlowConfig(**bad)
+
+
+def test_loss_config_validation():
+    with pytest.raises(ValueError, match="tau must be between 0 and 10"):
+        LossConfig(tau_train=-0.1)
+    with pytest.raises(ValueError, match="baw_twin applies to the twin only"):
+        BDFlow(BDFlowConfig(scale=2, hidden=4), LossConfig(baw_twin=True))
+    assert LossConfig(baw_twin=True).uses_baw(BDFlowConfig(boundary=False))
+    assert not LossConfig().uses_baw(BDFlowConfig(boundary=False)) and LossConfig().uses_baw(BDFlowConfig())
 
 
 def test_config_counts_and_roundtrip():
     c = BDFlowConfig(scale=16)
     assert (c.levels, c.channels, c.z_channels) == (4, 768, 765)  # B as a condition: Y and Z share the channels
     assert BDFlowConfig(scale=16, b_mode="channel").z_channels == 764
-    assert BDFlowConfig.from_dict(c.to_dict()) == c
-    old = {k: v for k, v in c.to_dict().items() if k not in LEGACY}  # a config.json from before these fields
-    assert {k: getattr(BDFlowConfig.from_dict(old), k) for k in LEGACY} == LEGACY
-    with pytest.raises(ValueError, match="unknown"):
-        BDFlowConfig.from_dict({**c.to_dict(), "width": 3})
+    loss = LossConfig(lambda_lpips=0.5, baw_alpha=0.2)
+    flat = {**c.to_dict(), **loss.to_dict()}  # a config.json holds both, flat
+    assert BDFlowConfig.from_dict(flat) == BDFlowConfig.from_dict(c.to_dict()) == c
+    assert LossConfig.from_dict(flat) == loss and LossConfig.from_dict(c.to_dict()) == LossConfig(**{k: v for k, v in LEGACY.items() if k in ("tau_train", "lpips_from")})
+    old = {k: v for k, v in flat.items() if k not in LEGACY}  # a config.json from before these fields
+    legacy = {**BDFlowConfig.from_dict(old).to_dict(), **LossConfig.from_dict(old).to_dict()}
+    assert {k: legacy[k] for k in LEGACY} == LEGACY
+    for cls in (BDFlowConfig, LossConfig):
+        with pytest.raises(ValueError, match="unknown"):
+            cls.from_dict({**flat, "width": 3})
 
 
 @pytest.mark.parametrize("limit, wide_kernel", [(1024, 1), (4096, 3)])

@@ -6,9 +6,10 @@ import shutil
 import pytest
 import torch
 
-from bdflow import BDFlow, BDFlowConfig, Rescaler
-from bdflow.hub import model_card, weights_digest
-from tests.conftest import perturb_
+from bdflow import BDFlow, BDFlowConfig, LossConfig, Rescaler
+from bdflow.card import model_card
+from bdflow.hub import weights_digest
+from tests.helpers import perturb_
 
 MiB = 1 << 20
 
@@ -24,12 +25,13 @@ def test_roundtrip_and_meta(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "config, says",
-    [(dict(), "BAW after 30 %"), (dict(boundary=False), "no BAW"), (dict(boundary=False, baw_twin=True), "BAW after 30 %")],
+    "config, loss, says",
+    [(dict(), dict(), "BAW after 30 %"), (dict(boundary=False), dict(), "no BAW"),
+     (dict(boundary=False), dict(baw_twin=True), "BAW after 30 %")],
     ids=["bdflow", "twin", "twin-baw-only"],
 )
-def test_model_card_says_whether_baw_weighted_the_loss(config, says):
-    card = model_card("m", BDFlowConfig(scale=4, **config).to_dict(), meta={})
+def test_model_card_says_whether_baw_weighted_the_loss(config, loss, says):
+    card = model_card("m", {**BDFlowConfig(scale=4, **config).to_dict(), **LossConfig(**loss).to_dict()}, meta={})
     assert says in card
 
 
@@ -91,3 +93,14 @@ def test_save_pretrained_replaces_older_shards(tmp_path):
     small.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     assert torch.equal(BDFlow.from_pretrained(tmp_path / "m").state_dict()["levels.0.0.phi.conv_in.weight"], small.state_dict()["levels.0.0.phi.conv_in.weight"])
+
+
+def test_model_card_names_the_training_data_from_meta():
+    """The card's data text comes from meta (the training folder train.py records), not a fixed 'CelebA-HQ faces'."""
+    config = BDFlowConfig(scale=4).to_dict()
+    cats = model_card("cat-x4", config, meta={"training": {"data": "../shared/data/cats/train"}})
+    assert "`../shared/data/cats/train`" in cats and "CelebA" not in cats and "# cat-x4: ×4 image rescaler" in cats
+    assert "Trained on `cats/train` only" in cats and "license_name: other" in cats
+    faces = model_card("face-x4", config, meta={"training": {"data": "../shared/data/faces/train"}})
+    assert "3,600 CelebA-HQ faces" in faces and "license_name: celeba-hq-non-commercial" in faces
+    assert model_card("face-x4", config, meta={}) == faces  # no folder recorded: the faces every old checkpoint had

@@ -5,16 +5,15 @@ import pytest
 import torch
 from PIL import Image
 
-from bdflow import BDFlow, BDFlowConfig, lab
+from bdflow import lab
 from bdflow.demo import Demo
-from tests.conftest import perturb_
+from tests.helpers import tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
-    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.01).save_pretrained(root / "face-x8")
-    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=False)), std=0.01, seed=1).save_pretrained(root / "x8-noB")
+    tiny_checkpoints(root, twin_name="x8-noB")
     return Demo.from_checkpoints(root, max_side=128, device="cpu")
 
 
@@ -24,7 +23,7 @@ def an(demo, face_paths):
 
 
 def test_sources(demo, an, face_paths, tmp_path):
-    own = demo.stored(an, 2)[0].b
+    own = demo.stored(an, 2).enc.b
     assert np.array_equal(lab.source_codes(demo, an, 2, "own"), own)
     assert not lab.source_codes(demo, an, 2, "zero").any() and lab.source_codes(demo, an, 2, "zero").shape == own.shape
     # the HR's own BAM target: a lower threshold T finds more boundaries, and T = 0 ... 200 stay on the grid
@@ -36,7 +35,7 @@ def test_sources(demo, an, face_paths, tmp_path):
     other_rgb = lab.at_size_of(other_path, an, 10**8)
     assert other_rgb.shape == (80, 96, 3)  # image B is encoded at A's size, so its B lies on A's grid
     other = demo.analyse(other_rgb, "×8")
-    assert np.array_equal(lab.source_codes(demo, an, 2, "image", other), demo.stored(other, 2)[0].b)
+    assert np.array_equal(lab.source_codes(demo, an, 2, "image", other), demo.stored(other, 2).enc.b)
     with pytest.raises(ValueError, match="upload an image B"):
         lab.source_codes(demo, an, 2, "image")
     with pytest.raises(ValueError, match="same model at image A's size"):
@@ -69,7 +68,7 @@ def test_canvas_round_trip_and_painting(demo, an, bits):
 
 
 def test_decode_with_another_b(demo, an):
-    own = demo.stored(an, 1)[0].b
+    own = demo.stored(an, 1).enc.b
     same = lab.decode_with(demo, an, own, 1, 0.0, 0)
     assert torch.equal(same.x_hat, demo.decode(an, 1, 0.0, 0).x_hat)  # the flow's own B: the app's decode
     assert same.notes == [f"0 of {own.size} B cells differ from the flow's own B"]

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from bdflow import BDFlow, BDFlowConfig, levels
 from bdflow.flow import LEVEL_GAIN
 from bdflow.wavelets import dwt2
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 
 @pytest.mark.parametrize("boundary, wavelet, b_mode", [(True, "haar", "channel"), (False, "haar", "channel"), (True, "cdf97", "condition")])

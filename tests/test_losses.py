@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from bdflow import BDFlow, BDFlowConfig
+from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
 from bdflow.losses import backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, latent_nll
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 
 def test_forward_and_bam_losses_are_mse():
@@ -46,7 +46,7 @@ def test_backward_loss_weights_boundary_pixels():
 
 @pytest.mark.parametrize("boundary, b_mode", [(True, "channel"), (True, "condition"), (False, "condition")])
 def test_full_loss_terms_and_gradients(face, boundary, b_mode):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary, b_mode=b_mode, tau_train=1.0)), std=0.01)
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary, b_mode=b_mode), LossConfig(tau_train=1.0)), std=0.01)
     x = face[..., 128:192, 128:192]
     terms = bdflow_loss(model, x, bits=2, progress=0.5, generator=torch.Generator().manual_seed(0))
     values = terms.items()
@@ -60,7 +60,7 @@ def test_full_loss_terms_and_gradients(face, boundary, b_mode):
 
 
 def test_lpips_switches_on_after_lpips_from(face):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lpips_from=0.5)), std=0.01)
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lpips_from=0.5)), std=0.01)
     x = face[..., 128:192, 128:192]
     before, after = (bdflow_loss(model, x, 1, progress=p, generator=torch.Generator().manual_seed(0)) for p in (0.49, 0.5))
     assert before.lpips == 0 < after.lpips and before.back == after.back
@@ -70,14 +70,14 @@ def test_tau_train_sets_the_temperature_of_the_training_decode(face):
     """tau_train = 0 decodes from Z = 0: the loss no longer depends on the Z sample; tau_train = 1 does."""
     x = face[..., 128:192, 128:192]
     for tau, same in ((0.0, True), (1.0, False)):
-        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0, tau_train=tau)), std=0.01)
+        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lambda_lpips=0, tau_train=tau)), std=0.01)
         a, b = (bdflow_loss(model, x, 1, 0.0, generator=torch.Generator().manual_seed(s)).back for s in (0, 1))
         assert bool(a == b) == same
 
 
-@pytest.mark.parametrize("config", [dict(), dict(boundary=False, baw_twin=True)], ids=["bdflow", "twin-baw-only"])
-def test_baw_switches_on_after_alpha(face, config):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0, **config)), std=0.01)
+@pytest.mark.parametrize("config, loss", [(dict(), dict()), (dict(boundary=False), dict(baw_twin=True))], ids=["bdflow", "twin-baw-only"])
+def test_baw_switches_on_after_alpha(face, config, loss):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, **config), LossConfig(lambda_lpips=0, **loss)), std=0.01)
     x = face[..., 128:192, 128:192]
     before = bdflow_loss(model, x, 1, progress=0.29, generator=torch.Generator().manual_seed(0))
     after = bdflow_loss(model, x, 1, progress=0.30, generator=torch.Generator().manual_seed(0))
@@ -86,7 +86,7 @@ def test_baw_switches_on_after_alpha(face, config):
 
 
 def test_twin_without_baw_weighs_every_pixel_alike(face):
-    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, lambda_lpips=0, boundary=False)), std=0.01)
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=False), LossConfig(lambda_lpips=0)), std=0.01)
     x = face[..., 128:192, 128:192]
     before, after = (bdflow_loss(model, x, 1, progress=p, generator=torch.Generator().manual_seed(0)) for p in (0.29, 0.9))
     assert after.back == before.back

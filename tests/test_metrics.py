@@ -190,3 +190,19 @@ def test_grid_ratio_sees_a_checkerboard_and_not_plain_noise(face):
     assert 1.0 <= plain < 1.3 and checker > 30  # the 64-cell map has all its error at one offset: ratio ~64
     with pytest.raises(ValueError):
         grid_ratio(face[..., :10, :10], face[..., :10, :10], 8)
+
+
+def test_pooled_grid_map_averages_the_noise_out(face):
+    """At x64 each offset of one image's map averages few pixels: pooling the maps over images (what evaluate
+    reports) brings grid-free noise towards 1, while a real grid keeps its ratio."""
+    from bdflow.metrics import grid_map, grid_ratio, peak_ratio
+
+    g = torch.Generator().manual_seed(1)
+    noisy = (face.repeat(8, 1, 1, 1) + 0.05 * torch.randn((8, *face.shape[1:]), generator=g)).clamp(0, 1)
+    ref = face.repeat(8, 1, 1, 1)
+    per_image = grid_ratio(noisy, ref, 64).mean()
+    pooled = peak_ratio(grid_map(noisy, ref, 64).mean(dim=0))
+    assert pooled < 0.75 * per_image  # 8 images of 6 x 6 cells: pooled ~1.35, per image ~2.2
+    gridded = noisy.clone()
+    gridded[..., ::64, :] = (gridded[..., ::64, :] + 0.2).clamp(0, 1)  # every LR cell's first row is off
+    assert peak_ratio(grid_map(gridded, ref, 64).mean(dim=0)) > 3

@@ -7,8 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bdflow import BDFlow, BDFlowConfig, Encoded, Rescaler
-from tests.conftest import perturb_
+from bdflow import BDFlow, BDFlowConfig, Encoded, LossConfig, Rescaler
+from bdflow.hub import weights_digest
+from bdflow.image_io import load_image, to_output
+from tests.helpers import perturb_
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_decode_reproducible_per_seed_and_tau_zero_is_deterministic(rescaler, fa
 @pytest.mark.parametrize("tau_train, expected", [(0.0, 0.0), (0.5, 0.5), (1.0, 0.8)])
 def test_default_tau_is_the_training_tau_at_most_0_8(face_pil, tau_train, expected):
     """A model decodes at the tau it was trained at unless told (the paper's tau_train = 1 keeps the paper's 0.8)."""
-    r = Rescaler(perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, tau_train=tau_train)), std=0.01), device="cpu")
+    r = Rescaler(perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(tau_train=tau_train)), std=0.01), device="cpu")
     enc = r.encode(face_pil.resize((64, 64)))
     assert r.default_tau == expected
     assert np.array_equal(np.asarray(r.decode(enc, seed=3)), np.asarray(r.decode(enc, tau=expected, seed=3)))
@@ -165,3 +167,45 @@ def test_encoded_validated_on_decode(rescaler, face_pil):
     with pytest.raises(ValueError, match="exceed"):
         rescaler.decode(Encoded(y=enc.y, b=np.full_like(enc.b, 9), bits=2, meta=enc.meta))
     assert enc.nbytes == enc.y.size + enc.b.size // 8
+
+
+def test_a_loaded_tensor_encodes_as_its_file_and_decode_gives_each_output_type(rescaler, face_paths):
+    """forward_image/encode take an already loaded tensor (no round trip through a file); decode's output_type."""
+    path = face_paths[3]
+    x, _ = load_image(path)
+    from_file, from_tensor = rescaler.encode(path, bits=2), rescaler.encode(x, bits=2)
+    assert np.array_equal(from_file.y, from_tensor.y) and np.array_equal(from_file.b, from_tensor.b)
+    assert from_tensor.meta["kind"] == "pt" and from_file.meta["kind"] == "pil"
+    pt = rescaler.decode(from_file, tau=0.8, seed=1, output_type="pt")
+    assert isinstance(pt, torch.Tensor) and pt.shape == x.shape and pt.dtype == torch.float32
+    assert torch.equal(rescaler.decode(from_tensor, tau=0.8, seed=1), pt)  # a tensor in, a tensor out
+    pil = rescaler.decode(from_file, tau=0.8, seed=1)
+    assert isinstance(pil, Image.Image) and np.array_equal(np.asarray(pil), to_output(pt, "ndarray", "uint8"))
+    arr = rescaler.decode(from_file, tau=0.8, seed=1, output_type="np")
+    assert arr.dtype == np.uint8 and np.array_equal(arr, np.asarray(pil))
+    assert rescaler.decode(from_tensor, tau=0.8, seed=1, output_type="np").dtype == np.float32
+    with pytest.raises(ValueError, match="output_type must be one of pil, np, pt"):
+        rescaler.decode(from_file, output_type="tensor")
+    for bad, message in ((x[:, :2], r"\(3,H,W\) or \(1,3,H,W\)"), (x * 2, r"in \[0, 1\]"), ((x * 255).byte(), "floating")):
+        with pytest.raises(ValueError, match=message):
+            rescaler.encode(bad)
+
+
+def test_encoded_to_tensors_is_what_the_decoder_reads(rescaler, face_pil):
+    enc = rescaler.encode(face_pil.resize((40, 24)), bits=3)
+    y, b = enc.to_tensors()
+    assert torch.equal(y, torch.from_numpy(enc.y).permute(2, 0, 1)[None].float() / 255)
+    assert torch.equal(b, torch.from_numpy(enc.b)[None, None].float() / 7)
+    y_r, b_r = rescaler.stored_tensors(enc)
+    assert torch.equal(y_r, y) and torch.equal(b_r, b)
+    assert Encoded(y=enc.y, b=None, bits=1).to_tensors()[1] is None
+
+
+def test_model_declares_meta_name_and_a_cached_weights_digest(tmp_path):
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.01)
+    assert model.meta == {} and model.name is None
+    digest = model.weights_digest()
+    assert digest == weights_digest(model.state_dict()) and model.weights_digest() is digest
+    model.save_pretrained(tmp_path / "tiny-x8", meta={"notes": "n"})
+    loaded = BDFlow.from_pretrained(tmp_path / "tiny-x8")
+    assert loaded.meta == {"notes": "n"} and loaded.name == "tiny-x8" and loaded.weights_digest() == digest

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from bdflow import BDFlow, Rescaler
-from bdflow import pipeline
+from bdflow import image_io, pipeline
 from bdflow.tiles import exact_margin, lr_tiles, tiled_forward, tiled_inverse
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CKPTS = REPO / "checkpoints"
 AGREE_DB = 100  # tiled vs whole with TILE_MARGIN (256 HR px) at x8/x16 (x64, 4 LR px of margin: ~80 dB)
@@ -66,15 +66,15 @@ def test_rescaler_tiles_only_above_1024(face, monkeypatch):
     big = Image.fromarray((face[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).resize((1056, 528))
     enc = r.encode(big)
     assert len(calls) == 1
-    x_tiled = r.decode_tensor(enc, tau=0.8, seed=0)
+    x_tiled = r.decode(enc, tau=0.8, seed=0, output_type="pt")
     monkeypatch.setattr(pipeline, "TILE_ABOVE", 4096)
     enc_whole = r.encode(big)
     assert (enc.y == enc_whole.y).mean() > 0.999 and (enc.b == enc_whole.b).mean() > 0.999
-    assert psnr(x_tiled, r.decode_tensor(enc, tau=0.8, seed=0)) > AGREE_DB
+    assert psnr(x_tiled, r.decode(enc, tau=0.8, seed=0, output_type="pt")) > AGREE_DB
     monkeypatch.undo()
     calls.clear()
     monkeypatch.setattr(pipeline, "tiled_forward", lambda *a: calls.append(a) or tiled_forward(*a))
     small = big.resize((1024, 512))
     with torch.inference_mode():
-        y, b, _ = r.model(pipeline.load_image(small)[0])
+        y, b, _ = r.model(image_io.load_image(small)[0])
     assert not calls and np.array_equal(r.encode(small).y, Rescaler.quantize(y, b, 1, {}).y)  # whole, as before

@@ -75,7 +75,7 @@ def test_resume_continues_bit_for_bit(data_dir, tmp_path):
     "flags, message",
     [
         (["--scale", "8", "--crop", "100"], "multiple of the scale"),
-        (["--bits", "1,7"], "1..4"),
+        (["--bits", "1,7"], "integers from 1 to 4"),
         (["--bam-norm", "3"], "bam_norm"),
     ],
 )

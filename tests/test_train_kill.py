@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from bdflow import BDFlow
 from bdflow.train import parse_args, state_step, train
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "2", "--workers", "0", "--val-images", "0",
         "--lambda-lpips", "0", "--seed", "3"]

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from bdflow import BDFlow, BDFlowConfig, levels, viz
-from tests.conftest import perturb_
+from tests.helpers import perturb_
 
 
 def test_viz_panels():

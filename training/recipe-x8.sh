@@ -43,8 +43,8 @@ for arm in "$@"; do
   out="$ROOT/$arm"
   iters=$ITERS
   if [ "$arm" = untrained ]; then  # the fresh flow itself, saved without a training step
-    python -c "import sys; from bdflow import BDFlow, BDFlowConfig; from bdflow.train import parse_args
-m, _ = parse_args(sys.argv[1:]); BDFlow(m).save_pretrained('$out/final', meta={'iterations': 0, 'seconds': 0})" --scale 8 $arm_flags
+    python -c "import sys; from bdflow import BDFlow; from bdflow.train import parse_args
+m, loss, _ = parse_args(sys.argv[1:]); BDFlow(m, loss).save_pretrained('$out/final', meta={'iterations': 0, 'seconds': 0})" --scale 8 $arm_flags
   else
     # shellcheck disable=SC2086  # arm_flags is a list of flags
     python -m bdflow.train --scale 8 --crop 96 --batch-size "$BATCH" --iters "$iters" --workers 0 \

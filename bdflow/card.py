@@ -1,0 +1,131 @@
+"""Model cards: the README.md of a checkpoint folder (what it is, its data and licence, training budget, metrics,
+limits), rendered from its config and ``meta``. ``hub.record_metrics`` rewrites a card after an evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import BDFlowConfig, LossConfig
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a card says about the data a model was trained on."""
+
+    domain: str  # the card's title: "×16 <domain> rescaler"
+    licence: str  # the card's license_name
+    text: str  # the "Data and licence" section
+    limits: str  # the "Limits" section unless meta["notes"] replaces it
+
+
+# training folders of ../shared/data (by their last two parts) -> what the card says; see that data's README
+KNOWN_DATA = {
+    "faces/train": TrainingData(
+        "face", "celeba-hq-non-commercial",
+        "Trained on `faces/train` of the project's data (3,600 CelebA-HQ faces at 512², JPEG q≈75), from\n"
+        "CelebAMask-HQ: **non-commercial research use only**. The weights inherit that restriction.",
+        "Faces only (aligned CelebA-HQ); other content is out of domain."),
+}
+DEFAULT_DATA = "faces/train"  # checkpoints whose meta names no training folder were all trained on faces
+
+
+def training_data(meta: dict) -> TrainingData:
+    """The card's data text from ``meta["training"]["data"]`` (the training folder train.py records): a folder of
+    :data:`KNOWN_DATA`, else a generic text that names the folder; without it, the faces' text."""
+    folder = str((meta.get("training") or {}).get("data") or DEFAULT_DATA)
+    key = "/".join(Path(folder).parts[-2:])
+    if key in KNOWN_DATA:
+        return KNOWN_DATA[key]
+    return TrainingData(
+        "image", "other",
+        f"Trained on `{folder}`: see that data's README for its source and licence, which the weights inherit.",
+        f"Trained on `{key}` only; other content is out of domain.")
+
+
+def _schedule(training: dict) -> str:
+    warmup, decay_from = training.get("warmup", 0), training.get("decay_from", 0.0)
+    return (f", {warmup} warm-up iterations" if warmup else "") + (
+        f", constant until {100 * decay_from:.0f} % of the run, then cosine" if decay_from else " cosine")
+
+
+def _lpips_from(loss: LossConfig) -> str:
+    return f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run)" if loss.lambda_lpips and loss.lpips_from else ""
+
+
+def _flow(c: BDFlowConfig) -> str:
+    wavelet = {"haar": "Haar (the paper's)", "cdf53": "LeGall 5/3 lifting", "cdf97": "CDF 9/7 lifting"}[c.wavelet]
+    b = ("B as the flow's 4th output channel (the paper's)" if c.b_channel else
+         "B as a condition: the BAM target, read by every coupling" if c.conditioned else "no B")
+    return f"{wavelet} wavelets, {b}, Z scale {c.z_scale}"
+
+
+def model_card(name: str, config: dict, meta: dict) -> str:
+    """README.md of a checkpoint folder: what it is, data and licence, training budget, metrics, limits. The data
+    section comes from ``meta`` (:func:`training_data`)."""
+    scale, boundary = config["scale"], config.get("boundary", True)
+    kind = "BDFlow" if boundary else "the B-less twin (IRN-style: no boundary map; its B channel joins Z)"
+    training = meta.get("training", {})
+    c, loss = BDFlowConfig.from_dict(config), LossConfig.from_dict(config)
+    baw = f"BAW after {100 * loss.baw_alpha:.0f} % of the iterations" if loss.uses_baw(c) else "no BAW (L1 alike on every pixel)"
+    sessions = meta.get("sessions", [])
+    budget = "\n".join(
+        f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
+    ) or "- (not recorded)"
+    parent = meta.get("parent")
+    if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
+        where = f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
+        budget += (f"\n- before that, grown from {where} (×{parent['scale']}, {parent.get('iterations')} iterations, "
+                   f"{(parent.get('seconds') or 0) / 3600:.2f} h): its levels initialised this model's first ones")
+    metrics = meta.get("metrics", {})
+    lambdas = ", ".join(f"{getattr(loss, 'lambda_' + k):g}" for k in ("forw", "back", "lpips", "bam", "latent"))
+    metric_rows = "\n".join(
+        f"| {split} | {m['method']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} | {m['bytes']:.0f} |"
+        for split, rows in metrics.items()
+        for m in rows
+    )
+    metric_table = (
+        "| data | method | PSNR-Y (dB) | SSIM-Y | LPIPS | bytes / image |\n|---|---|---|---|---|---|\n" + metric_rows
+        if metric_rows
+        else "Not evaluated yet."
+    )
+    data = training_data(meta)
+    return f"""---
+license: other
+license_name: {data.licence}
+library_name: bdflow
+tags: [image-rescaling, invertible-network, bdflow]
+---
+# {name}: ×{scale} {data.domain} rescaler ({kind})
+
+A checkpoint of bdflow — Boundary-aware Decoupled Flow Networks (Li et al., IJCAI 2024).
+It maps an RGB face image to an 8-bit LR image Y at 1/{scale} of its size{", a k-bit boundary map B on the LR grid" if boundary else ""}
+and a latent Z; the inverse rebuilds the face from the stored Y{" and B" if boundary else ""} and Z sampled at temperature τ.
+
+```python
+import bdflow
+r = bdflow.Rescaler.from_pretrained("checkpoints/{name}")
+out = r.decode(r.encode("face.png", bits=1), tau=0.8, seed=0)
+```
+
+## Data and licence
+{data.text}
+
+## Training
+Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)},
+{baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
+{training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
+{meta.get('iterations', '?')} iterations, {meta.get('seconds', 0) / 3600:.2f} h in all:
+{budget}
+
+Flow: {_flow(c)}.
+Model: `hidden={config['hidden']}`, `res_blocks={config['res_blocks']}`, `blocks_per_level={config['blocks_per_level']}`,
+B target `{config.get('b_target')}`, BAM T = {config.get('bam_threshold')}, {config.get('bam_norm')}-norm (full config in `config.json`).
+
+## Metrics
+{metric_table}
+
+## Limits
+{meta.get("notes") or data.limits}
+"""
