@@ -90,7 +90,8 @@ class Method:
 
     def summary(self, hr_pixels: float) -> dict:
         mean = {k: float(np.mean([r[k] for r in self.rows])) for k in ("psnr", "ssim", "lpips", "bytes")}
-        out = {"method": self.name, **mean, "grid": float(peak_ratio(self.grid_sum)), "bits_per_hr_pixel": 8 * mean["bytes"] / hr_pixels, "images": len(self.rows)}
+        out = {"method": self.name, **mean, "grid": float(peak_ratio(self.grid_sum)),
+               "bits_per_hr_pixel": 8 * mean["bytes"] / hr_pixels, "images": len(self.rows)}
         if self.b_counts.any():
             out["b_entropy_bits_per_lr_pixel"] = entropy_bits(self.b_counts)
         if self.z_values:

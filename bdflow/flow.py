@@ -8,8 +8,9 @@ and with B as a condition (``b_mode="condition"``, the default; design: "B as a 
 
     B = BAM target of X (N,1,H/s,W/s);  X --[wavelet, InvBlock(. | B) x blocks_per_level] x n--> [Y (3) | Z (3 s^2 - 3)]
 
-where every coupling also reads B, upsampled to its level's grid (bilinear; nearest for session 6's models). The flow is then exact for any B, and
-the k-bit rounding of the stored B no longer enters the inverse as an error in one of its channels.
+where every coupling also reads B, upsampled to its level's grid (bilinear; nearest for session 6's models). The
+flow is then exact for any B, and the k-bit rounding of the stored B no longer enters the inverse as an error in
+one of its channels.
 
 Channels are never split off between levels (IRN's layout). Each level's wavelet (``config.wavelet``: haar,
 cdf53, cdf97; bdflow.wavelets) gives A = 2c on a constant image and is followed by a fixed gain of 1/2 (IRN's
@@ -145,7 +146,8 @@ class BDFlow(nn.Module):
         factors = [2 ** (n - l) for l in range(1, n + 1)]
         if mode == "nearest":
             return [b.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3) for f in factors]
-        return [b if f == 1 else F.interpolate(b, scale_factor=f, mode="bilinear", align_corners=False) for f in factors]
+        return [b if f == 1 else F.interpolate(b, scale_factor=f, mode="bilinear", align_corners=False)
+                for f in factors]
 
     @torch.no_grad()
     def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:

@@ -38,9 +38,9 @@ case ${1:?usage: gpu.sh lean | train} in
     minutes=${MINUTES:-2.5}
     data=${DATA:-gpu-data/faces}
     [ -d "$data/train" ] || data=../shared/data/faces
-    recipe=(--data "$data/train" --val-data "$data/val" --val-images 4 --val-tau 0 --batch-size "${BATCH:-16}"
-            --z-scale fixed --tau-train 0 --lambda-latent 0 --lambda-lpips 0.1 --lpips-from 0.5
-            --warmup 100 --decay-from 0.6 --lr 2e-4 --workers "${WORKERS:-4}" --checkpoint-minutes 100)
+    # docs/recipe.md's recipe from training/recipe.json; the checkpoint's own architecture flags ($arch) override it
+    recipe=(--config training/recipe.json --data "$data/train" --val-data "$data/val" --val-images 4
+            --batch-size "${BATCH:-16}" --workers "${WORKERS:-4}" --checkpoint-minutes 100)
     mkdir -p "$out" /tmp/gpu-runs
     for spec in "face-x8 96" "face-x16 128" "face-x16-noB 128"; do
       set -- $spec
