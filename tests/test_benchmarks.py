@@ -18,14 +18,15 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 def test_irn_peer_is_the_published_x8_size_and_invertible(face):
-    peer = perturb_(IRN(scale=8), std=0.01).eval()
+    torch.manual_seed(0)  # the default init is random; in float32 its round trip error ranged up to ~1e-4 (a CI flake)
+    peer = perturb_(IRN(scale=8), std=0.01).eval().double()
     assert round(sum(p.numel() for p in peer.parameters()) / 1e6, 2) == 11.12
     assert sum(len(blocks) for blocks in peer.levels) == 24
-    x = face[..., :64, :64]
+    x = face[..., :64, :64].double()
     with torch.inference_mode():
         u = peer(x)
         assert u.shape == (1, 192, 8, 8)
-        assert (peer.inverse(u) - x).abs().max() < 1e-4
+        assert (peer.inverse(u) - x).abs().max() < 1e-9
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
