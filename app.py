@@ -36,7 +36,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bdflow import lab, viz  # noqa: E402
-from bdflow.accel import default_precision  # noqa: E402
+from bdflow.accel import default_precision, keep_freed_memory  # noqa: E402
 from bdflow.demo import (DEFAULT_MAX_SIDE, FIGURE_PANELS, Demo, Toggles, figure_caption,  # noqa: E402
                          levels_markdown, scores_markdown)
 from bdflow.limits import PRECISIONS  # noqa: E402
@@ -463,6 +463,7 @@ def create(sources: list[str] | None = None) -> gr.Blocks:
     """The configured app from ``$BDFLOW_MODELS`` or ``checkpoints/`` (or the given folders / repo ids)."""
     from bdflow.demo import model_sources
 
+    keep_freed_memory()  # a third of a 1024² round trip was page faults (bdflow.accel)
     demo = Demo.from_sources(sources if sources is not None else model_sources(ROOT / "checkpoints"),
                              max_side=_env_int("BDFLOW_MAX_SIDE", DEFAULT_MAX_SIDE),
                              max_pixels=_env_int("BDFLOW_MAX_PIXELS", DEFAULT_MAX_PIXELS),

@@ -36,10 +36,12 @@ class Models:
 
     def get(self, name: str):
         """The Rescaler of a checkpoint name (``hub.find_checkpoint``; torch is imported here, on the first model)."""
+        from .accel import keep_freed_memory
         from .hub import find_checkpoint
         from .pipeline import Rescaler
 
         if name not in self.cache:
+            keep_freed_memory()  # process-wide, once a model runs (bdflow.accel)
             try:
                 self.cache[name] = Rescaler.from_pretrained(find_checkpoint(name), device=self.device,
                                                             precision=self.precision)

@@ -9,11 +9,16 @@ into [Y, B, Z] stay in float32 and the flow remains invertible to float32 roundi
 On the CPU the subnets run on oneDNN's blocked tensors (``Tensor.to_mkldnn``): one layout change per subnet
 instead of one per convolution, and bf16 dot products where the CPU has them (AVX512-BF16, AMX). On CUDA they
 run as plain bf16 modules. "fp32" returns the model itself, unchanged: the exact reference path.
+
+``keep_freed_memory()`` is the other half of CPU speed, for any precision: see its docstring.
 """
 
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
+import sys
 
 import torch
 from torch import nn
@@ -21,6 +26,32 @@ from torch.utils import mkldnn as mkldnn_utils
 
 from .coupling import InvBlock
 from .limits import check_precision
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_BYTES = 1 << 30
+
+
+def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
+    """Let glibc's malloc keep freed blocks below ``limit`` bytes for reuse (process-wide; True if applied).
+
+    By default glibc hands every freed block above its mmap threshold (128 kB, adapting up to 32 MB) back to the
+    kernel, and the next tensor of that size page-faults its memory in again, zero-filled. At 1024² every tensor of
+    the flow (12-34 MB per level) pays that on every operation: a third of the x16 round trip's time (the
+    benchmark, benchmarks/speed.py, prints it with and without). Raising the mmap and trim thresholds makes freed
+    memory stay in the heap; the price is that the process keeps its peak heap until it exits, which an app or a
+    CLI run that processes images one after another wants anyway. A no-op on other C libraries (macOS, musl).
+    Called by the app, the CLI and the benchmarks, never on import: it changes the whole process.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
+
 
 def default_precision(device: str | torch.device = "cpu") -> str:
     """bf16 where it runs natively (CUDA; a CPU with oneDNN bf16), else fp32: what the app uses unless told."""

@@ -24,6 +24,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from .accel import keep_freed_memory
 from .data import list_images
 from .hub import record_metrics
 from .image_io import load_image
@@ -195,6 +196,7 @@ def main(argv=None) -> int:
                         "config.json (and its twin's) and rewrite their model cards (README.md)")
     parser.add_argument("--notes", help="with --record: the model cards' 'Limits' text (kept until replaced)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # process-wide (bdflow.accel)
     try:
         summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, tuple(args.tau), args.seed, args.limit, args.device,
                                        tuple(args.probe))

@@ -67,7 +67,13 @@ def timed(fn, *args, **kwargs) -> float:
     return time.perf_counter() - t
 
 
-def latency(url: str, image: Path, label: str, repeats: int, folder: Path, side: int | None, demo=None) -> None:
+def handler(blocks, api_name: str):
+    """The function app.py binds to an endpoint (its error wrapper, the Demo call and the PNG files it writes)."""
+    return next(f.fn for f in blocks.fns.values() if f.api_name == api_name)
+
+
+def latency(url: str, image: Path, label: str, repeats: int, folder: Path, side: int | None, demo=None,
+            blocks=None) -> None:
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
@@ -90,6 +96,14 @@ def latency(url: str, image: Path, label: str, repeats: int, folder: Path, side:
         an = demo.analyse(str(imgs[0]), label)
         rows["decode in-process (Demo.decode)"] = [timed(demo.decode, an, 1, 0.8, 5000 + i) for i in range(repeats)]
         rows["encode in-process (Demo.analyse)"] = [timed(demo.analyse, str(p), label) for p in imgs[1:]]
+    if blocks is not None:  # an action in-process: the app's handler, what the server runs before Gradio's transport
+        decode, encode = handler(blocks, "decode"), handler(blocks, "encode")
+        (folder / "handler").mkdir(exist_ok=True)
+        new = variants(image, 2 * repeats + 1, folder / "handler", side)[repeats + 1:]  # content not seen above
+        rows["/decode handler in-process (new seed)"] = [timed(decode, str(imgs[0]), label, 1, 0.8, 6000 + i)
+                                                         for i in range(repeats)]
+        rows["/encode + /decode handlers in-process (new image)"] = [
+            timed(lambda p=p: (encode(str(p), label), decode(str(p), label))) for p in new]
     w, h = Image.open(imgs[0]).size
     print(f"\nlatency per action, {w}x{h} image, model {label}, median of {repeats} (min .. max), seconds")
     print("| action | median | min | max |\n|---|---|---|---|")
@@ -240,7 +254,7 @@ def main(argv=None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             if not args.skip_latency:
-                latency(url, args.image, label, args.repeats, Path(tmp), args.side, demo)
+                latency(url, args.image, label, args.repeats, Path(tmp), args.side, demo, blocks)
             if not args.skip_load:
                 rc = load(url, args.image, label, args.clients, args.requests, Path(tmp), args.side)
     finally:

@@ -12,7 +12,9 @@ and with ``--peer`` IRN's x8 architecture (benchmarks/irn_peer.py) timed alterna
 process, with the ratio. The shipped checkpoints (checkpoints/face-x*) are used where present (the default
 config otherwise: speed does not depend on the weights). Every time is the median of --repeats runs after a
 warm-up; variants are interleaved so that load from other processes hits them alike. ``--compile`` adds a
-torch.compile'd fp32 variant (its compile time printed apart; on CUDA with CUDA graphs).
+torch.compile'd fp32 variant (its compile time printed apart; on CUDA with CUDA graphs). On the CPU the benchmark
+runs as the app and the CLI do, with ``bdflow.accel.keep_freed_memory()``; its own table (x16, the largest size)
+times each precision with it and with glibc's 128 kB thresholds, interleaved (``--no-allocator`` skips it).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig  # noqa: E402
-from bdflow.accel import accelerate  # noqa: E402
+from bdflow.accel import KEEP_BYTES, accelerate, keep_freed_memory  # noqa: E402
 from bdflow.limits import PRECISIONS  # noqa: E402
 from bdflow.losses import bdflow_loss  # noqa: E402
 from irn_peer import IRN  # noqa: E402
@@ -126,6 +128,31 @@ def inference_table(scales, sizes, repeats, precisions, compile_, device) -> Non
         print(row + "".join(f" {t:.3f} |" for t in cells) + f" {p_time} |", flush=True)
 
 
+GLIBC_THRESHOLD = 128 * 1024  # glibc's initial mmap and trim thresholds (its dynamic raise is off once set)
+
+
+@torch.inference_mode()
+def allocator_table(size, repeats, precisions) -> None:
+    """x16 at size², each precision with freed memory kept (the app's setting) and with glibc's thresholds,
+    interleaved in one loop (mallopt switches between the two before each call)."""
+    print(f"\n**Allocator: x16 {size}² encode+decode on {device_name(torch.device('cpu'))}, median of {repeats}**\n")
+    print("| precision | freed memory kept (s) | glibc's 128 kB thresholds (s) | ratio |")
+    print("|---|---|---|---|")
+    model, x = load_model(16, torch.device("cpu")), torch.rand(1, 3, size, size)
+    for precision in precisions:
+        net = accelerate(model, precision, "cpu")
+
+        def run(limit, net=net):
+            keep_freed_memory(limit)
+            round_trip(net, x)
+
+        medians = interleaved_medians({"kept": lambda: run(KEEP_BYTES), "glibc": lambda: run(GLIBC_THRESHOLD)},
+                                      repeats, torch.device("cpu"))
+        print(f"| {precision} | {medians['kept']:.3f} | {medians['glibc']:.3f} | {medians['glibc'] / medians['kept']:.2f}x |",
+              flush=True)
+    keep_freed_memory()
+
+
 def irn_round_trip(net, x: torch.Tensor) -> torch.Tensor:
     return net.inverse(net(x))
 
@@ -201,13 +228,18 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="IRN x8 side by side (at --peer-sizes)")
     parser.add_argument("--peer-sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--no-train", action="store_true", help="skip the training-step throughput")
+    parser.add_argument("--no-allocator", action="store_true", help="skip the allocator table (CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here")
+    if device.type == "cpu":
+        keep_freed_memory()
     load = os.getloadavg()
     print(f"torch {torch.__version__}, {device_name(device)}; load average {load[0]:.1f} at the start")
     inference_table(args.scales, args.sizes, args.repeats, args.precisions, args.compile, device)
+    if device.type == "cpu" and not args.no_allocator:
+        allocator_table(max(args.sizes), args.repeats, args.precisions)
     if args.peer:
         peer_table(args.peer_sizes, args.repeats, device)
     if not args.no_train:

@@ -65,3 +65,16 @@ def test_symmetric_extension_has_no_wrap_around(wavelet):
     other[..., :16] = torch.rand(1, 1, 2, 16, dtype=torch.float64)
     assert torch.equal(dwt2(x, wavelet)[..., -3:], dwt2(other, wavelet)[..., -3:])
     assert not torch.equal(dwt2(x, wavelet)[..., :3], dwt2(other, wavelet)[..., :3])
+
+
+@pytest.mark.parametrize("wavelet", ["cdf53", "cdf97"])
+@pytest.mark.parametrize("shape", [(1, 3, 2, 2), (2, 12, 16, 6), (1, 48, 6, 10)])
+def test_lifting_without_autograd_is_bit_identical_to_training(wavelet, shape):
+    """The inference path writes the neighbour sums in place (no autograd); training concatenates them."""
+    x = torch.randn(shape, requires_grad=True)
+    u_train = dwt2(x, wavelet)
+    x_train = idwt2(u_train, wavelet)
+    with torch.inference_mode():
+        u_fast = dwt2(x.detach(), wavelet)
+        x_fast = idwt2(u_fast, wavelet)
+    assert torch.equal(u_fast, u_train.detach()) and torch.equal(x_fast, x_train.detach())
