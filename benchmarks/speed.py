@@ -162,8 +162,8 @@ def peer_table(sizes, repeats, device) -> None:
     """bdflow x8 and IRN x8 (random weights) at fp32, interleaved in one loop; the ratio per size. (fp32 only:
     IRN's dense subnets concatenate, which oneDNN's blocked tensors of the bf16 path do not support.)"""
     print(f"\n**Side by side with IRN's x8 architecture on {device_name(device)}, encode+decode, median of {repeats}**\n")
-    print("| size | bdflow x8 fp32 (s) | IRN x8 fp32 (s) | IRN / bdflow |")
-    print("|---|---|---|---|")
+    print("| size | bdflow x8 fp32 (s) | IRN x8 fp32 (s) | IRN / bdflow | GMACs bdflow / IRN | IRN / bdflow GMACs |")
+    print("|---|---|---|---|---|---|")
     ours = load_model(8, device)
     peer = IRN(scale=8).to(device).eval()
     for size in sizes:
@@ -171,7 +171,9 @@ def peer_table(sizes, repeats, device) -> None:
         medians = interleaved_medians({"bdflow": lambda: round_trip(ours, x), "irn": lambda: irn_round_trip(peer, x)},
                                       repeats, device)
         a, b = medians["bdflow"], medians["irn"]
-        print(f"| {size}² | {a:.3f} | {b:.3f} | {b / a:.1f}x |", flush=True)
+        ours_macs, irn_macs = gmacs(lambda: round_trip(ours, x)), gmacs(lambda: irn_round_trip(peer, x))
+        print(f"| {size}² | {a:.3f} | {b:.3f} | {b / a:.1f}x | {ours_macs:.1f} / {irn_macs:.1f} | "
+              f"{irn_macs / ours_macs:.1f}x |", flush=True)
     params = sum(p.numel() for p in peer.parameters()) / 1e6
     print(f"\nIRN x8 as re-created: {params:.2f} M parameters, 8 InvBlocks per level, 5-conv dense subnets of growth 32;"
           f" bdflow x8: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M.")

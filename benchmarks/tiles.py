@@ -43,7 +43,9 @@ def mosaic(side: int, path: Path) -> Path:
 def run_one(image: Path, scale: int, precision: str, whole: bool, out: Path) -> dict:
     """In this process: encode + decode ``image``; the Y codes and the decode saved to ``out`` (.npz)."""
     from bdflow import Rescaler, pipeline
+    from bdflow.accel import keep_freed_memory
 
+    keep_freed_memory()  # as the app and the CLI run
     if whole:
         pipeline.TILE_ABOVE = 1 << 30
     r = Rescaler.from_pretrained(ROOT / "checkpoints" / f"face-x{scale}", device="cpu", precision=precision)
