@@ -54,10 +54,14 @@ def _lpips_from(loss: LossConfig) -> str:
     return f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run)" if loss.lambda_lpips and loss.lpips_from else ""
 
 
+def _readers(c: BDFlowConfig) -> str:
+    return "every coupling" if c.b_from_level == 1 else f"the couplings of levels {c.b_from_level}..{c.levels}"
+
+
 def _flow(c: BDFlowConfig) -> str:
     wavelet = {"haar": "Haar (the paper's)", "cdf53": "LeGall 5/3 lifting", "cdf97": "CDF 9/7 lifting"}[c.wavelet]
     b = ("B as the flow's 4th output channel (the paper's)" if c.b_channel else
-         "B as a condition: the BAM target, read by every coupling" if c.conditioned else "no B")
+         f"B as a condition: the BAM target, read by {_readers(c)}" if c.conditioned else "no B")
     return f"{wavelet} wavelets, {b}, Z scale {c.z_scale}"
 
 

@@ -48,6 +48,7 @@ class BDFlowConfig:
     boundary: bool = option(True, "store a boundary map B; False gives the IRN-style twin, whose B channel joins Z")
     b_mode: str = option("condition", "how B enters: condition (the BAM target, read by every coupling) | channel (the paper's 4th output channel)")
     b_upsample: str = option("bilinear", "how a condition B reaches each level's finer grid: bilinear | nearest (design: 'B as a condition')")
+    b_from_level: int = option(1, "with B as a condition, the couplings of levels b_from_level..n read it (1: every level; n: the coarsest only)")
     z_scale: str = option("fixed", "Z's per-channel scale exp(a): learned | fixed (set on the first batch) | none")
 
     # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
@@ -66,6 +67,8 @@ class BDFlowConfig:
         for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("z_scale", Z_SCALES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 1 <= self.b_from_level <= self.levels:
+            raise ValueError(f"b_from_level must be in 1..{self.levels} (the levels of x{self.scale}), got {self.b_from_level}")
         for name in ("blocks_per_level", "hidden", "clamp", "max_3x3_channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -84,6 +87,10 @@ class BDFlowConfig:
     def conditioned(self) -> bool:
         """Whether every coupling reads B (``b_mode="condition"``): the flow is [Y | Z] <-> X given B."""
         return self.boundary and self.b_mode == "condition"
+
+    def reads_b(self, level: int) -> bool:
+        """Whether the couplings of ``level`` (1..n, finest first) read B as a condition."""
+        return self.conditioned and level >= self.b_from_level
 
     @property
     def channels(self) -> int:

@@ -56,7 +56,7 @@ class BDFlow(nn.Module):
         subnet = partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks, max_3x3_channels=c.max_3x3_channels)
         self.levels = nn.ModuleList(
             nn.ModuleList(
-                InvBlock(3 * 4**level, subnet, c.clamp, cond_channels=int(c.conditioned))
+                InvBlock(3 * 4**level, subnet, c.clamp, cond_channels=int(c.reads_b(level)))
                 for _ in range(c.blocks_per_level)
             )
             for level in range(1, c.levels + 1)
@@ -108,7 +108,7 @@ class BDFlow(nn.Module):
         c = self.config
         if c.conditioned and b is None:
             b = self.boundary_map(x)
-        conds = self._conditions(b) if c.conditioned else [None] * c.levels
+        conds = self._conditions(b)
         u = x
         for blocks, cond in zip(self.levels, conds):
             u = dwt2(u, c.wavelet) * LEVEL_GAIN
@@ -121,7 +121,7 @@ class BDFlow(nn.Module):
         """y (N,3,h,w), b (N,1,h,w) or None for the twin, z (N,z_channels,h,w) -> x (N,3,h s,w s)."""
         c = self.config
         u = self.merge(y, b, z)
-        conds = self._conditions(b) if c.conditioned else [None] * c.levels
+        conds = self._conditions(b)
         for blocks, cond in zip(reversed(self.levels), reversed(conds)):
             for block in reversed(blocks):
                 u = block.inverse(u, cond)
@@ -136,18 +136,24 @@ class BDFlow(nn.Module):
         return boundary_target(x, c.scale, mode=c.b_target, sigma=c.bam_sigma, norm=c.bam_norm,
                                threshold=c.bam_threshold, b_s=b_s)
 
-    def _conditions(self, b: torch.Tensor) -> list[torch.Tensor]:
-        """B (N,1,h,w) on the LR grid -> one condition per level l = 1..n, (N,1,h 2^(n-l),w 2^(n-l)).
+    def _conditions(self, b: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """B (N,1,h,w) on the LR grid -> one condition per level l = 1..n, (N,1,h 2^(n-l),w 2^(n-l)), or None for a
+        level whose couplings do not read B (every level of an unconditioned model; ``config.b_from_level``).
 
         ``config.b_upsample``: bilinear (smooth, no LR-pixel blocks for the couplings to copy into X) or nearest
         (session 6's models; their B blocks showed as a grid at x16, design: 'B as a condition').
         """
-        n, mode = self.config.levels, self.config.b_upsample
-        factors = [2 ** (n - l) for l in range(1, n + 1)]
-        if mode == "nearest":
-            return [b.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3) for f in factors]
-        return [b if f == 1 else F.interpolate(b, scale_factor=f, mode="bilinear", align_corners=False)
-                for f in factors]
+        c = self.config
+        conds = []
+        for level in range(1, c.levels + 1):
+            f = 2 ** (c.levels - level)
+            if not c.reads_b(level):
+                conds.append(None)
+            elif c.b_upsample == "nearest":
+                conds.append(b.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3))
+            else:
+                conds.append(b if f == 1 else F.interpolate(b, scale_factor=f, mode="bilinear", align_corners=False))
+        return conds
 
     @torch.no_grad()
     def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
@@ -171,7 +177,7 @@ class BDFlow(nn.Module):
         and B are the pooled Y and B of the parent. Z's scale is not copied (``init_z_scale`` sets it).
         """
         keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
-        keep += ("b_upsample",) if self.config.conditioned else ()  # the twin reads no B
+        keep += ("b_upsample", "b_from_level") if self.config.conditioned else ()  # the twin reads no B
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
         if differ or parent.config.levels > self.config.levels:
             raise ValueError(f"can only grow from a smaller or equal scale with the same {keep}; differs: {differ or ['scale']}")

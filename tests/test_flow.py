@@ -153,6 +153,20 @@ def test_conditions_per_level(b_upsample):
         assert (model.inverse(y, b, z) - x).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("b_from_level", [1, 3, 4])
+def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
+    """Levels below b_from_level have couplings without a condition input; the flow stays exact and B still
+    changes the decode (it reaches the coarser levels)."""
+    model = perturb_(BDFlow(BDFlowConfig(scale=16, hidden=8, b_from_level=b_from_level))).eval()
+    assert [blocks[0].cond_channels for blocks in model.levels] == [int(l >= b_from_level) for l in range(1, 5)]
+    assert [c is None for c in model._conditions(torch.rand(1, 1, 4, 4))] == [l < b_from_level for l in range(1, 5)]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y, b, z = model(x)
+        assert (model.inverse(y, b, z) - x).abs().max() < 1e-4
+        assert (model.inverse(y, 1 - b, z) - x).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("b_mode", ["condition", "channel"])
 def test_gradients_reach_every_subnet(b_mode):
     model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, b_mode=b_mode, z_scale="learned")))
@@ -176,7 +190,8 @@ def test_sample_z_temperature_and_seed():
 
 
 @pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
-                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic")])
+                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"),
+                                 dict(scale=16, b_from_level=5), dict(b_from_level=0)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         BDFlowConfig(**bad)
