@@ -51,7 +51,8 @@ def _schedule(training: dict) -> str:
 
 
 def _lpips_from(loss: LossConfig) -> str:
-    return f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run)" if loss.lambda_lpips and loss.lpips_from else ""
+    shift = ", on randomly shifted crops" if loss.lpips_shift else ""
+    return f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run{shift})" if loss.lambda_lpips and loss.lpips_from else ""
 
 
 def _readers(c: BDFlowConfig) -> str:

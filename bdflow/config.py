@@ -121,6 +121,7 @@ class LossConfig:
     lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
+    lpips_shift: bool = option(False, "LPIPS compares both images cropped at a random offset of 0..s-1 px, so no LR-cell phase lines up with AlexNet's strides (issue #14's grid)")
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
     lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")

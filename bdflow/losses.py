@@ -49,6 +49,16 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     return torch.mean(weight * torch.abs(x_back - x))
 
 
+def shifted_crops(x_back: torch.Tensor, x: torch.Tensor, period: int, generator: torch.Generator | None = None):
+    """Both (N,3,H,W) images cropped to (N,3,H-period,W-period) at one random offset in [0, period)^2 (design:
+    'LPIPS on shifted crops'): the LR cells of a x``period`` model then sit at a random phase of LPIPS's own strided
+    grid, so texture painted in step with the LR cells is not rewarded at one phase."""
+    device = generator.device if generator is not None else x.device
+    dy, dx = torch.randint(0, period, (2,), generator=generator, device=device).tolist()
+    h, w = x.shape[-2] - period, x.shape[-1] - period
+    return x_back[..., dy : dy + h, dx : dx + w], x[..., dy : dy + h, dx : dx + w]
+
+
 def bam_loss(b: torch.Tensor, b_target: torch.Tensor) -> torch.Tensor:
     """Eq. 10: mean squared error of the flow's B (N,1,h,w) against the BAM target on the LR grid."""
     return torch.mean((b - b_target) ** 2)
@@ -101,7 +111,11 @@ def bdflow_loss(
     x_back = model.inverse(quantize_y(y), quantize_b(b, bits) if c.boundary else None, z_prior)
     back = backward_loss(x_back, x, weight)
     use_lpips = lc.lambda_lpips > 0 and progress >= lc.lpips_from
-    perceptual = lpips(x_back.clamp(0, 1), x).mean() if use_lpips else zero
+    if use_lpips:
+        pair = (x_back.clamp(0, 1), x)
+        perceptual = lpips(*(shifted_crops(*pair, c.scale, generator) if lc.lpips_shift else pair)).mean()
+    else:
+        perceptual = zero
     terms = dict(
         forw=lc.lambda_forw * forw,
         back=back,

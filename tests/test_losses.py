@@ -7,7 +7,7 @@ import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
-from bdflow.losses import backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, latent_nll
+from bdflow.losses import backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, latent_nll, shifted_crops
 from tests.helpers import perturb_
 
 
@@ -64,6 +64,30 @@ def test_lpips_switches_on_after_lpips_from(face):
     x = face[..., 128:192, 128:192]
     before, after = (bdflow_loss(model, x, 1, progress=p, generator=torch.Generator().manual_seed(0)) for p in (0.49, 0.5))
     assert before.lpips == 0 < after.lpips and before.back == after.back
+
+
+def test_shifted_crops_take_one_random_offset_for_both_images():
+    x = torch.arange(2 * 3 * 24 * 24, dtype=torch.float32).view(2, 3, 24, 24)
+    offsets = set()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        a, b = shifted_crops(x + 0.5, x, 8, g)
+        assert a.shape == b.shape == (2, 3, 16, 16) and torch.equal(a - 0.5, b)  # the same window in both
+        dy, dx = divmod(int(b[0, 0, 0, 0]), 24)
+        offsets.add((dy, dx))
+        assert 0 <= dy < 8 and 0 <= dx < 8
+    assert len(offsets) > 20  # the phase moves over the LR cell
+
+
+def test_lpips_shift_changes_only_the_lpips_term(face):
+    x = face[..., 128:192, 128:192]
+    terms = {}
+    for shift in (False, True):
+        torch.manual_seed(0)  # the same weights for both
+        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lpips_from=0.0, lpips_shift=shift)), std=0.01)
+        terms[shift] = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0))
+    assert terms[False].back == terms[True].back and terms[False].forw == terms[True].forw
+    assert terms[True].lpips > 0 and terms[True].lpips != terms[False].lpips
 
 
 def test_tau_train_sets_the_temperature_of_the_training_decode(face):
