@@ -463,7 +463,7 @@ def create(sources: list[str] | None = None) -> gr.Blocks:
     """The configured app from ``$BDFLOW_MODELS`` or ``checkpoints/`` (or the given folders / repo ids)."""
     from bdflow.demo import model_sources
 
-    keep_freed_memory()  # a third of a 1024² round trip was page faults (bdflow.accel)
+    keep_freed_memory()  # process-wide: freed tensors are reused, not page-faulted in again (bdflow.accel)
     demo = Demo.from_sources(sources if sources is not None else model_sources(ROOT / "checkpoints"),
                              max_side=_env_int("BDFLOW_MAX_SIDE", DEFAULT_MAX_SIDE),
                              max_pixels=_env_int("BDFLOW_MAX_PIXELS", DEFAULT_MAX_PIXELS),

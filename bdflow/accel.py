@@ -37,8 +37,8 @@ def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
 
     By default glibc hands every freed block above its mmap threshold (128 kB, adapting up to 32 MB) back to the
     kernel, and the next tensor of that size page-faults its memory in again, zero-filled. At 1024² every tensor of
-    the flow (12-34 MB per level) pays that on every operation: a third of the x16 round trip's time (the
-    benchmark, benchmarks/speed.py, prints it with and without). Raising the mmap and trim thresholds makes freed
+    the flow (12-34 MB per level) pays that on every operation: a third (bf16) to nearly half (fp32) of the x16
+    round trip's time (benchmarks/speed.py prints it with and without). Raising the mmap and trim thresholds makes freed
     memory stay in the heap; the price is that the process keeps its peak heap until it exits, which an app or a
     CLI run that processes images one after another wants anyway. A no-op on other C libraries (macOS, musl).
     Called by the app, the CLI and the benchmarks, never on import: it changes the whole process.

@@ -50,8 +50,8 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
 
 
 def shifted_crops(x_back: torch.Tensor, x: torch.Tensor, period: int, generator: torch.Generator | None = None):
-    """Both (N,3,H,W) images cropped to (N,3,H-period,W-period) at one random offset in [0, period)^2 (design:
-    'LPIPS on shifted crops'): the LR cells of a x``period`` model then sit at a random phase of LPIPS's own strided
+    """Both (N,3,H,W) images cropped to (N,3,H-period,W-period) at one random offset in [0, period)^2 (design, the
+    loss's LPIPS note; ``LossConfig.lpips_shift``): the LR cells of a x``period`` model then sit at a random phase of LPIPS's own strided
     grid, so texture painted in step with the LR cells is not rewarded at one phase."""
     device = generator.device if generator is not None else x.device
     dy, dx = torch.randint(0, period, (2,), generator=generator, device=device).tolist()

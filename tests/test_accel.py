@@ -1,12 +1,15 @@
 """bf16 inference (bdflow.accel): close to the fp32 reference on a real face with a shipped checkpoint, still
 invertible, and the reference model left untouched."""
 
+import platform
+import sys
+
 import pytest
 import torch
 from torch import nn
 
 from bdflow import BDFlow, Rescaler
-from bdflow.accel import accelerate
+from bdflow.accel import accelerate, keep_freed_memory
 from bdflow.evaluate import to_8bit
 from bdflow.metrics import psnr_y
 from tests.helpers import REPO
@@ -56,11 +59,9 @@ def test_bf16_decode_agrees_with_fp32_on_a_real_face(face):
 
 
 def test_keep_freed_memory_is_safe_to_call_and_leaves_results_alone(model, face):
-    from bdflow.accel import keep_freed_memory
-
     with torch.inference_mode():
         before = model.inverse(*model(face))
         applied = keep_freed_memory()
         after = model.inverse(*model(face))
     assert isinstance(applied, bool) and torch.equal(before, after)
-    assert applied == (__import__("sys").platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc")
+    assert applied == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
