@@ -20,6 +20,7 @@ B_TARGETS = ("density", "max", "lr")
 WAVELETS = ("haar", "cdf53", "cdf97")  # bdflow.wavelets implements them
 B_MODES = ("condition", "channel")
 B_UPSAMPLES = ("bilinear", "nearest")
+B_INITS = ("random", "zero")
 Z_SCALES = ("learned", "fixed", "none")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
@@ -49,6 +50,7 @@ class BDFlowConfig:
     b_mode: str = option("condition", "how B enters: condition (the BAM target, read by every coupling) | channel (the paper's 4th output channel)")
     b_upsample: str = option("bilinear", "how a condition B reaches each level's finer grid: bilinear | nearest (design: 'B as a condition')")
     b_from_level: int = option(1, "with B as a condition, the couplings of levels b_from_level..n read it (1: every level; n: the coarsest only)")
+    b_init: str = option("random", "initial weights of the subnets' B inputs: random (PyTorch's default, like the other inputs) | zero (B starts with no effect: the flow starts, and first trains, as its twin; design: 'B as a condition')")
     z_scale: str = option("fixed", "Z's per-channel scale exp(a): learned | fixed (set on the first batch) | none")
 
     # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
@@ -64,7 +66,7 @@ class BDFlowConfig:
             raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
         if self.b_target not in B_TARGETS:
             raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
-        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("z_scale", Z_SCALES)):
+        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("b_init", B_INITS), ("z_scale", Z_SCALES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 1 <= self.b_from_level <= self.levels:

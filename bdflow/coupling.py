@@ -40,13 +40,16 @@ class Subnet(nn.Module):
     plain Haar pyramid (Y starts as the box-filtered LR image). The input and output convolutions are 3x3, or
     1x1 on a side wider than ``max_3x3_channels`` (docs/design.md, "1×1 kernels on the wide side": at x64 one
     3x3 convolution to the 12,285 channels of the last level would hold 3.5 M weights; the hidden layers keep
-    their 3x3 context).
+    their 3x3 context). The last ``zero_inputs`` input channels (a condition) start with zero weights, so they
+    have no effect until training gives them one (ControlNet's "zero convolution" idea).
     """
 
-    def __init__(self, c_in: int, c_out: int, hidden: int, res_blocks: int, max_3x3_channels: int):
+    def __init__(self, c_in: int, c_out: int, hidden: int, res_blocks: int, max_3x3_channels: int, zero_inputs: int = 0):
         super().__init__()
         k_in, k_out = (3 if c <= max_3x3_channels else 1 for c in (c_in, c_out))
         self.conv_in = nn.Conv2d(c_in, hidden, k_in, padding=k_in // 2)
+        if zero_inputs:
+            nn.init.zeros_(self.conv_in.weight[:, c_in - zero_inputs :])
         self.body = nn.Sequential(*(ResidualBlock(hidden) for _ in range(res_blocks)))
         self.conv_out = nn.Conv2d(hidden, c_out, k_out, padding=k_out // 2)
         nn.init.zeros_(self.conv_out.weight)

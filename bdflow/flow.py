@@ -53,10 +53,9 @@ class BDFlow(nn.Module):
         self.loss_config = loss_config or LossConfig()
         self.loss_config.check(self.config)
         c = self.config
-        subnet = partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks, max_3x3_channels=c.max_3x3_channels)
         self.levels = nn.ModuleList(
             nn.ModuleList(
-                InvBlock(3 * 4**level, subnet, c.clamp, cond_channels=int(c.reads_b(level)))
+                InvBlock(3 * 4**level, self._subnet(level), c.clamp, cond_channels=int(c.reads_b(level)))
                 for _ in range(c.blocks_per_level)
             )
             for level in range(1, c.levels + 1)
@@ -66,6 +65,14 @@ class BDFlow(nn.Module):
         self.meta: dict = {}  # config.json's "meta" (recipe, budget, metrics); from_pretrained fills it
         self.name: str | None = None  # the checkpoint's folder name (from_pretrained): what a .bdf file records
         self._weights_digest: str | None = None
+
+    def _subnet(self, level: int):
+        """The subnet constructor (c_in, c_out) -> Subnet of ``level``'s couplings; with ``b_init="zero"`` their B input
+        starts with zero weights."""
+        c = self.config
+        zero_inputs = int(c.reads_b(level) and c.b_init == "zero")
+        return partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks, max_3x3_channels=c.max_3x3_channels,
+                       zero_inputs=zero_inputs)
 
     def weights_digest(self) -> str:
         """SHA-256 of the weights (``hub.weights_digest``), computed on the first call and cached: identifies the

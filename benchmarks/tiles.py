@@ -70,6 +70,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255**2 / mse) if mse else float("inf")
 
 
+def table(title: str, columns: list[str]) -> None:
+    """Print a bold title and a markdown table's header."""
+    print(f"\n**{title}**\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[8, 16, 64])
@@ -86,18 +93,17 @@ def main() -> None:
         tmp = Path(tmp)
         if args.side:
             image = mosaic(args.side, tmp / f"mosaic{args.side}.png")
-            print(f"\n**{args.side}² mosaic of real faces, tiled (1024 px cores, 256 px margins), one fresh process each**\n")
-            print("| scale | precision | encode (s) | decode (s) | peak RSS (GB) |")
-            print("|---|---|---|---|---|")
+            table(f"{args.side}² mosaic of real faces, tiled (1024 px cores, 256 px margins), one fresh process each",
+                  ["scale", "precision", "encode (s)", "decode (s)", "peak RSS (GB)"])
             for scale in args.scales:
                 for precision in args.precisions:
                     m = fresh(image, scale, precision, False, tmp / "out.npz")
                     print(f"| x{scale} | {precision} | {m['encode_s']:.1f} | {m['decode_s']:.1f} | {m['peak_rss_gb']:.2f} |", flush=True)
         if args.agree_side:
             image = mosaic(args.agree_side, tmp / f"mosaic{args.agree_side}.png")
-            print(f"\n**{args.agree_side}² mosaic: tiled against whole (fp32), one fresh process each**\n")
-            print("| scale | tiled: enc+dec (s), peak RSS (GB) | whole: enc+dec (s), peak RSS (GB) | Y codes equal | decode PSNR tiled vs whole (dB) |")
-            print("|---|---|---|---|---|")
+            table(f"{args.agree_side}² mosaic: tiled against whole (fp32), one fresh process each",
+                  ["scale", "tiled: enc+dec (s), peak RSS (GB)", "whole: enc+dec (s), peak RSS (GB)", "Y codes equal",
+                   "decode PSNR tiled vs whole (dB)"])
             for scale in args.scales:
                 runs = {whole: fresh(image, scale, "fp32", whole, tmp / f"{int(whole)}.npz") for whole in (False, True)}
                 tiled, whole = (np.load(tmp / f"{int(w)}.npz") for w in (False, True))

@@ -167,6 +167,26 @@ def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
         assert (model.inverse(y, 1 - b, z) - x).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("b_init", ["random", "zero"])
+def test_b_init_zero_starts_as_the_twin(b_init):
+    """With b_init="zero" the couplings' B inputs start with zero weights: even with the output convolutions
+    perturbed, a fresh flow computes the same Y and Z for any B (it starts as its twin), and gradients reach
+    those weights, so training can give B an effect. With "random" B changes the output from the start."""
+    torch.manual_seed(0)
+    model = BDFlow(BDFlowConfig(scale=16, hidden=8, b_init=b_init))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "conv_out" in name:
+                p.normal_(0, 0.05)
+    x = torch.rand(1, 3, 64, 64)
+    y0, _, z0 = model(x, torch.zeros(1, 1, 4, 4))
+    y1, _, z1 = model(x, torch.rand(1, 1, 4, 4))
+    differs = max((y0 - y1).abs().max().item(), (z0 - z1).abs().max().item())
+    assert (differs == 0) == (b_init == "zero")
+    (y1.sum() + z1.pow(2).sum()).backward()
+    assert model.levels[0][0].phi.conv_in.weight.grad[:, -1].abs().sum() > 0
+
+
 @pytest.mark.parametrize("b_mode", ["condition", "channel"])
 def test_gradients_reach_every_subnet(b_mode):
     model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, b_mode=b_mode, z_scale="learned")))
@@ -190,7 +210,7 @@ def test_sample_z_temperature_and_seed():
 
 
 @pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
-                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"),
+                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"), dict(b_init="ones"),
                                  dict(scale=16, b_from_level=5), dict(b_from_level=0)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
