@@ -56,14 +56,16 @@ def _lpips_from(loss: LossConfig) -> str:
 
 
 def _readers(c: BDFlowConfig) -> str:
-    return "every coupling" if c.b_from_level == 1 else f"the couplings of levels {c.b_from_level}..{c.levels}"
+    readers = "every coupling" if c.b_from_level == 1 else f"the couplings of levels {c.b_from_level}..{c.levels}"
+    return readers + (" (its input weights started at zero)" if c.b_init == "zero" else "")
 
 
 def _flow(c: BDFlowConfig) -> str:
     wavelet = {"haar": "Haar (the paper's)", "cdf53": "LeGall 5/3 lifting", "cdf97": "CDF 9/7 lifting"}[c.wavelet]
     b = ("B as the flow's 4th output channel (the paper's)" if c.b_channel else
          f"B as a condition: the BAM target, read by {_readers(c)}" if c.conditioned else "no B")
-    return f"{wavelet} wavelets, {b}, Z scale {c.z_scale}"
+    phase = ", Y centred on its LR cell" if c.y_phase == "centred" and c.wavelet != "haar" else ""
+    return f"{wavelet} wavelets{phase}, {b}, Z scale {c.z_scale}"
 
 
 def model_card(name: str, config: dict, meta: dict) -> str:

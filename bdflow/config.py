@@ -21,11 +21,12 @@ WAVELETS = ("haar", "cdf53", "cdf97")  # bdflow.wavelets implements them
 B_MODES = ("condition", "channel")
 B_UPSAMPLES = ("bilinear", "nearest")
 B_INITS = ("random", "zero")
+Y_PHASES = ("centred", "corner")
 Z_SCALES = ("learned", "fixed", "none")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
 LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0,
-          "b_upsample": "nearest"}
+          "b_upsample": "nearest", "b_init": "random", "y_phase": "corner"}
 
 
 def option(default, help: str):
@@ -41,6 +42,7 @@ class BDFlowConfig:
     # --- architecture (paper §3.2, design §1) -------------------------------------------------------
     scale: int = option(8, "rescaling factor 2^n, n = 1..6 (n wavelet levels)")
     wavelet: str = option("cdf97", "wavelet of each level: haar (the paper's) | cdf53 | cdf97 (design: 'Wavelet')")
+    y_phase: str = option("centred", "where Y sits in its LR cell: centred (the coarsest level's low-pass on the odd samples: Y lines up with the bicubic LR and B) | corner (every level on the even samples: (s-1)/2 HR px up-left; sessions 6-9); design: 'Y's phase'")
     blocks_per_level: int = option(2, "InvBlocks after each Haar transform (paper: 2)")
     hidden: int = option(32, "width of the subnets phi, rho, eta")
     res_blocks: int = option(1, "residual blocks (He et al.) inside each subnet")
@@ -50,7 +52,7 @@ class BDFlowConfig:
     b_mode: str = option("condition", "how B enters: condition (the BAM target, read by every coupling) | channel (the paper's 4th output channel)")
     b_upsample: str = option("bilinear", "how a condition B reaches each level's finer grid: bilinear | nearest (design: 'B as a condition')")
     b_from_level: int = option(1, "with B as a condition, the couplings of levels b_from_level..n read it (1: every level; n: the coarsest only)")
-    b_init: str = option("random", "initial weights of the subnets' B inputs: random (PyTorch's default, like the other inputs) | zero (B starts with no effect: the flow starts, and first trains, as its twin; design: 'B as a condition')")
+    b_init: str = option("zero", "initial weights of the subnets' B inputs: random (PyTorch's default, like the other inputs) | zero (B starts with no effect: the flow starts, and first trains, as its twin; design: 'B as a condition')")
     z_scale: str = option("fixed", "Z's per-channel scale exp(a): learned | fixed (set on the first batch) | none")
 
     # --- Boundary-aware Mask (Algorithm 1, design §3-4) -----------------------------------------------
@@ -66,7 +68,7 @@ class BDFlowConfig:
             raise ValueError(f"bam_norm must be 1 or 2, got {self.bam_norm}")
         if self.b_target not in B_TARGETS:
             raise ValueError(f"b_target must be one of {B_TARGETS}, got {self.b_target!r}")
-        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("b_init", B_INITS), ("z_scale", Z_SCALES)):
+        for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("b_init", B_INITS), ("y_phase", Y_PHASES), ("z_scale", Z_SCALES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 1 <= self.b_from_level <= self.levels:
@@ -89,6 +91,10 @@ class BDFlowConfig:
     def conditioned(self) -> bool:
         """Whether every coupling reads B (``b_mode="condition"``): the flow is [Y | Z] <-> X given B."""
         return self.boundary and self.b_mode == "condition"
+
+    def phase(self, level: int) -> str:
+        """The wavelet phase of ``level`` (1..n; bdflow.wavelets.PHASES): odd at the coarsest level when Y is centred."""
+        return "odd" if self.y_phase == "centred" and level == self.levels else "even"
 
     def reads_b(self, level: int) -> bool:
         """Whether the couplings of ``level`` (1..n, finest first) read B as a condition."""

@@ -117,8 +117,8 @@ class BDFlow(nn.Module):
             b = self.boundary_map(x)
         conds = self._conditions(b)
         u = x
-        for blocks, cond in zip(self.levels, conds):
-            u = dwt2(u, c.wavelet) * LEVEL_GAIN
+        for level, (blocks, cond) in enumerate(zip(self.levels, conds), 1):
+            u = dwt2(u, c.wavelet, c.phase(level)) * LEVEL_GAIN
             for block in blocks:
                 u = block(u, cond)
         y, b_out, z = self.split(u)
@@ -129,10 +129,10 @@ class BDFlow(nn.Module):
         c = self.config
         u = self.merge(y, b, z)
         conds = self._conditions(b)
-        for blocks, cond in zip(reversed(self.levels), reversed(conds)):
+        for level, blocks, cond in zip(range(c.levels, 0, -1), reversed(self.levels), reversed(conds)):
             for block in reversed(blocks):
                 u = block.inverse(u, cond)
-            u = idwt2(u / LEVEL_GAIN, c.wavelet)
+            u = idwt2(u / LEVEL_GAIN, c.wavelet, c.phase(level))
         return u
 
     @torch.no_grad()
@@ -181,9 +181,12 @@ class BDFlow(nn.Module):
         the extra levels stay identity.
 
         With fresh (identity) levels on top, this model starts as the parent followed by 2x2 mean pooling: its Y
-        and B are the pooled Y and B of the parent. Z's scale is not copied (``init_z_scale`` sets it).
+        and B are the pooled Y and B of the parent (exactly so for Haar and for ``y_phase="corner"``; with a centred
+        Y the parent's coarsest level lifts on the odd samples and becomes an even one here, a one-pixel shift of its
+        sampling that training absorbs). Z's scale is not copied (``init_z_scale`` sets it).
         """
-        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
+        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode",
+                "y_phase")
         keep += ("b_upsample", "b_from_level") if self.config.conditioned else ()  # the twin reads no B
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
         if differ or parent.config.levels > self.config.levels:

@@ -151,27 +151,50 @@ def unlift(s: torch.Tensor, d: torch.Tensor, wavelet: str, dim: int = -1) -> tor
 # ----------------------------------------------------------------------------------------------------
 
 
-def dwt2(x: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
-    """(N,C,H,W), H and W even -> (N,4C,H/2,W/2) as [A, H, V, D]."""
+# Where a lifting level's low-pass sits. Its filter is symmetric about a sample, so the low-pass of the pair
+# (x[2i], x[2i+1]) sits on x[2i] ("even", the lifting steps above) or, lifting the mirrored signal, on x[2i+1]
+# ("odd"): half an input pixel before or after the pair's centre, where Haar's average and the bicubic LR sit.
+# Over n levels the offsets add up: all even puts Y (s-1)/2 HR px up-left of its cell's centre (half an LR pixel);
+# odd at the coarsest level only leaves +1/2 HR px (design: "Y's phase"). Haar is centred either way.
+PHASES = ("even", "odd")
+
+
+def dwt2(x: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.Tensor:
+    """(N,C,H,W), H and W even -> (N,4C,H/2,W/2) as [A, H, V, D]; ``phase``: the samples the low-pass sits on
+    (lifting wavelets; see PHASES)."""
     _check_wavelet(wavelet)
     if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
         raise ValueError(f"a wavelet level needs (N,C,H,W) with even H and W, got {tuple(x.shape)}")
     if wavelet == "haar":
         return haar_forward(x)
+    odd = _check_phase(phase) == "odd"
+    if odd:
+        x = x.flip(-2, -1)
     low_w, high_w = lift(x, wavelet, dim=-1)  # along W
     a, v = lift(low_w, wavelet, dim=-2)  # along H
     h, d = lift(high_w, wavelet, dim=-2)
-    return torch.cat([a, h, v, d], dim=1)
+    u = torch.cat([a, h, v, d], dim=1)
+    return u.flip(-2, -1) if odd else u
 
 
-def idwt2(u: torch.Tensor, wavelet: str = "haar") -> torch.Tensor:
-    """(N,4C,h,w) [A, H, V, D] -> (N,C,2h,2w); the exact inverse of :func:`dwt2`."""
+def idwt2(u: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.Tensor:
+    """(N,4C,h,w) [A, H, V, D] -> (N,C,2h,2w); the exact inverse of :func:`dwt2` at the same ``phase``."""
     _check_wavelet(wavelet)
     if u.dim() != 4 or u.shape[1] % 4:
         raise ValueError(f"an inverse wavelet level needs (N,4C,h,w), got {tuple(u.shape)}")
     if wavelet == "haar":
         return haar_inverse(u)
+    odd = _check_phase(phase) == "odd"
+    if odd:
+        u = u.flip(-2, -1)
     a, h, v, d = u.chunk(4, dim=1)
     low_w = unlift(a, v, wavelet, dim=-2)
     high_w = unlift(h, d, wavelet, dim=-2)
-    return unlift(low_w, high_w, wavelet, dim=-1)
+    x = unlift(low_w, high_w, wavelet, dim=-1)
+    return x.flip(-2, -1) if odd else x
+
+
+def _check_phase(phase: str) -> str:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    return phase

@@ -7,7 +7,7 @@ from bdflow import BDFlow, BDFlowConfig, LossConfig, sample_z
 from bdflow.config import LEGACY
 from bdflow.coupling import InvBlock, Subnet
 from bdflow.quantize import to_8bit
-from bdflow.resize import bicubic_round_trip
+from bdflow.resize import bicubic_down, bicubic_round_trip
 from bdflow.metrics import psnr_y
 from bdflow.quantize import quantize_b, quantize_y
 from tests.helpers import perturb_
@@ -167,6 +167,23 @@ def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
         assert (model.inverse(y, 1 - b, z) - x).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("scale", [8, 16, 64])
+def test_centred_y_lines_up_with_the_bicubic_lr(face, scale):
+    """y_phase: a fresh 9/7 flow's Y is the pyramid's low-pass. Centred (the coarsest level lifts on the odd
+    samples) it matches the bicubic LR to > 30 dB; at the corner phase of sessions 6-9 it sits (s-1)/2 HR px up-left
+    and matches it to < 25 dB. The zero-detail decode stays at or above the bicubic round trip either way."""
+    x = face
+    ref, scores = bicubic_down(x, scale)[..., 1:-1, 1:-1], {}
+    for phase in ("centred", "corner"):
+        model = BDFlow(BDFlowConfig(scale=scale, y_phase=phase)).eval()
+        with torch.no_grad():
+            y, b, z = model(x)
+            x_back = model.inverse(quantize_y(y), b, torch.zeros_like(z)).clamp(0, 1)
+        scores[phase] = -10 * torch.log10((y[..., 1:-1, 1:-1] - ref).pow(2).mean()).item()
+        assert psnr_y(x_back, x, border=scale) >= psnr_y(bicubic_round_trip(x, scale), x, border=scale) - 0.05
+    assert scores["centred"] > 30 > 25 > scores["corner"], scores
+
+
 @pytest.mark.parametrize("b_init", ["random", "zero"])
 def test_b_init_zero_starts_as_the_twin(b_init):
     """With b_init="zero" the couplings' B inputs start with zero weights: even with the output convolutions
@@ -210,7 +227,7 @@ def test_sample_z_temperature_and_seed():
 
 
 @pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
-                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"), dict(b_init="ones"),
+                                 dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"), dict(b_init="ones"), dict(y_phase="middle"),
                                  dict(scale=16, b_from_level=5), dict(b_from_level=0)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
@@ -269,7 +286,8 @@ def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
         assert (child.inverse(y16, b16, z16) - x).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False), dict(scale=4, wavelet="haar")])
+@pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False), dict(scale=4, wavelet="haar"),
+                                           dict(scale=4, y_phase="corner")])
 def test_grow_from_refuses_an_incompatible_parent(parent_config):
     with pytest.raises(ValueError, match="grow"):
         BDFlow(BDFlowConfig(scale=16, hidden=8)).grow_from(BDFlow(BDFlowConfig(**{"hidden": 8, **parent_config})))

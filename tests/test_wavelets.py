@@ -78,3 +78,19 @@ def test_lifting_without_autograd_is_bit_identical_to_training(wavelet, shape):
         u_fast = dwt2(x.detach(), wavelet)
         x_fast = idwt2(u_fast, wavelet)
     assert torch.equal(u_fast, u_train.detach()) and torch.equal(x_fast, x_train.detach())
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "cdf53", "cdf97"])
+def test_phase_sets_where_the_low_pass_sits(wavelet):
+    """On a ramp x[., w] = w the low-pass (A / 2) reads the position it sits on: the pair's centre 2i + 1/2 for Haar
+    (either phase), the even sample 2i or the odd one 2i + 1 for the lifting wavelets (away from the borders).
+    Both phases are exact."""
+    x = torch.arange(32, dtype=torch.float64).expand(1, 1, 8, 32).contiguous()
+    centre = 2 * torch.arange(16, dtype=torch.float64)
+    for phase, offset in (("even", 0.0), ("odd", 1.0)):
+        u = dwt2(x, wavelet, phase)
+        expected = centre + (0.5 if wavelet == "haar" else offset)
+        assert torch.allclose(u[0, 0, 2, 3:-3] / 2, expected[3:-3], atol=1e-9)
+        assert (idwt2(u, wavelet, phase) - x).abs().max() < 1e-12
+    with pytest.raises(ValueError, match="phase"):
+        dwt2(x, "cdf97", "middle")
