@@ -6,6 +6,7 @@ with the evaluation code must give the same PSNR/SSIM/LPIPS, so the table cannot
 
 import csv
 import json
+import subprocess
 
 import pytest
 
@@ -26,6 +27,15 @@ RESULTS = {
 }
 
 
+def git_history_available() -> bool:
+    """Whether this checkout has the git history a parent's revision points into (not so in an export or a shallow clone)."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True)
+    except OSError:
+        return False
+    return out.returncode == 0 and out.stdout.strip() == "false"
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_checkpoint_loads_offline_and_records_its_budget(name):
     folder = REPO / "checkpoints" / name
@@ -37,8 +47,15 @@ def test_checkpoint_loads_offline_and_records_its_budget(name):
     assert set(SPLITS) <= set(meta["metrics"])
     card = (folder / "README.md").read_text()
     assert "non-commercial" in card and all(f"| {split} |" in card for split in SPLITS)
-    if "parent" in meta:  # grown with --init-from: the parent ships too, and the card counts its budget
-        assert (REPO / meta["parent"]["checkpoint"]).is_dir() and "grown from" in card
+    if "parent" in meta:  # grown with --init-from: the parent ships too (in the tree, or in history at its
+        # recorded revision when a later session replaced it), and the card counts its budget
+        parent = meta["parent"]
+        assert "grown from" in card
+        if "revision" not in parent:
+            assert (REPO / parent["checkpoint"]).is_dir()
+        elif git_history_available():
+            show = ["git", "-C", str(REPO), "cat-file", "-e", f"{parent['revision']}:{parent['checkpoint']}/model.safetensors"]
+            assert subprocess.run(show, capture_output=True).returncode == 0, parent
 
 
 @pytest.mark.parametrize("results", sorted(RESULTS))

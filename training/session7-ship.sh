@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ship session 7's runs (training/session7.sh) and re-create their numbers (issues #13, #14).
-#   bash training/session7-ship.sh ROOT x16       # ROOT/face-x16 -> checkpoints/face-x16; x16 tables beside the twin
+#   bash training/session7-ship.sh ROOT x16       # ROOT/face-x16 (-noB) -> checkpoints/; x16 tables beside the twin
 #   bash training/session7-ship.sh ROOT extreme   # ROOT/face-x32, face-x64, face-x64-noB -> checkpoints; x32/x64 tables
 #   bash training/session7-ship.sh ROOT table3    # Table 3: the x64 pair and its seeds 1, 2, paired on faces/val
 # Each run's OUT/last becomes checkpoints/NAME (weights + config + meta; no optimizer state; the x32/x64 weights as
@@ -32,8 +32,8 @@ PY
 }
 ev() { python -m bdflow.evaluate --bits 1 --seed 0 --tau 0 "$@"; }
 case $stage in
-  x16)
-    ship float32 face-x16
+  x16)  # face-x16 (and face-x16-noB where ROOT holds it: session 9 retrained both)
+    ship float32 $(for name in face-x16 face-x16-noB; do [ ! -d "$root/$name/last" ] || echo $name; done)
     ev --checkpoint checkpoints/face-x16 --twin checkpoints/face-x16-noB --data "$D/val" --limit 50 --tau 0 0.8 \
        --json $R/x16-val.json --csv $R/x16-val.csv --record val-512 --notes "$NOTES"
     ev --checkpoint checkpoints/face-x16 --twin checkpoints/face-x16-noB --data "$D/test1024" --limit 10 \
@@ -41,7 +41,9 @@ case $stage in
     ev --checkpoint checkpoints/face-x16 --twin checkpoints/face-x16-noB --data assets \
        --json $R/x16-assets.json --csv $R/x16-assets.csv ;;
   extreme)
-    ship float16 face-x32 face-x64 face-x64-noB  # half the bytes; the flow runs (and is exact) in float32
+    # half the bytes; the flow runs (and is exact) in float32. Ships those of the three that ROOT holds (session 9
+    # re-grew face-x32 and face-x64 only: the twin stays session 7's)
+    ship float16 $(for name in face-x32 face-x64 face-x64-noB; do [ ! -d "$root/$name/last" ] || echo $name; done)
     ev --checkpoint checkpoints/face-x64 --twin checkpoints/face-x64-noB --data "$D/test1024" --limit 20 \
        --json $R/x64-test1024.json --csv $R/x64-test1024.csv --record test-1024 --notes "$NOTES"
     ev --checkpoint checkpoints/face-x32 --data "$D/test1024" --limit 20 \

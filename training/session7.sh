@@ -8,12 +8,13 @@
 #   bash training/session7.sh ROOT arm16 NAME [FLAG...]  # one x16 arm from scratch, the recipe + FLAGs (session 8:
 #                                            # face-x16-nobaw --baw-alpha 1, face-x16-bits1 --bits 1; #13's twin gap)
 #   bash training/session7.sh ROOT arm64 NAME PARENT [FLAG...]  # one x64 arm grown from the x16 PARENT, the recipe +
-#                                            # FLAGs (session 9: the x64 pair at a smaller lambda_3, #14's grid)
+#                                            # FLAGs (session 9: x64 grown from the x16 with B's weights at zero, #14)
+#   bash training/session7.sh ROOT arm32 NAME PARENT [FLAG...]  # the same at x32 (600 it x batch 8 of 128²)
 # Re-running a stage continues its runs (--resume); ITERS16/ITERS32/ITERS64/MINUTES override the budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-runs}
-stage=${2:?stage: x16 | twin64 | grown | seeds N | nolpips | arm16 NAME [FLAG...] | arm64 NAME PARENT [FLAG...]}
+stage=${2:?stage: x16 | twin64 | grown | seeds N | nolpips | arm16 NAME [FLAG...] | arm32|arm64 NAME PARENT [FLAG...]}
 minutes=${MINUTES:-150}
 recipe=(--config training/recipe.json   # docs/recipe.md's recipe (flags override it)
         --val-images 4 --checkpoint-minutes 10 --workers 0 --stop-after-minutes "$minutes" --resume)
@@ -37,6 +38,7 @@ case $stage in
     run face-x16-l0 16 128 8 "${ITERS16:-750}" --lambda-lpips 0
     run face-x16-noB-l0 16 128 8 "${ITERS16:-750}" --lambda-lpips 0 --no-boundary ;;
   arm16) run "${3:?name}" 16 128 8 "${ITERS16:-1500}" "${@:4}" ;;
+  arm32) run "${3:?name}" 32 128 8 "${ITERS32:-600}" --init-from "${4:?parent}" "${@:5}" ;;
   arm64) run "${3:?name}" 64 256 4 "${ITERS64:-400}" --init-from "${4:?parent}" "${@:5}" ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
