@@ -165,9 +165,9 @@ def dwt2(x: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.T
     _check_wavelet(wavelet)
     if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
         raise ValueError(f"a wavelet level needs (N,C,H,W) with even H and W, got {tuple(x.shape)}")
+    odd = _check_phase(phase) == "odd"
     if wavelet == "haar":
         return haar_forward(x)
-    odd = _check_phase(phase) == "odd"
     if odd:
         x = x.flip(-2, -1)
     low_w, high_w = lift(x, wavelet, dim=-1)  # along W
@@ -182,9 +182,9 @@ def idwt2(u: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.
     _check_wavelet(wavelet)
     if u.dim() != 4 or u.shape[1] % 4:
         raise ValueError(f"an inverse wavelet level needs (N,4C,h,w), got {tuple(u.shape)}")
+    odd = _check_phase(phase) == "odd"
     if wavelet == "haar":
         return haar_inverse(u)
-    odd = _check_phase(phase) == "odd"
     if odd:
         u = u.flip(-2, -1)
     a, h, v, d = u.chunk(4, dim=1)

@@ -30,10 +30,11 @@ for name in sys.argv[3:]:
     model.to(dtype).save_pretrained(Path("checkpoints") / name, meta=meta)  # loading casts back to float32
 PY
 }
+held() { for name; do [ ! -d "$root/$name/last" ] || echo "$name"; done; }  # NAME...: those ROOT holds a run of
 ev() { python -m bdflow.evaluate --bits 1 --seed 0 --tau 0 "$@"; }
 case $stage in
   x16)  # face-x16 (and face-x16-noB where ROOT holds it: session 9 retrained both)
-    ship float32 $(for name in face-x16 face-x16-noB; do [ ! -d "$root/$name/last" ] || echo $name; done)
+    ship float32 $(held face-x16 face-x16-noB)
     ev --checkpoint checkpoints/face-x16 --twin checkpoints/face-x16-noB --data "$D/val" --limit 50 --tau 0 0.8 \
        --json $R/x16-val.json --csv $R/x16-val.csv --record val-512 --notes "$NOTES"
     ev --checkpoint checkpoints/face-x16 --twin checkpoints/face-x16-noB --data "$D/test1024" --limit 10 \
@@ -43,7 +44,7 @@ case $stage in
   extreme)
     # half the bytes; the flow runs (and is exact) in float32. Ships those of the three that ROOT holds (session 9
     # re-grew face-x32 and face-x64 only: the twin stays session 7's)
-    ship float16 $(for name in face-x32 face-x64 face-x64-noB; do [ ! -d "$root/$name/last" ] || echo $name; done)
+    ship float16 $(held face-x32 face-x64 face-x64-noB)
     ev --checkpoint checkpoints/face-x64 --twin checkpoints/face-x64-noB --data "$D/test1024" --limit 20 \
        --json $R/x64-test1024.json --csv $R/x64-test1024.csv --record test-1024 --notes "$NOTES"
     ev --checkpoint checkpoints/face-x32 --data "$D/test1024" --limit 20 \
