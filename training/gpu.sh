@@ -23,7 +23,7 @@ case ${1:?usage: gpu.sh lean | train} in
     start=$(git rev-parse --abbrev-ref HEAD)
     [ "$start" != gpu-lean ] || { echo "already on gpu-lean: git switch back first" >&2; exit 2; }
     git switch -q -C gpu-lean
-    git ls-files training | grep /last/ | xargs git rm -q    # back on "$start", git switch restores them
+    git ls-files 'training/*.safetensors' | xargs -r git rm -q  # training states and parent records; back on "$start", git switch restores them
     git rm -rq checkpoints/face-x32 checkpoints/face-x64 checkpoints/face-x64-noB
     mkdir -p gpu-data/faces/train gpu-data/faces/val
     pick() { python -c "import sys; from bdflow.data import list_images; print('\n'.join(map(str, list_images(sys.argv[1])[:int(sys.argv[2])])))" "$@"; }
@@ -49,8 +49,8 @@ case ${1:?usage: gpu.sh lean | train} in
 import json, sys
 from bdflow.config import BDFlowConfig
 c = BDFlowConfig.from_dict({k: v for k, v in json.load(open(sys.argv[1])).items() if k != "meta"})
-print("--scale", c.scale, "--wavelet", c.wavelet, "--b-mode", c.b_mode, "--b-upsample", c.b_upsample,
-      "--boundary" if c.boundary else "--no-boundary")
+print("--scale", c.scale, "--wavelet", c.wavelet, "--y-phase", c.y_phase, "--b-mode", c.b_mode, "--b-upsample", c.b_upsample,
+      "--b-init", c.b_init, "--boundary" if c.boundary else "--no-boundary")
 PY
 )
       flags=("${recipe[@]}" $arch --crop "$crop" --init-from "checkpoints/$name")
