@@ -31,12 +31,13 @@ Public functions (all take ``eight_bit=True``; the image functions also ``satura
     normalize_strength(b_s, threshold, saturation)    -> B_s / saturation clamped to [0, 1]
     bam(x, sigma, norm, threshold, bits)              -> B_q (N,1,H,W) on the k-bit grid (steps 1-6)
     boundary_target(x, scale, mode, sigma, norm, threshold) -> (N,1,H/s,W/s) in [0, 1], LR-grid target (design §3)
-    BAM(sigma, norm, threshold, bits)                 -> nn.Module wrapper of ``bam``
+    BAM(**params)                                     -> nn.Module wrapper of ``bam`` (its keyword parameters)
     gaussian_ksize(sigma), gaussian_taps(sigma)       -> the blur kernel cv2.GaussianBlur(ksize=(0, 0)) uses
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import operator
@@ -365,26 +366,22 @@ def boundary_target(
 
 
 class BAM(nn.Module):
-    """``bam`` as a module (kornia style): (N,3,H,W) or (N,1,H,W) in [0, 1] -> B_q (N,1,H,W). No parameters."""
+    """``bam`` as a module (kornia style): (N,3,H,W) or (N,1,H,W) in [0, 1] -> B_q (N,1,H,W). No parameters.
 
-    def __init__(
-        self,
-        sigma: float = 1.0,
-        norm: int = 2,
-        threshold: float = 50.0,
-        bits: int = 1,
-        saturation: float | None = None,
-        eight_bit: bool = True,
-    ):
+    ``BAM(**params)`` takes ``bam``'s keyword parameters (sigma, norm, threshold, bits, saturation, eight_bit) and its
+    defaults, read from ``bam``'s own signature: one parameter list, not two; an unknown name is a TypeError."""
+
+    def __init__(self, **params):
         super().__init__()
-        _check_params(sigma, norm, threshold)
-        self.sigma, self.norm, self.threshold = sigma, norm, threshold
-        self.bits = check_bits(bits)
-        self.saturation, self.eight_bit = saturation, eight_bit
-        _saturation(threshold, saturation)
+        bound = inspect.signature(bam).bind(None, **params)  # None stands for x
+        bound.apply_defaults()
+        self.params = {name: value for name, value in bound.arguments.items() if name != "x"}
+        _check_params(self.params["sigma"], self.params["norm"], self.params["threshold"])
+        self.params["bits"] = check_bits(self.params["bits"])
+        _saturation(self.params["threshold"], self.params["saturation"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bam(x, self.sigma, self.norm, self.threshold, self.bits, self.saturation, self.eight_bit)
+        return bam(x, **self.params)
 
     def extra_repr(self) -> str:
-        return f"sigma={self.sigma}, norm={self.norm}, threshold={self.threshold}, bits={self.bits}"
+        return ", ".join(f"{name}={self.params[name]}" for name in ("sigma", "norm", "threshold", "bits"))

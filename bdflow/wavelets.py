@@ -165,16 +165,8 @@ def dwt2(x: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.T
     _check_wavelet(wavelet)
     if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:
         raise ValueError(f"a wavelet level needs (N,C,H,W) with even H and W, got {tuple(x.shape)}")
-    odd = _check_phase(phase) == "odd"
-    if wavelet == "haar":
-        return haar_forward(x)
-    if odd:
-        x = x.flip(-2, -1)
-    low_w, high_w = lift(x, wavelet, dim=-1)  # along W
-    a, v = lift(low_w, wavelet, dim=-2)  # along H
-    h, d = lift(high_w, wavelet, dim=-2)
-    u = torch.cat([a, h, v, d], dim=1)
-    return u.flip(-2, -1) if odd else u
+    _check_phase(phase)
+    return haar_forward(x) if wavelet == "haar" else _at_phase(_lift2, x, wavelet, phase)
 
 
 def idwt2(u: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.Tensor:
@@ -182,16 +174,31 @@ def idwt2(u: torch.Tensor, wavelet: str = "haar", phase: str = "even") -> torch.
     _check_wavelet(wavelet)
     if u.dim() != 4 or u.shape[1] % 4:
         raise ValueError(f"an inverse wavelet level needs (N,4C,h,w), got {tuple(u.shape)}")
-    odd = _check_phase(phase) == "odd"
-    if wavelet == "haar":
-        return haar_inverse(u)
-    if odd:
-        u = u.flip(-2, -1)
+    _check_phase(phase)
+    return haar_inverse(u) if wavelet == "haar" else _at_phase(_unlift2, u, wavelet, phase)
+
+
+def _lift2(x: torch.Tensor, wavelet: str) -> torch.Tensor:
+    """One lifting level on the even samples: along W, then both halves along H; (N,C,H,W) -> (N,4C,H/2,W/2)."""
+    low_w, high_w = lift(x, wavelet, dim=-1)
+    a, v = lift(low_w, wavelet, dim=-2)
+    h, d = lift(high_w, wavelet, dim=-2)
+    return torch.cat([a, h, v, d], dim=1)
+
+
+def _unlift2(u: torch.Tensor, wavelet: str) -> torch.Tensor:
+    """The inverse of :func:`_lift2`: (N,4C,h,w) [A, H, V, D] -> (N,C,2h,2w)."""
     a, h, v, d = u.chunk(4, dim=1)
     low_w = unlift(a, v, wavelet, dim=-2)
     high_w = unlift(h, d, wavelet, dim=-2)
-    x = unlift(low_w, high_w, wavelet, dim=-1)
-    return x.flip(-2, -1) if odd else x
+    return unlift(low_w, high_w, wavelet, dim=-1)
+
+
+def _at_phase(level, t: torch.Tensor, wavelet: str, phase: str) -> torch.Tensor:
+    """``level(t, wavelet)`` at ``phase``: "odd" runs it on the mirrored grid and mirrors the result back."""
+    if phase == "even":
+        return level(t, wavelet)
+    return level(t.flip(-2, -1), wavelet).flip(-2, -1)
 
 
 def _check_phase(phase: str) -> str:

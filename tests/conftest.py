@@ -17,7 +17,7 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-from tests.helpers import REPO  # noqa: E402  (after the settings above)
+from tests.helpers import REPO, small_face, tiny_checkpoint  # noqa: E402  (after the settings above)
 
 DATA = Path(os.environ.get("BDFLOW_DATA", REPO.parent / "shared" / "data"))
 
@@ -39,3 +39,16 @@ def face(face_paths) -> torch.Tensor:
     """One real 512x512 face, (1,3,512,512) float32 in [0, 1]."""
     rgb = np.asarray(Image.open(face_paths[0]).convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous()
+
+
+@pytest.fixture(scope="session")
+def tiny_x8(tmp_path_factory) -> Path:
+    """A tiny x8 BDFlow checkpoint folder (``helpers.tiny_checkpoint``, weights perturbed by 0.02), for the CLI and
+    codec tests."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-ckpt") / "tiny-x8", std=0.02)
+
+
+@pytest.fixture(scope="session")
+def odd_face(tmp_path_factory, face_paths) -> Path:
+    """A real face, small and of an odd size so padding is exercised (53 x 70 px: LR 7 x 9 at x8), as a PNG file."""
+    return small_face(face_paths[2], (53, 70), tmp_path_factory.mktemp("odd-face") / "face.png")

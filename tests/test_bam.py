@@ -304,6 +304,8 @@ def test_module_wrapper(face_small):
     assert "bits=2" in repr(m) and not list(m.parameters())
     with pytest.raises(ValueError):
         BAM(bits=7)
+    with pytest.raises(TypeError):
+        BAM(treshold=50)  # a misspelt parameter is refused, as bam() refuses it
 
 
 # ----------------------------------------------------------------------------------------------------------------

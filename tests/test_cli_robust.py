@@ -23,23 +23,13 @@ from bdflow.__main__ import main
 from bdflow.codec import read_file
 from bdflow.demo import Demo
 from bdflow.limits import MAX_SEED, check_bits, check_seed, check_tau
-from tests.helpers import REPO, small_face, tiny_checkpoint
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("robust-ckpt") / "tiny-x8", std=0.02)
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory, face_paths) -> Path:
-    return small_face(face_paths[1], (48, 40), tmp_path_factory.mktemp("robust-img") / "face.png")
-
-
-@pytest.fixture(scope="module")
-def bdf(model, image, tmp_path_factory) -> Path:
+def bdf(tiny_x8, odd_face, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("robust-bdf") / "face.bdf"
-    assert main(["encode", str(image), str(path), "--model", str(model), "-q"]) == 0
+    assert main(["encode", str(odd_face), str(path), "--model", str(tiny_x8), "-q"]) == 0
     return path
 
 
@@ -60,14 +50,14 @@ def usage_error(argv, capsys) -> str:
     ("tau", "1e9", 1e9), ("tau", "nan", math.nan), ("tau", "-0.5", -0.5), ("tau", "inf", math.inf),
     ("seed", "-5", -5), ("seed", str(2**63), 2**63), ("seed", "1.5", 1.5),
 ])
-def test_out_of_range_tau_and_seed_are_refused_everywhere(bdf, model, tmp_path, capsys, name, text, value):
+def test_out_of_range_tau_and_seed_are_refused_everywhere(bdf, tiny_x8, tmp_path, capsys, name, text, value):
     out = tmp_path / "o.png"
     rule, message = (check_tau, "tau must be between 0 and 10") if name == "tau" else (check_seed, "seed must be an integer")
     with pytest.raises(ValueError, match=message):
         rule(value)
     err = usage_error(["decode", str(bdf), str(out), f"--{name}", text], capsys)
     assert f"argument --{name}: " in err and message in err and "Traceback" not in err and not out.exists()
-    r = Rescaler.from_pretrained(model, device="cpu")
+    r = Rescaler.from_pretrained(tiny_x8, device="cpu")
     with pytest.raises(ValueError, match=message):
         r.decode(read_file(bdf).encoded, **{name: value})  # the API refuses what the CLI refuses
     demo = Demo({"x8": r}, max_side=64)
@@ -81,13 +71,13 @@ def test_the_extreme_accepted_values_work(bdf, tmp_path):
     assert check_seed(MAX_SEED) == MAX_SEED and check_tau(10) == 10.0 and check_bits(4.0) == 4
 
 
-def test_bits_are_integers_only(image, model, tmp_path, capsys):
+def test_bits_are_integers_only(odd_face, tiny_x8, tmp_path, capsys):
     for value in ("2.5", "0", "5", "nan"):
         assert "bits must be an integer from 1 to 4" in usage_error(
-            ["encode", str(image), str(tmp_path / "f.bdf"), "--model", str(model), "--bits", value], capsys)
+            ["encode", str(odd_face), str(tmp_path / "f.bdf"), "--model", str(tiny_x8), "--bits", value], capsys)
     for value in (2.5, True, float("nan"), 0):
         with pytest.raises(ValueError, match="bits must be an integer from 1 to 4"):
-            Rescaler.from_pretrained(model, device="cpu").encode(image, bits=value)
+            Rescaler.from_pretrained(tiny_x8, device="cpu").encode(odd_face, bits=value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -97,27 +87,27 @@ def test_bits_are_integers_only(image, model, tmp_path, capsys):
 
 @pytest.mark.parametrize("names", [("a.png", "a.jpg"), ("a.png", "A.png")])
 @pytest.mark.parametrize("force", [False, True])
-def test_folder_inputs_sharing_an_output_name_are_refused_up_front(image, model, tmp_path, capsys, names, force):
+def test_folder_inputs_sharing_an_output_name_are_refused_up_front(odd_face, tiny_x8, tmp_path, capsys, names, force):
     src, dst = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     for name in names:
-        Image.open(image).save(src / name)
-    Image.open(image).save(src / "b.png")
-    argv = ["encode", str(src), str(dst), "--model", str(model), *(["--force"] if force else [])]
+        Image.open(odd_face).save(src / name)
+    Image.open(odd_face).save(src / "b.png")
+    argv = ["encode", str(src), str(dst), "--model", str(tiny_x8), *(["--force"] if force else [])]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "would share an output name" in err and " and ".join(sorted(names)) in err and "nothing was written" in err
     assert not dst.exists()  # refused before any work: not even b.bdf
 
 
-def test_folder_mode_takes_the_same_images_as_single_file_mode(image, model, tmp_path, capsys):
+def test_folder_mode_takes_the_same_images_as_single_file_mode(odd_face, tiny_x8, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
-    Image.open(image).convert("P").save(src / "anim.gif")
-    Image.open(image).save(src / "still.PNG")
+    Image.open(odd_face).convert("P").save(src / "anim.gif")
+    Image.open(odd_face).save(src / "still.PNG")
     (src / "notes.txt").write_text("not an image")
-    assert main(["encode", str(src / "anim.gif"), str(tmp_path / "single.bdf"), "--model", str(model), "-q"]) == 0
-    assert main(["encode", str(src), str(tmp_path / "enc"), "--model", str(model), "-q"]) == 0
+    assert main(["encode", str(src / "anim.gif"), str(tmp_path / "single.bdf"), "--model", str(tiny_x8), "-q"]) == 0
+    assert main(["encode", str(src), str(tmp_path / "enc"), "--model", str(tiny_x8), "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["anim.bdf", "still.bdf"]
     assert (tmp_path / "enc" / "anim.bdf").read_bytes() == (tmp_path / "single.bdf").read_bytes()
 
@@ -127,10 +117,10 @@ def test_folder_mode_takes_the_same_images_as_single_file_mode(image, model, tmp
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_outputs_get_the_usual_permissions(image, model, bdf, tmp_path):
+def test_outputs_get_the_usual_permissions(odd_face, tiny_x8, bdf, tmp_path):
     old = os.umask(0o022)
     try:
-        assert main(["encode", str(image), str(tmp_path / "f.bdf"), "--model", str(model), "-q"]) == 0
+        assert main(["encode", str(odd_face), str(tmp_path / "f.bdf"), "--model", str(tiny_x8), "-q"]) == 0
         assert main(["decode", str(bdf), str(tmp_path / "f.png"), "-q"]) == 0
         assert (tmp_path / "f.bdf").stat().st_mode & 0o777 == 0o644
         assert (tmp_path / "f.png").stat().st_mode & 0o777 == 0o644
@@ -164,11 +154,11 @@ def test_decode_writes_the_format_its_suffix_names(bdf, tmp_path, suffix, fmt):
     out = tmp_path / f"out{suffix}"
     assert main(["decode", str(bdf), str(out), "-q"]) == 0
     with Image.open(out) as img:
-        assert img.format == fmt and img.size == (48, 40)
+        assert img.format == fmt and img.size == (53, 70)
 
 
-def test_encode_output_must_be_a_bdf(image, model, tmp_path, capsys):
-    assert main(["encode", str(image), str(tmp_path / "face.png"), "--model", str(model)]) == 1
+def test_encode_output_must_be_a_bdf(odd_face, tiny_x8, tmp_path, capsys):
+    assert main(["encode", str(odd_face), str(tmp_path / "face.png"), "--model", str(tiny_x8)]) == 1
     assert "must end in .bdf" in capsys.readouterr().err and not (tmp_path / "face.png").exists()
 
 

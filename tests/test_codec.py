@@ -15,7 +15,7 @@ from bdflow import Rescaler, codec
 from bdflow.__main__ import main
 from bdflow.codec import CodecError, decode_file, encode_file, pack, read_file, unpack
 from bdflow.entropy import decode_codes, encode_codes
-from tests.helpers import REPO, small_face, tiny_checkpoint
+from tests.helpers import REPO, tiny_checkpoint
 
 
 def _tiny(folder: Path, seed: int = 0, boundary: bool = True) -> Path:
@@ -23,9 +23,9 @@ def _tiny(folder: Path, seed: int = 0, boundary: bool = True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, Path]:
+def ckpts(tmp_path_factory, tiny_x8) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("codec-ckpt")
-    return {"b": _tiny(root / "tiny-x8"), "other": _tiny(root / "tiny-x8-other", seed=1),
+    return {"b": tiny_x8, "other": _tiny(root / "tiny-x8-other", seed=1),
             "noB": _tiny(root / "tiny-x8-noB", boundary=False)}
 
 
@@ -35,15 +35,9 @@ def rescaler(ckpts) -> Rescaler:
 
 
 @pytest.fixture(scope="module")
-def image_file(tmp_path_factory, face_paths) -> Path:
-    """A real face, small and of an odd size so padding is exercised (LR 9 x 7 at x8)."""
-    return small_face(face_paths[2], (53, 70), tmp_path_factory.mktemp("codec-img") / "face.png")
-
-
-@pytest.fixture(scope="module")
-def small_bdf(rescaler, image_file, tmp_path_factory) -> bytes:
+def small_bdf(rescaler, odd_face, tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("codec-bdf") / "face.bdf"
-    encode_file(rescaler, image_file, path, bits=2)
+    encode_file(rescaler, odd_face, path, bits=2)
     return path.read_bytes()
 
 
@@ -81,9 +75,9 @@ def test_range_coder_compresses_sparse_maps_and_survives_garbage():
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-def test_file_round_trip_is_bit_exact(rescaler, image_file, tmp_path, bits):
-    enc = rescaler.encode(image_file, bits=bits)
-    bdf = encode_file(rescaler, image_file, tmp_path / "f.bdf", bits=bits)
+def test_file_round_trip_is_bit_exact(rescaler, odd_face, tmp_path, bits):
+    enc = rescaler.encode(odd_face, bits=bits)
+    bdf = encode_file(rescaler, odd_face, tmp_path / "f.bdf", bits=bits)
     assert np.array_equal(bdf.encoded.y, enc.y) and np.array_equal(bdf.encoded.b, enc.b)
     assert bdf.size == (70, 53) and bdf.padding == (2, 3) and bdf.lr_size == (9, 7) and bdf.bits == bits
     assert bdf.total_bytes == (tmp_path / "f.bdf").stat().st_size
@@ -97,8 +91,8 @@ def test_file_round_trip_is_bit_exact(rescaler, image_file, tmp_path, bits):
 
 @pytest.mark.parametrize("y_codec", [codec.Y_PNG, codec.Y_WEBP])
 @pytest.mark.parametrize("b_codec", [codec.B_PACKED, codec.B_RANGE])
-def test_every_payload_codec_round_trips(rescaler, image_file, y_codec, b_codec):
-    enc = rescaler.encode(image_file, bits=3)
+def test_every_payload_codec_round_trips(rescaler, odd_face, y_codec, b_codec):
+    enc = rescaler.encode(odd_face, bits=3)
     data = pack(enc, "m", "ab" * 32, y_codec=y_codec, b_codec=b_codec)
     bdf = unpack(data)
     assert bdf.y_codec == codec.Y_CODECS[y_codec] and bdf.b_codec == codec.B_CODECS[b_codec]
@@ -106,12 +100,12 @@ def test_every_payload_codec_round_trips(rescaler, image_file, y_codec, b_codec)
     assert bdf.model_name == "m" and bdf.model_digest == "ab" * codec.DIGEST_BYTES
 
 
-def test_b_less_model(ckpts, image_file, tmp_path):
+def test_b_less_model(ckpts, odd_face, tmp_path):
     twin = Rescaler.from_pretrained(ckpts["noB"], device="cpu")
-    bdf = encode_file(twin, image_file, tmp_path / "t.bdf", bits=3)
+    bdf = encode_file(twin, odd_face, tmp_path / "t.bdf", bits=3)
     assert bdf.bits == 0 and bdf.b_codec is None and bdf.b_bytes == 0 and bdf.encoded.b is None
     out = decode_file(twin, tmp_path / "t.bdf", seed=1)
-    assert np.array_equal(np.asarray(out), np.asarray(twin.decode(twin.encode(image_file), seed=1)))
+    assert np.array_equal(np.asarray(out), np.asarray(twin.decode(twin.encode(odd_face), seed=1)))
 
 
 def test_info_and_digest_cache(rescaler, small_bdf):
@@ -154,13 +148,13 @@ def test_clear_errors(small_bdf, ckpts, tmp_path):
         read_file(tmp_path / "missing.bdf")
 
 
-def test_encode_never_overwrites_without_force(rescaler, image_file, tmp_path):
+def test_encode_never_overwrites_without_force(rescaler, odd_face, tmp_path):
     out = tmp_path / "f.bdf"
     out.write_bytes(b"keep me")
     with pytest.raises(FileExistsError, match="--force"):
-        encode_file(rescaler, image_file, out)
+        encode_file(rescaler, odd_face, out)
     assert out.read_bytes() == b"keep me"
-    encode_file(rescaler, image_file, out, force=True)
+    encode_file(rescaler, odd_face, out, force=True)
     assert read_file(out).bits == 1 and not list(tmp_path.glob(".*.tmp"))
 
 
@@ -207,11 +201,11 @@ def test_fuzz_mutated_and_truncated_files_raise_codec_error(small_bdf):
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_cli_encode_decode_info(ckpts, image_file, tmp_path, capsys):
+def test_cli_encode_decode_info(ckpts, odd_face, tmp_path, capsys):
     bdf, png = tmp_path / "f.bdf", tmp_path / "f.png"
     model = str(ckpts["b"])
-    assert main(["encode", str(image_file), str(bdf), "--model", model, "--bits", "2"]) == 0
-    assert main(["encode", str(image_file), str(bdf), "--model", model]) == 1  # exists
+    assert main(["encode", str(odd_face), str(bdf), "--model", model, "--bits", "2"]) == 0
+    assert main(["encode", str(odd_face), str(bdf), "--model", model]) == 1  # exists
     assert "--force" in capsys.readouterr().err
     assert main(["decode", str(bdf), str(png), "--seed", "3"]) == 0  # the model is found from the file
     first = np.asarray(Image.open(png))
@@ -245,11 +239,11 @@ def test_cli_errors_exit_codes_and_no_tracebacks(ckpts, small_bdf, tmp_path, cap
         assert exit_.value.code == 2
 
 
-def test_cli_folders(ckpts, image_file, tmp_path, capsys):
+def test_cli_folders(ckpts, odd_face, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a", "b"):
-        Image.open(image_file).save(src / f"{name}.png")
+        Image.open(odd_face).save(src / f"{name}.png")
     (src / "notes.txt").write_text("not an image")
     assert main(["encode", str(src), str(tmp_path / "enc"), "--model", str(ckpts["b"])]) == 0
     assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["a.bdf", "b.bdf"]
