@@ -184,13 +184,20 @@ class BDFlow(nn.Module):
         and B are the pooled Y and B of the parent (exactly so for Haar and for ``y_phase="corner"``; with a centred
         Y the parent's coarsest level lifts on the odd samples and becomes an even one here, a one-pixel shift of its
         sampling that training absorbs). Z's scale is not copied (``init_z_scale`` sets it).
+
+        ``y_phase`` may differ where every level of the parent keeps its phase (``BDFlowConfig.phase``): a corner
+        parent grows into a centred child of more levels, whose new coarsest level alone lifts on the odd samples
+        (design: "Y's phase").
         """
-        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode",
-                "y_phase")
+        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
         keep += ("b_upsample", "b_from_level") if self.config.conditioned else ()  # the twin reads no B
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
+        phases_kept = all(parent.config.phase(l) == self.config.phase(l) for l in range(1, parent.config.levels + 1))
+        if parent.config.y_phase != self.config.y_phase and not phases_kept:
+            differ.append("y_phase")
         if differ or parent.config.levels > self.config.levels:
-            raise ValueError(f"can only grow from a smaller or equal scale with the same {keep}; differs: {differ or ['scale']}")
+            raise ValueError(f"can only grow from a smaller or equal scale with the same {keep} and y_phase (or a corner "
+                             f"parent's phases kept); differs: {differ or ['scale']}")
         for mine, theirs in zip(self.levels, parent.levels):
             mine.load_state_dict(theirs.state_dict())
 

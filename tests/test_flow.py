@@ -287,7 +287,23 @@ def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
 
 
 @pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False), dict(scale=4, wavelet="haar"),
-                                           dict(scale=4, y_phase="corner")])
+                                           dict(scale=16, y_phase="corner")])
 def test_grow_from_refuses_an_incompatible_parent(parent_config):
     with pytest.raises(ValueError, match="grow"):
         BDFlow(BDFlowConfig(scale=16, hidden=8)).grow_from(BDFlow(BDFlowConfig(**{"hidden": 8, **parent_config})))
+
+
+@pytest.mark.parametrize("parent_phase, child_phase, allowed", [("corner", "centred", True), ("centred", "corner", False)])
+def test_grow_from_changes_y_phase_only_where_the_parent_keeps_its_phases(parent_phase, child_phase, allowed):
+    """A corner x4 parent (both levels even) grows into a centred x16 (levels 1-3 even, 4 odd): its levels keep their
+    phase. A centred parent's odd coarsest level would turn even in a corner child: refused."""
+    parent = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, y_phase=parent_phase)), seed=1)
+    child = BDFlow(BDFlowConfig(scale=16, hidden=8, y_phase=child_phase))
+    if not allowed:
+        with pytest.raises(ValueError, match="y_phase"):
+            child.grow_from(parent)
+        return
+    child.grow_from(parent)
+    assert [child.config.phase(l) for l in (1, 2)] == [parent.config.phase(l) for l in (1, 2)] == ["even", "even"]
+    assert child.config.phase(4) == "odd"
+    assert all(torch.equal(p, q) for p, q in zip(child.levels[1].parameters(), parent.levels[1].parameters()))
