@@ -50,5 +50,5 @@ def tiny_x8(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def odd_face(tmp_path_factory, face_paths) -> Path:
-    """A real face, small and of an odd size so padding is exercised (53 x 70 px: LR 7 x 9 at x8), as a PNG file."""
+    """A real face, small and of an odd size so padding is exercised (W 53 x H 70 px, padded to 56 x 72: LR 9 x 7 (H x W) at x8), as a PNG file."""
     return small_face(face_paths[2], (53, 70), tmp_path_factory.mktemp("odd-face") / "face.png")

@@ -14,21 +14,19 @@ import sys
 
 import torch
 
-from bdflow import BDFlow
+from bdflow import Rescaler
 from bdflow.data import list_images
 from bdflow.image_io import read_rgb
 from bdflow.metrics import grid_map, peak_ratio
-from bdflow.quantize import quantize_b, quantize_y
 from bdflow.resize import bicubic_round_trip
 
-model = BDFlow.from_pretrained(sys.argv[1]).eval()
-s = model.scale
+rescaler = Rescaler.from_pretrained(sys.argv[1], device="cpu")
+s = rescaler.scale
 maps = {"BDFlow": [], "bicubic": []}
 with torch.inference_mode():
     for f in list_images("../shared/data/faces/test1024"):
         x = read_rgb(f)[None]
-        y, b, z = model(x)
-        x_back = model.inverse(quantize_y(y), None if b is None else quantize_b(b, 1), torch.zeros_like(z)).clamp(0, 1)
+        x_back = rescaler.decode(rescaler.encode(x, bits=1), tau=0, output_type="pt")  # 8-bit Y, 1-bit B, tau 0
         maps["BDFlow"].append(grid_map(x_back, x, s)[0])
         maps["bicubic"].append(grid_map(bicubic_round_trip(x, s), x, s)[0])
 m, b = (torch.stack(maps[k]) for k in ("BDFlow", "bicubic"))
