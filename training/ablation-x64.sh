@@ -9,13 +9,10 @@
 # arm is then scored on the first VAL_LIMIT faces/val images (bits 1, tau 0.8, seed 0) with the evaluate CLI.
 # Resumable: re-running an arm continues its training state and re-scores it. ITERS, BATCH, VAL_LIMIT and ROOT
 # (the arms' folder) can be set in the environment, e.g. for a longer study on a GPU.
-set -euo pipefail
+source "$(dirname "$0")/study-lib.sh"  # strict mode, the repository root, VAL_LIMIT, DATA, one thread, score
 ITERS=${ITERS:-300}
 BATCH=${BATCH:-4}
-VAL_LIMIT=${VAL_LIMIT:-50}
 ROOT=${ROOT:-training/ablation-x64}
-DATA=${DATA:-../shared/data/faces}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 flags() {  # the arm's difference from BDFlow's recipe, and its parent
   case "$1" in
@@ -41,6 +38,5 @@ for arm in "$@"; do
   python -m bdflow.train --scale 64 --crop 256 --batch-size "$BATCH" --iters "$ITERS" --seed 0 --workers 1 \
     --data "$DATA/train" --val-data "$DATA/val" --val-images 4 --val-every "$ITERS" --checkpoint-minutes 10 \
     --resume $arm_flags --out "$out"
-  python -m bdflow.evaluate --checkpoint "$out/final" --data "$DATA/val" --limit "$VAL_LIMIT" \
-    --bits 1 --tau 0.8 --seed 0 --json "$out/val$VAL_LIMIT.json" --csv "$out/val$VAL_LIMIT.csv"
+  score "$out" 0.8
 done

@@ -10,14 +10,10 @@
 # cosine from the start, no warm-up) and "untrained" (0 iterations: the starting point). ITERS iterations of
 # BATCH 96-px crops, seed 0 (SEED for the -seedN arms); scored on the first VAL_LIMIT faces/val images at bits 1,
 # tau 0 with the evaluate CLI. ITERS, BATCH, VAL_LIMIT, ROOT can be set in the environment (e.g. on a GPU).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/study-lib.sh"  # strict mode, the repository root, VAL_LIMIT, DATA, one thread, score
 ITERS=${ITERS:-200}
 BATCH=${BATCH:-8}
-VAL_LIMIT=${VAL_LIMIT:-50}
 ROOT=${ROOT:-training/recipe-x8}
-DATA=${DATA:-../shared/data/faces}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RECIPE="--wavelet cdf97 --b-mode condition --z-scale fixed --tau-train 0 --lambda-latent 0 --lambda-lpips 0.1 --lpips-from 1 --warmup 20 --decay-from 0.6"
 PAPER="--wavelet haar --b-mode channel --z-scale learned --tau-train 1 --lambda-latent 4 --lambda-lpips 1 --lpips-from 0 --warmup 0 --decay-from 0"
 
@@ -51,6 +47,5 @@ m, loss, _ = parse_args(sys.argv[1:]); BDFlow(m, loss).save_pretrained('$out/fin
       --data "$DATA/train" --val-data "$DATA/val" --val-images 4 --val-every 50 --val-tau 0 --checkpoint-minutes 10 \
       --resume $arm_flags --out "$out"
   fi
-  python -m bdflow.evaluate --checkpoint "$out/final" --data "$DATA/val" --limit "$VAL_LIMIT" \
-    --bits 1 --tau 0 --seed 0 --json "$out/val$VAL_LIMIT.json" --csv "$out/val$VAL_LIMIT.csv"
+  score "$out" 0
 done
