@@ -130,6 +130,7 @@ class LossConfig:
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
     lpips_shift: bool = option(False, "LPIPS compares both images cropped at a random offset of 0..s-1 px, so no LR-cell phase lines up with AlexNet's strides (issue #14's grid)")
+    grid_gamma: float = option(0.0, "L_back weighs each offset inside the LR cell by (its batch squared error / the mean)^gamma, so an error that follows the LR grid costs more (issue #14's grid; 0: off)")
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
     lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
@@ -138,6 +139,8 @@ class LossConfig:
 
     def __post_init__(self):
         check_tau(self.tau_train)
+        if self.grid_gamma < 0:
+            raise ValueError(f"grid_gamma must be >= 0, got {self.grid_gamma}")
 
     def check(self, config: BDFlowConfig) -> None:
         """Refuse a loss that does not fit the model: BAW for the twin (``baw_twin``) needs the twin."""

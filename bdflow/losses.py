@@ -49,6 +49,18 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     return torch.mean(weight * torch.abs(x_back - x))
 
 
+def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float) -> torch.Tensor:
+    """L_back's weight per offset inside the LR cell (beyond the paper; ``LossConfig.grid_gamma``, issue #14's grid):
+    (1,1,H,W), ``(e_o / mean e)^gamma`` normalised to mean 1, where e_o is the batch's squared error at offset o of
+    the s x s cell (``metrics.grid_map``'s fold, on RGB, no gradient). An offset the decoder gets wrong in every
+    cell - a faint lattice of dots at period s, what the check's max finds - weighs more until the error is flat
+    across the cell. H and W are multiples of ``scale`` (training crops are)."""
+    n, c, h, w = x.shape
+    err = (x_back.detach() - x).pow(2).reshape(n, c, h // scale, scale, w // scale, scale).mean(dim=(0, 1, 2, 4))
+    weight = (err / err.mean().clamp_min(1e-12)).pow(gamma)
+    return (weight / weight.mean()).repeat(h // scale, w // scale)[None, None]
+
+
 def shifted_crops(x_back: torch.Tensor, x: torch.Tensor, period: int, generator: torch.Generator | None = None):
     """Both (N,3,H,W) images cropped to (N,3,H-period,W-period) at one random offset in [0, period)^2 (design, the
     loss's LPIPS note; ``LossConfig.lpips_shift``): the LR cells of a x``period`` model then sit at a random phase of LPIPS's own strided
@@ -109,6 +121,8 @@ def bdflow_loss(
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     x_back = model.inverse(quantize_y(y), quantize_b(b, bits) if c.boundary else None, z_prior)
+    if lc.grid_gamma > 0:
+        weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
     back = backward_loss(x_back, x, weight)
     use_lpips = lc.lambda_lpips > 0 and progress >= lc.lpips_from
     if use_lpips:

@@ -7,7 +7,9 @@ import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
-from bdflow.losses import backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, latent_nll, shifted_crops
+from bdflow.losses import (backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_weight, latent_nll,
+                           shifted_crops)
+from bdflow.metrics import grid_map
 from tests.helpers import perturb_
 
 
@@ -88,6 +90,37 @@ def test_lpips_shift_changes_only_the_lpips_term(face):
         terms[shift] = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0))
     assert terms[False].back == terms[True].back and terms[False].forw == terms[True].forw
     assert terms[True].lpips > 0 and terms[True].lpips != terms[False].lpips
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
+def test_grid_weight_lifts_the_offset_every_cell_gets_wrong(gamma):
+    """A dot lattice at period s (one offset wrong in every cell, the rest uniformly off) gets the weight of
+    (its error / the mean)^gamma, normalised to mean 1 and tiled over the cells; a flat error weighs 1 everywhere."""
+    s, x = 4, torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(grid_weight(x + 0.1, x, s, gamma), torch.ones(1, 1, 16, 24))
+    x_back = x + 0.1
+    x_back[..., 1::s, 2::s] += 0.2  # offset (1, 2) is 0.3 off, the others 0.1
+    w = grid_weight(x_back, x, s, gamma)
+    assert w.shape == (1, 1, 16, 24) and torch.allclose(w.mean(), torch.tensor(1.0))
+    assert torch.allclose(w[0, 0, 1::s, 2::s], w[0, 0, 1, 2].expand(4, 6))  # the same weight in every cell
+    expected = torch.ones(s, s)
+    expected[1, 2] = 9.0**gamma  # squared errors 0.09 against 0.01
+    assert torch.allclose(w[0, 0, :s, :s], expected / expected.mean())
+    e = grid_map(x_back, x, s).mean(0)  # metrics' fold (on Y) ranks the offsets alike
+    assert divmod(int(e.argmax()), s) == (1, 2)
+
+
+def test_grid_gamma_changes_only_the_reconstruction_term(face):
+    x = face[..., 128:192, 128:192]
+    terms = {}
+    for gamma in (0.0, 2.0):
+        torch.manual_seed(0)
+        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lpips_from=0.0, grid_gamma=gamma)), std=0.01)
+        terms[gamma] = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0))
+    assert terms[0.0].lpips == terms[2.0].lpips and terms[0.0].forw == terms[2.0].forw
+    assert terms[2.0].back > terms[0.0].back  # the weight moves to where the error is: a larger weighted mean
+    with pytest.raises(ValueError, match="grid_gamma"):
+        LossConfig(grid_gamma=-1)
 
 
 def test_tau_train_sets_the_temperature_of_the_training_decode(face):

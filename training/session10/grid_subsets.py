@@ -1,16 +1,27 @@
-"""How the grid check of issue #14 depends on the number of faces it pools (session 10, docs/reproduction.md).
+"""How the grid check of issue #14 depends on the number of faces it pools (session 10, docs/reproduction.md), and
+how much of the folded map is a grid at all (session 11).
 
-    python training/session10/grid_subsets.py checkpoints/face-x64
+    python training/session10/grid_subsets.py checkpoints/face-x64 [MORE_CHECKPOINTS ...] [--cache runs/grid-maps]
 
 Decodes every face of faces/test1024 at tau = 0 with the stored 1-bit B, keeps each image's squared-Y-error map
-folded modulo the scale (``metrics.grid_map``), and prints the pooled peak ratio (max/mean) of BDFlow and of the
-bicubic round trip over all faces, over consecutive groups of 20 and 8 faces, and the share of 200 random
-8-face draws in which BDFlow's ratio is within the issue's bicubic + 10 %; then, over all faces, the ratio of
-the map folded further modulo 16 and 32 and after a 4 x 4 box blur (what is left of a periodic structure once the
-per-position noise is smoothed).
+folded modulo the scale (``metrics.grid_map``), and prints, for each checkpoint beside the bicubic round trip:
+
+- the pooled peak ratio (max/mean) over all faces, over consecutive groups of 20 and 8 faces, and the share of 200
+  random 8-face draws in which the model's ratio is within the issue's bicubic + 10 %;
+- over all faces, the ratio of the map folded further modulo 16 and 32 and after a 4 x 4 box blur (what is left
+  of a periodic structure once the per-position noise is smoothed);
+- the map's reproducible part (session 11): the faces split into halves 100 times, the covariance of the two
+  halves' maps over the s x s offsets estimates the variance of the per-offset pattern without the noise of
+  either half (the noise of disjoint faces is independent); its square root is given in % of the mean
+  ("structure rms"), beside the rms of the whole map, which adds the noise;
+- where the pooled map peaks, and on how many faces that offset is above the face's own mean error (a dot in
+  every cell, not one face's outlier, when nearly all are).
+
+``--cache DIR`` keeps each model's maps (and bicubic's) in DIR, so a second call prints at once.
 """
 
-import sys
+import argparse
+from pathlib import Path
 
 import torch
 
@@ -20,34 +31,71 @@ from bdflow.image_io import read_rgb
 from bdflow.metrics import grid_map, peak_ratio
 from bdflow.resize import bicubic_round_trip
 
-rescaler = Rescaler.from_pretrained(sys.argv[1], device="cpu")
-s = rescaler.scale
-maps = {"BDFlow": [], "bicubic": []}
-with torch.inference_mode():
-    for f in list_images("../shared/data/faces/test1024"):
-        x = read_rgb(f)[None]
-        x_back = rescaler.decode(rescaler.encode(x, bits=1), tau=0, output_type="pt")  # 8-bit Y, 1-bit B, tau 0
-        maps["BDFlow"].append(grid_map(x_back, x, s)[0])
-        maps["bicubic"].append(grid_map(bicubic_round_trip(x, s), x, s)[0])
-m, b = (torch.stack(maps[k]) for k in ("BDFlow", "bicubic"))
-n = len(m)
+FACES = "../shared/data/faces/test1024"
 
 
-def ratios(idx: list[int]) -> tuple[float, float]:
-    return peak_ratio(m[idx].sum(0)).item(), peak_ratio(b[idx].sum(0)).item()
+def folded_maps(name: str, decode, cache: Path | None) -> torch.Tensor:
+    """(N, s, s): every face's folded squared Y error of ``decode(x)``, from ``cache/name.pt`` when it is there."""
+    path = cache / (name.strip("/").replace("/", "_") + ".pt") if cache else None
+    if path and path.exists():
+        return torch.load(path)
+    with torch.inference_mode():
+        maps = torch.stack([grid_map(decode(read_rgb(f)[None]), read_rgb(f)[None], scale)[0] for f in list_images(FACES)])
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(maps, path)
+    return maps
 
 
-for k in (n, 20, 8):
-    groups = [list(range(i, i + k)) for i in range(0, n - k + 1, k)]
-    rows = [ratios(g) for g in groups]
-    shown = ", ".join(f"{rm:.3f} vs {rb:.3f}" for rm, rb in rows)
-    print(f"{k} faces: BDFlow vs bicubic {shown}; within +10 %: {sum(rm <= 1.1 * rb for rm, rb in rows)} of {len(rows)}")
-g = torch.Generator().manual_seed(0)
-draws = [ratios(torch.randperm(n, generator=g)[:8].tolist()) for _ in range(200)]
-print(f"random 8-face draws within +10 %: {sum(rm <= 1.1 * rb for rm, rb in draws)} of 200; "
-      f"median BDFlow/bicubic {torch.tensor([rm / rb for rm, rb in draws]).median().item():.3f}")
-for name, x in (("BDFlow", m), ("bicubic", b)):
-    g = x.sum(0)
-    folds = [peak_ratio(g.reshape(s // p, p, s // p, p).mean(dim=(0, 2))).item() for p in (16, 32)]
-    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(g[None, None], (2, 1, 2, 1), mode="circular"), 4, stride=1)
-    print(f"{name}, all faces: modulo 16 {folds[0]:.3f}, modulo 32 {folds[1]:.3f}, 4x4 box blur {peak_ratio(blurred[0, 0]).item():.3f}")
+def structure_rms(maps: torch.Tensor, splits: int = 100) -> tuple[float, float]:
+    """(rms of the reproducible per-offset pattern, rms of the pooled map), both in % of the pooled map's mean."""
+    g = torch.Generator().manual_seed(0)
+    n, covs = len(maps), []
+    for _ in range(splits):
+        idx = torch.randperm(n, generator=g)
+        a, b = (maps[half].mean(0) for half in (idx[: n // 2], idx[n // 2 :]))
+        a, b = a / a.mean() - 1, b / b.mean() - 1
+        covs.append((a * b).mean())
+    whole = maps.mean(0)
+    return 100 * torch.stack(covs).mean().clamp_min(0).sqrt().item(), 100 * (whole / whole.mean() - 1).pow(2).mean().sqrt().item()
+
+
+def report(name: str, m: torch.Tensor, b: torch.Tensor) -> None:
+    n = len(m)
+
+    def ratios(idx: list[int]) -> tuple[float, float]:
+        return peak_ratio(m[idx].sum(0)).item(), peak_ratio(b[idx].sum(0)).item()
+
+    print(f"== {name} (vs bicubic)")
+    for k in (n, 20, 8):
+        rows = [ratios(list(range(i, i + k))) for i in range(0, n - k + 1, k)]
+        shown = ", ".join(f"{rm:.3f} vs {rb:.3f}" for rm, rb in rows)
+        print(f"{k} faces: {shown}; within +10 %: {sum(rm <= 1.1 * rb for rm, rb in rows)} of {len(rows)}")
+    g = torch.Generator().manual_seed(0)
+    draws = [ratios(torch.randperm(n, generator=g)[:8].tolist()) for _ in range(200)]
+    print(f"random 8-face draws within +10 %: {sum(rm <= 1.1 * rb for rm, rb in draws)} of 200; "
+          f"median ratio to bicubic's {torch.tensor([rm / rb for rm, rb in draws]).median().item():.3f}")
+    for label, x in ((name, m), ("bicubic", b)):
+        g = x.sum(0)
+        folds = [peak_ratio(g.reshape(scale // p, p, scale // p, p).mean(dim=(0, 2))).item() for p in (16, 32)]
+        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(g[None, None], (2, 1, 2, 1), mode="circular"), 4, stride=1)
+        structure, whole = structure_rms(x)
+        peak = divmod(int(g.argmax()), scale)
+        own = x[:, peak[0], peak[1]] / x.mean(dim=(1, 2))  # each face's error at the peak offset over its own mean
+        print(f"{label}, all faces: modulo 16 {folds[0]:.3f}, modulo 32 {folds[1]:.3f}, 4x4 box blur "
+              f"{peak_ratio(blurred[0, 0]).item():.3f}; structure rms {structure:.1f} % of the mean (whole map {whole:.1f} %); "
+              f"peak at offset {peak}: above the face's mean on {int((own > 1).sum())} of {n} faces, median {own.median().item():.2f}")
+
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("checkpoints", nargs="+", help="checkpoint folders or names of one scale")
+parser.add_argument("--cache", type=Path, default=None, help="folder that keeps the decoded maps between calls")
+args = parser.parse_args()
+rescalers = {c: Rescaler.from_pretrained(c, device="cpu") for c in args.checkpoints}
+scales = {r.scale for r in rescalers.values()}
+if len(scales) != 1:
+    parser.error(f"the checkpoints have different scales: {sorted(scales)}")
+(scale,) = scales
+bicubic = folded_maps(f"bicubic-x{scale}", lambda x: bicubic_round_trip(x, scale), args.cache)
+for c, r in rescalers.items():  # 8-bit Y, 1-bit B, tau 0: the evaluate CLI's round trip
+    report(c, folded_maps(c, lambda x, r=r: r.decode(r.encode(x, bits=1), tau=0, output_type="pt"), args.cache), bicubic)
