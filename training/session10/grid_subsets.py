@@ -13,7 +13,8 @@ folded modulo the scale (``metrics.grid_map``), and prints, for each checkpoint 
 - the map's reproducible part (session 11): the faces split into halves 100 times, the covariance of the two
   halves' maps over the s x s offsets estimates the variance of the per-offset pattern without the noise of
   either half (the noise of disjoint faces is independent); its square root is given in % of the mean
-  ("structure rms"), beside the rms of the whole map, which adds the noise;
+  ("structure rms"), beside the rms of the whole map, which adds the noise, and the share of that structure at
+  2 or more cycles per cell (spots, against one smooth bowl per cell);
 - where the pooled map peaks, and on how many faces that offset is above the face's own mean error (a dot in
   every cell, not one face's outlier, when nearly all are).
 
@@ -47,17 +48,23 @@ def folded_maps(name: str, decode, cache: Path | None) -> torch.Tensor:
     return maps
 
 
-def structure_rms(maps: torch.Tensor, splits: int = 100) -> tuple[float, float]:
-    """(rms of the reproducible per-offset pattern, rms of the pooled map), both in % of the pooled map's mean."""
+def structure_rms(maps: torch.Tensor, splits: int = 100) -> tuple[float, float, float]:
+    """(rms of the reproducible per-offset pattern, rms of the pooled map), both in % of the pooled map's mean, and
+    the share of the reproducible variance at 2 or more cycles per cell (periods of s/2 px and below: spots rather
+    than one smooth bowl), from the halves' cross-spectrum."""
     g = torch.Generator().manual_seed(0)
-    n, covs = len(maps), []
+    n, s = len(maps), maps.shape[-1]
+    cross = torch.zeros(s, s, dtype=torch.float64)
     for _ in range(splits):
         idx = torch.randperm(n, generator=g)
-        a, b = (maps[half].mean(0) for half in (idx[: n // 2], idx[n // 2 :]))
+        a, b = (maps[half].double().mean(0) for half in (idx[: n // 2], idx[n // 2 :]))
         a, b = a / a.mean() - 1, b / b.mean() - 1
-        covs.append((a * b).mean())
+        cross += (torch.fft.fft2(a) * torch.fft.fft2(b).conj()).real / splits  # sums to s^4 * cov(a, b)
+    f = torch.fft.fftfreq(s, d=1 / s).abs()
+    fine = torch.maximum(f[:, None], f[None, :]) >= 2
     whole = maps.mean(0)
-    return 100 * torch.stack(covs).mean().clamp_min(0).sqrt().item(), 100 * (whole / whole.mean() - 1).pow(2).mean().sqrt().item()
+    return (100 * (cross.sum() / s**4).clamp_min(0).sqrt().item(), 100 * (whole / whole.mean() - 1).pow(2).mean().sqrt().item(),
+            100 * (cross[fine].sum() / cross.sum()).item())
 
 
 def report(name: str, m: torch.Tensor, b: torch.Tensor) -> None:
@@ -79,11 +86,12 @@ def report(name: str, m: torch.Tensor, b: torch.Tensor) -> None:
         g = x.sum(0)
         folds = [peak_ratio(g.reshape(scale // p, p, scale // p, p).mean(dim=(0, 2))).item() for p in (16, 32)]
         blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(g[None, None], (2, 1, 2, 1), mode="circular"), 4, stride=1)
-        structure, whole = structure_rms(x)
+        structure, whole, fine = structure_rms(x)
         peak = divmod(int(g.argmax()), scale)
         own = x[:, peak[0], peak[1]] / x.mean(dim=(1, 2))  # each face's error at the peak offset over its own mean
         print(f"{label}, all faces: modulo 16 {folds[0]:.3f}, modulo 32 {folds[1]:.3f}, 4x4 box blur "
-              f"{peak_ratio(blurred[0, 0]).item():.3f}; structure rms {structure:.1f} % of the mean (whole map {whole:.1f} %); "
+              f"{peak_ratio(blurred[0, 0]).item():.3f}; structure rms {structure:.1f} % of the mean (whole map {whole:.1f} %, "
+              f"{fine:.0f} % of the structure at periods <= {scale // 2} px); "
               f"peak at offset {peak}: above the face's mean on {int((own > 1).sum())} of {n} faces, median {own.median().item():.2f}")
 
 
