@@ -21,6 +21,7 @@ from .bam import boundary_strength
 from .config import BDFlowConfig, LossConfig
 from .flow import BDFlow, sample_z
 from .lpips import lpips
+from .metrics import fold_cells
 from .quantize import quantize_b, quantize_y
 from .resize import bicubic_down
 
@@ -52,11 +53,11 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
 def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float) -> torch.Tensor:
     """L_back's weight per offset inside the LR cell (beyond the paper; ``LossConfig.grid_gamma``, issue #14's grid):
     (1,1,H,W), ``(e_o / mean e)^gamma`` normalised to mean 1, where e_o is the batch's squared error at offset o of
-    the s x s cell (``metrics.grid_map``'s fold, on RGB, no gradient). An offset the decoder gets wrong in every
-    cell - a faint lattice of dots at period s, what the check's max finds - weighs more until the error is flat
-    across the cell. H and W are multiples of ``scale`` (training crops are)."""
-    n, c, h, w = x.shape
-    err = (x_back.detach() - x).pow(2).reshape(n, c, h // scale, scale, w // scale, scale).mean(dim=(0, 1, 2, 4))
+    the s x s cell (``metrics.fold_cells``, the grid check's fold, here on RGB and without gradient). An offset the
+    decoder gets wrong in every cell - a faint lattice of dots at period s, what the check's max finds - weighs more
+    until the error is flat across the cell. H and W are multiples of ``scale`` (training crops are)."""
+    h, w = x.shape[-2:]
+    err = fold_cells((x_back.detach() - x).pow(2), scale).mean(0)
     weight = (err / err.mean().clamp_min(1e-12)).pow(gamma)
     return (weight / weight.mean()).repeat(h // scale, w // scale)[None, None]
 

@@ -63,10 +63,16 @@ def grid_map(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
     at each offset inside an LR cell (issue #14's grid check). A border of ``scale`` pixels is cropped first (keeps
     the offsets aligned)."""
     _check_pair(x, ref, scale, min_size=scale)
-    err = (_y64(x, scale) - _y64(ref, scale)).pow(2)
-    n, _, h, w = err.shape
+    return fold_cells((_y64(x, scale) - _y64(ref, scale)).pow(2), scale)
+
+
+def fold_cells(err: torch.Tensor, scale: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, s, s): the mean of ``err`` at each offset inside an s x s LR cell, over the channels and
+    the cells (H and W cut down to multiples of ``scale``). The fold of :func:`grid_map` and of the training loss's
+    ``losses.grid_weight``."""
+    n, c, h, w = err.shape
     h, w = h - h % scale, w - w % scale
-    return err[..., :h, :w].reshape(n, h // scale, scale, w // scale, scale).mean(dim=(1, 3))
+    return err[..., :h, :w].reshape(n, c, h // scale, scale, w // scale, scale).mean(dim=(1, 2, 4))
 
 
 def peak_ratio(folded: torch.Tensor) -> torch.Tensor:

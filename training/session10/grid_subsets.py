@@ -41,7 +41,8 @@ def folded_maps(name: str, decode, cache: Path | None) -> torch.Tensor:
     if path and path.exists():
         return torch.load(path)
     with torch.inference_mode():
-        maps = torch.stack([grid_map(decode(read_rgb(f)[None]), read_rgb(f)[None], scale)[0] for f in list_images(FACES)])
+        faces = (read_rgb(f)[None] for f in list_images(FACES))
+        maps = torch.stack([grid_map(decode(x), x, scale)[0] for x in faces])
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(maps, path)
@@ -83,11 +84,11 @@ def report(name: str, m: torch.Tensor, b: torch.Tensor) -> None:
     print(f"random 8-face draws within +10 %: {sum(rm <= 1.1 * rb for rm, rb in draws)} of 200; "
           f"median ratio to bicubic's {torch.tensor([rm / rb for rm, rb in draws]).median().item():.3f}")
     for label, x in ((name, m), ("bicubic", b)):
-        g = x.sum(0)
-        folds = [peak_ratio(g.reshape(scale // p, p, scale // p, p).mean(dim=(0, 2))).item() for p in (16, 32)]
-        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(g[None, None], (2, 1, 2, 1), mode="circular"), 4, stride=1)
+        pooled = x.sum(0)
+        folds = [peak_ratio(pooled.reshape(scale // p, p, scale // p, p).mean(dim=(0, 2))).item() for p in (16, 32)]
+        blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(pooled[None, None], (2, 1, 2, 1), mode="circular"), 4, stride=1)
         structure, whole, fine = structure_rms(x)
-        peak = divmod(int(g.argmax()), scale)
+        peak = divmod(int(pooled.argmax()), scale)
         own = x[:, peak[0], peak[1]] / x.mean(dim=(1, 2))  # each face's error at the peak offset over its own mean
         print(f"{label}, all faces: modulo 16 {folds[0]:.3f}, modulo 32 {folds[1]:.3f}, 4x4 box blur "
               f"{peak_ratio(blurred[0, 0]).item():.3f}; structure rms {structure:.1f} % of the mean (whole map {whole:.1f} %, "
