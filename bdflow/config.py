@@ -46,6 +46,7 @@ class BDFlowConfig:
     blocks_per_level: int = option(2, "InvBlocks after each Haar transform (paper: 2)")
     hidden: int = option(32, "width of the subnets phi, rho, eta")
     res_blocks: int = option(1, "residual blocks (He et al.) inside each subnet")
+    res_from_level: int = option(1, "subnets of levels res_from_level..n hold the res_blocks; the finer levels' are conv-ReLU-conv (level 1 holds most of the MACs; design: 'Light fine levels')")
     max_3x3_channels: int = option(1024, "subnet convolutions wider than this use 1x1 kernels (keeps x32/x64 small)")
     clamp: float = option(1.0, "affine scale exp(rho) stays in [e^-clamp, e^clamp]")
     boundary: bool = option(True, "store a boundary map B; False gives the IRN-style twin, whose B channel joins Z")
@@ -71,8 +72,9 @@ class BDFlowConfig:
         for name, allowed in (("wavelet", WAVELETS), ("b_mode", B_MODES), ("b_upsample", B_UPSAMPLES), ("b_init", B_INITS), ("y_phase", Y_PHASES), ("z_scale", Z_SCALES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 1 <= self.b_from_level <= self.levels:
-            raise ValueError(f"b_from_level must be in 1..{self.levels} (the levels of x{self.scale}), got {self.b_from_level}")
+        for name in ("b_from_level", "res_from_level"):
+            if not 1 <= getattr(self, name) <= self.levels:
+                raise ValueError(f"{name} must be in 1..{self.levels} (the levels of x{self.scale}), got {getattr(self, name)}")
         for name in ("blocks_per_level", "hidden", "clamp", "max_3x3_channels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -95,6 +97,10 @@ class BDFlowConfig:
     def phase(self, level: int) -> str:
         """The wavelet phase of ``level`` (1..n; bdflow.wavelets.PHASES): odd at the coarsest level when Y is centred."""
         return "odd" if self.y_phase == "centred" and level == self.levels else "even"
+
+    def res_blocks_at(self, level: int) -> int:
+        """The residual blocks inside each subnet of ``level`` (1..n, finest first)."""
+        return self.res_blocks if level >= self.res_from_level else 0
 
     def reads_b(self, level: int) -> bool:
         """Whether the couplings of ``level`` (1..n, finest first) read B as a condition."""

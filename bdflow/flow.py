@@ -71,7 +71,7 @@ class BDFlow(nn.Module):
         starts with zero weights."""
         c = self.config
         zero_inputs = int(c.reads_b(level) and c.b_init == "zero")
-        return partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks, max_3x3_channels=c.max_3x3_channels,
+        return partial(Subnet, hidden=c.hidden, res_blocks=c.res_blocks_at(level), max_3x3_channels=c.max_3x3_channels,
                        zero_inputs=zero_inputs)
 
     def weights_digest(self) -> str:
@@ -163,6 +163,14 @@ class BDFlow(nn.Module):
         return conds
 
     @torch.no_grad()
+    def recentre_z(self, mean: torch.Tensor) -> None:
+        """Move the forward Z by -``mean`` (z_channels,), so that decoding Z = 0 gives what Z = ``mean`` gave before
+        (design: "Z's mean"). The last coupling's eta bias absorbs the shift: u2' = u2 exp(s) + eta(u1') moves by a
+        constant, Y and B do not change and the flow stays exactly invertible."""
+        bias = self.levels[-1][-1].eta.conv_out.bias  # over u2 = [B (channel mode) | Z / exp(a)]
+        bias[int(self.config.b_channel):] -= mean.to(bias) * torch.exp(-self.z_log_scale.view(-1))
+
+    @torch.no_grad()
     def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
         """ActNorm's data-dependent init: set a so the forward Z of the batch x (N,3,H,W) has unit variance per channel.
 
@@ -189,7 +197,7 @@ class BDFlow(nn.Module):
         parent grows into a centred child of more levels, whose new coarsest level alone lifts on the odd samples
         (design: "Y's phase").
         """
-        keep = ("hidden", "res_blocks", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
+        keep = ("hidden", "res_blocks", "res_from_level", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
         keep += ("b_upsample", "b_from_level") if self.config.conditioned else ()  # the twin reads no B
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
         phases_kept = all(parent.config.phase(l) == self.config.phase(l) for l in range(1, parent.config.levels + 1))
@@ -228,6 +236,20 @@ class BDFlow(nn.Module):
             raise ValueError(f"x must be (N,3,H,W), got {tuple(x.shape)}")
         if x.shape[2] % s or x.shape[3] % s:
             raise ValueError(f"H and W must be multiples of the scale {s}, got {x.shape[2]}x{x.shape[3]}")
+
+
+def z_origin_levels(levels: int) -> torch.Tensor:
+    """(3 4^n - 3,) for each Z channel of an n-level flow (B as a condition), the first level at which it was a
+    wavelet detail (1: the finest). Each level's wavelet stacks [A, H, V, D] of all its input channels (dwt2) and
+    the couplings keep each channel in its slot, so channel i = colour + 3 (band_1 + 4 band_2 + ... + 4^(n-1) band_n),
+    band_l in 0..3 = [A, H, V, D] at level l; channels 0..2 (A at every level) are Y."""
+    def origin(i: int) -> int:
+        first = 0
+        for level in range(levels, 0, -1):
+            band, i = divmod(i, 3 * 4 ** (level - 1))
+            first = level if band else first
+        return first
+    return torch.tensor([origin(i) for i in range(Y_CHANNELS, 3 * 4**levels)])
 
 
 def sample_z(y: torch.Tensor, channels: int, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ times each precision with it and with glibc's 128 kB thresholds, interleaved (``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -157,26 +158,35 @@ def irn_round_trip(net, x: torch.Tensor) -> torch.Tensor:
     return net.inverse(net(x))
 
 
+LIGHT_LEVELS = (2, 3)  # res_from_level of the lighter x8 variants timed beside the shipped one (random weights; the
+# shipped model's own value is not timed twice)
+
+
 @torch.inference_mode()
 def peer_table(sizes, repeats, device) -> None:
-    """bdflow x8 and IRN x8 (random weights) at fp32, interleaved in one loop; the ratio per size. (fp32 only:
-    IRN's dense subnets concatenate, which oneDNN's blocked tensors of the bf16 path do not support.)"""
+    """bdflow x8 (the shipped model, and the same flow with its finer levels' residual blocks removed:
+    ``res_from_level``, random weights, for what a lighter level 1 would buy) and IRN x8 (random weights) at fp32,
+    interleaved in one loop; the ratio per size. (fp32 only: IRN's dense subnets concatenate, which oneDNN's
+    blocked tensors of the bf16 path do not support.)"""
     print(f"\n**Side by side with IRN's x8 architecture on {device_name(device)}, encode+decode, median of {repeats}**\n")
-    print("| size | bdflow x8 fp32 (s) | IRN x8 fp32 (s) | IRN / bdflow | GMACs bdflow / IRN | IRN / bdflow GMACs |")
-    print("|---|---|---|---|---|---|")
-    ours = load_model(8, device)
+    print("| size | bdflow x8 | bdflow fp32 (s) | IRN x8 fp32 (s) | IRN / bdflow | GMACs bdflow / IRN | IRN / bdflow GMACs |")
+    print("|---|---|---|---|---|---|---|")
+    shipped = load_model(8, device)
+    ours = {"shipped": shipped, **{f"res_from_level {n}": BDFlow(dataclasses.replace(shipped.config, res_from_level=n))
+                                   .to(device).eval() for n in LIGHT_LEVELS if n != shipped.config.res_from_level}}
     peer = IRN(scale=8).to(device).eval()
     for size in sizes:
         x = torch.rand(1, 3, size, size, device=device)
-        medians = interleaved_medians({"bdflow": lambda: round_trip(ours, x), "irn": lambda: irn_round_trip(peer, x)},
-                                      repeats, device)
-        a, b = medians["bdflow"], medians["irn"]
-        ours_macs, irn_macs = gmacs(lambda: round_trip(ours, x)), gmacs(lambda: irn_round_trip(peer, x))
-        print(f"| {size}² | {a:.3f} | {b:.3f} | {b / a:.1f}x | {ours_macs:.1f} / {irn_macs:.1f} | "
-              f"{irn_macs / ours_macs:.1f}x |", flush=True)
+        fns = {name: (lambda m=m: round_trip(m, x)) for name, m in ours.items()}
+        medians = interleaved_medians({**fns, "irn": lambda: irn_round_trip(peer, x)}, repeats, device)
+        irn_macs = gmacs(lambda: irn_round_trip(peer, x))
+        for name, fn in fns.items():
+            a, b, macs = medians[name], medians["irn"], gmacs(fn)
+            print(f"| {size}² | {name} | {a:.3f} | {b:.3f} | {b / a:.1f}x | {macs:.1f} / {irn_macs:.1f} | "
+                  f"{irn_macs / macs:.1f}x |", flush=True)
     params = sum(p.numel() for p in peer.parameters()) / 1e6
     print(f"\nIRN x8 as re-created: {params:.2f} M parameters, 8 InvBlocks per level, 5-conv dense subnets of growth 32;"
-          f" bdflow x8: {sum(p.numel() for p in ours.parameters()) / 1e6:.2f} M.")
+          f" bdflow x8: {sum(p.numel() for p in shipped.parameters()) / 1e6:.2f} M.")
 
 
 # the training step before and after session 6's flow and recipe (docs/recipe.md), timed in turn in one run

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig, sample_z
+from bdflow.flow import z_origin_levels
 from bdflow.config import LEGACY
 from bdflow.coupling import InvBlock, Subnet
 from bdflow.quantize import to_8bit
@@ -153,6 +154,52 @@ def test_conditions_per_level(b_upsample):
         assert (model.inverse(y, b, z) - x).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_z_origin_levels_name_the_level_of_a_detail(level):
+    """A checkerboard of 2^(level-1) px squares is one Haar detail of that level alone: a fresh flow (identity
+    couplings) puts it only on the Z channels whose origin level it is."""
+    origin = z_origin_levels(3)
+    assert [int((origin == l).sum()) for l in (1, 2, 3)] == [9 * 16, 9 * 4, 9]
+    model = BDFlow(BDFlowConfig(scale=8, wavelet="haar", boundary=False)).eval()
+    i = torch.arange(32) // 2 ** (level - 1)
+    x = 0.5 + 0.1 * (-1.0) ** (i[:, None] + i[None, :]).expand(3, 32, 32)[None]
+    with torch.no_grad():
+        z = model(x)[2].abs().amax(dim=(0, 2, 3))
+    assert z[origin == level].max() > 0.01 and z[origin != level].max() < 1e-6
+
+
+@pytest.mark.parametrize("b_mode", ["condition", "channel"])
+def test_recentre_z_shifts_only_z(b_mode):
+    """recentre_z(m): the forward Z moves by -m, Y and B stay, Z = 0 now decodes what Z = m decoded, still exact."""
+    model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, b_mode=b_mode))).eval()
+    with torch.no_grad():
+        model.z_log_scale.normal_()
+    x = torch.rand(1, 3, 16, 16)
+    m = torch.randn(model.config.z_channels)
+    with torch.no_grad():
+        y, b, z = model(x)
+        old = model.inverse(y, b, m.view(1, -1, 1, 1).expand_as(z))
+        model.recentre_z(m)
+        y2, b2, z2 = model(x)
+        assert torch.equal(y2, y) and (b is None or torch.equal(b2, b))
+        assert (z2 - (z - m.view(1, -1, 1, 1))).abs().max() < 1e-4
+        torch.testing.assert_close(model.inverse(y, b, torch.zeros_like(z)), old, rtol=1e-5, atol=1e-4)
+        assert (model.inverse(y2, b2, z2) - x).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("res_from_level", [1, 2, 3])
+def test_res_from_level_lightens_only_the_finer_levels(res_from_level):
+    """Subnets below res_from_level have no residual blocks (fewer weights, fewer MACs); the flow stays exact."""
+    config = BDFlowConfig(scale=8, hidden=8, res_from_level=res_from_level)
+    model = perturb_(BDFlow(config)).eval()
+    assert [len(blocks[0].eta.body) for blocks in model.levels] == [int(l >= res_from_level) for l in range(1, 4)]
+    x = torch.rand(1, 3, 32, 32)
+    y, b, z = model(x)
+    assert (model.inverse(y, b, z) - x).abs().max() < 1e-5
+    full = sum(p.numel() for p in BDFlow(BDFlowConfig(scale=8, hidden=8)).parameters())
+    assert (sum(p.numel() for p in model.parameters()) < full) == (res_from_level > 1)
+
+
 @pytest.mark.parametrize("b_from_level", [1, 3, 4])
 def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
     """Levels below b_from_level have couplings without a condition input; the flow stays exact and B still
@@ -228,7 +275,7 @@ def test_sample_z_temperature_and_seed():
 
 @pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
                                  dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"), dict(b_init="ones"), dict(y_phase="middle"),
-                                 dict(scale=16, b_from_level=5), dict(b_from_level=0)])
+                                 dict(scale=16, b_from_level=5), dict(b_from_level=0), dict(res_from_level=0), dict(scale=8, res_from_level=4)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         BDFlowConfig(**bad)

@@ -2,6 +2,7 @@
 # Ship session 7's runs (training/session7.sh) and re-create their numbers (issues #13, #14).
 #   bash training/session7-ship.sh ROOT x16       # ROOT/face-x16 (-noB) -> checkpoints/; x16 tables beside the twin
 #   bash training/session7-ship.sh ROOT extreme   # ROOT/face-x32, face-x64, face-x64-noB -> checkpoints; x32/x64 tables
+#   bash training/session7-ship.sh ROOT x8        # ROOT/face-x8 -> checkpoints/; its x8 tables (session 12)
 #   bash training/session7-ship.sh ROOT table3    # Table 3: the x64 pair and its seeds 1, 2, paired on faces/val
 # Each run's OUT/last becomes checkpoints/NAME (weights + config + meta; no optimizer state; the x32/x64 weights as
 # float16, every number below measured on those); then the evaluate CLI
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-runs}
-stage=${2:?stage: x16 | extreme | table3}
+stage=${2:?stage: x8 | x16 | extreme | table3}
 D=../shared/data/faces
 R=docs/results
 NOTES="Faces only (aligned CelebA-HQ); other content is out of domain. A CPU budget (see Training): far below the paper's. Trained at tau_train = 0: decodes best at tau = 0 (the default); larger tau adds noise the decoder never saw."
@@ -33,6 +34,13 @@ PY
 held() { for name; do [ ! -d "$root/$name/last" ] || echo "$name"; done; }  # NAME...: those ROOT holds a run of
 ev() { python -m bdflow.evaluate --bits 1 --seed 0 --tau 0 "$@"; }
 case $stage in
+  x8)
+    ship float32 face-x8
+    ev --checkpoint checkpoints/face-x8 --data "$D/val" --limit 50 --tau 0 0.8 \
+       --json $R/x8-val.json --csv $R/x8-val.csv --record val-512 --notes "$NOTES"
+    ev --checkpoint checkpoints/face-x8 --data "$D/test1024" --limit 10 \
+       --json $R/x8-test1024.json --csv $R/x8-test1024.csv --record test-1024
+    ev --checkpoint checkpoints/face-x8 --data assets --json $R/x8-assets.json --csv $R/x8-assets.csv ;;
   x16)  # face-x16 (and face-x16-noB where ROOT holds it: session 9 retrained both)
     ship float32 $(held face-x16 face-x16-noB)
     ev --checkpoint checkpoints/face-x16 --twin checkpoints/face-x16-noB --data "$D/val" --limit 50 --tau 0 0.8 \
