@@ -56,7 +56,10 @@ def test_tiled_agrees_with_whole_on_a_real_face(face, name):
 
 def test_exact_margin_bounds_the_receptive_field():
     model = BDFlow.from_pretrained(CKPTS / "face-x8")
-    assert exact_margin(model) == 42  # 3x3 convolutions: 24 of padding per level, at 1, 1/2, 1/4 LR px
+    # 3x3 convolutions, 24 of padding per level at 1 and 1/2 LR px; level 1 (1/4 LR px) has no residual blocks
+    # (res_from_level 2): 12 there
+    assert model.config.res_from_level == 2
+    assert exact_margin(model) == 24 + 24 / 2 + 12 / 4
 
 
 def test_rescaler_tiles_only_above_1024(face, monkeypatch):
