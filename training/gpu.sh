@@ -8,7 +8,7 @@
 #            git switch gpu-lean                # then the device call:
 #   device:  bash training/gpu.sh train         # each model in turn, MINUTES (default 2.5) each; weights -> $OUT/NAME
 #   here:    git switch -                       # back; copy $OUT's NAME/ folders over checkpoints/NAME and run
-#                                               #   training/session6-ship.sh's evaluate lines to re-score them
+#                                               #   training/session7-ship.sh's x8 and x16 evaluate lines to re-score them
 # Test it here first with a tiny budget on the CPU: MINUTES=0.3 OUT=/tmp/gpu-out bash training/gpu.sh train
 #
 # Each run starts from the committed checkpoint of the same scale (--init-from copies every level; the Adam state
@@ -50,7 +50,7 @@ import json, sys
 from bdflow.config import BDFlowConfig
 c = BDFlowConfig.from_dict({k: v for k, v in json.load(open(sys.argv[1])).items() if k != "meta"})
 print("--scale", c.scale, "--wavelet", c.wavelet, "--y-phase", c.y_phase, "--b-mode", c.b_mode, "--b-upsample", c.b_upsample,
-      "--b-init", c.b_init, "--boundary" if c.boundary else "--no-boundary")
+      "--b-init", c.b_init, "--res-from-level", c.res_from_level, "--boundary" if c.boundary else "--no-boundary")
 PY
 )
       flags=("${recipe[@]}" $arch --crop "$crop" --init-from "checkpoints/$name")
