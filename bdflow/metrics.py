@@ -62,8 +62,14 @@ def grid_map(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
     """The squared Y error folded by pixel position modulo ``scale``: (N, 3, H, W) x2 -> (N, s, s), the mean error
     at each offset inside an LR cell (issue #14's grid check). A border of ``scale`` pixels is cropped first (keeps
     the offsets aligned)."""
+    return fold_cells(cell_error(x, ref, scale).pow(2), scale)
+
+
+def cell_error(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
+    """The signed Y error the grid check folds: (N, 3, H, W) x2 -> float64 (N, 1, H - 2 s, W - 2 s), a border of
+    ``scale`` pixels cropped (keeps the offsets aligned with the LR cells)."""
     _check_pair(x, ref, scale, min_size=scale)
-    return fold_cells((_y64(x, scale) - _y64(ref, scale)).pow(2), scale)
+    return _y64(x, scale) - _y64(ref, scale)
 
 
 def fold_cells(err: torch.Tensor, scale: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py --peer                       # the README's tables (CPU), IRN side by side
     python benchmarks/speed.py --scales 16 --sizes 1024 --repeats 5 --precisions fp32 bf16 --no-train
+    python benchmarks/speed.py --scales 8 --sizes 512 --precisions fp32 --no-train --no-allocator --profile
     python benchmarks/speed.py --device cuda --scales 64 --sizes 1024 --precisions fp32 bf16 --compile --no-train
 
 Prints Markdown: parameters, multiply-accumulates of the forward (encode) and inverse (decode) pass counted by
@@ -189,6 +190,28 @@ def peer_table(sizes, repeats, device) -> None:
           f" bdflow x8: {sum(p.numel() for p in shipped.parameters()) / 1e6:.2f} M.")
 
 
+@torch.inference_mode()
+def profile_table(sizes, repeats, device) -> None:
+    """Where the shipped x8's fp32 round trip (the peer table's) spends its time: torch.profiler over ``repeats``
+    round trips after a warm-up, grouped by operator (self time), convolutions (what MACs count) against the rest."""
+    model = load_model(8, device)
+    for size in sizes:
+        x = torch.rand(1, 3, size, size, device=device)
+        round_trip(model, x)
+        with torch.profiler.profile() as prof:
+            for _ in range(repeats):
+                round_trip(model, x)
+        events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events)
+        conv = sum(e.self_cpu_time_total for e in events if "conv" in e.key)
+        print(f"\n**Profile: x8 {size}² fp32 encode+decode on {device_name(device)}, by operator, {repeats} round trips"
+              f" (convolutions {100 * conv / total:.1f} %)**\n")
+        print("| operator | share of self time % | calls per round trip |")
+        print("|---|---|---|")
+        for e in events[:15]:
+            print(f"| {e.key} | {100 * e.self_cpu_time_total / total:.1f} | {e.count // repeats} |")
+
+
 # the training step before and after session 6's flow and recipe (docs/recipe.md), timed in turn in one run
 STEP_DESIGNS = {  # name -> (BDFlowConfig fields, LossConfig fields)
     "Haar, B as a channel, the paper's loss (sessions 2-5)": (
@@ -239,6 +262,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile'd fp32 variant")
     parser.add_argument("--peer", action="store_true", help="IRN x8 side by side (at --peer-sizes)")
     parser.add_argument("--peer-sizes", type=int, nargs="+", default=[512])
+    parser.add_argument("--profile", action="store_true", help="the x8 round trip by operator (at --peer-sizes)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step throughput")
     parser.add_argument("--no-allocator", action="store_true", help="skip the allocator table (CPU)")
     args = parser.parse_args()
@@ -254,6 +278,8 @@ def main() -> None:
         allocator_table(max(args.sizes), args.repeats, args.precisions)
     if args.peer:
         peer_table(args.peer_sizes, args.repeats, device)
+    if args.profile:
+        profile_table(args.peer_sizes, args.repeats, device)
     if not args.no_train:
         training_table(args.repeats, device)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")

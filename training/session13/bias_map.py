@@ -3,11 +3,11 @@ how much is variance (session 13, issue #14).
 
     python training/session13/bias_map.py checkpoints/face-x64 [--limit 20]
 
-For each face of faces/test1024 (tau = 0, 1-bit B) the signed Y error e = Y(x_hat) - Y(x) is folded by offset
-modulo the scale (``metrics.fold_cells``). Pooled over faces, the squared-error map S(o) = E[e^2 | o] splits into
+For each face of faces/test1024 (tau = 0, 1-bit B) the signed Y error e = Y(x_hat) - Y(x) of the grid check
+(``metrics.cell_error``) is folded by offset modulo the scale (``metrics.fold_cells``). Pooled over faces, the squared-error map S(o) = E[e^2 | o] splits into
 bias^2 B(o) = (E[e | o])^2 and variance S - B. Printed: the pooled peak ratio of S (the grid check), of S - B
 (what is left once the per-offset bias is removed), the bias's share of S at the peak, and the same for bicubic.
-A loss on the per-offset mean error (``LossConfig.lambda_cell``) can only remove the B part.
+A loss on the per-offset mean error (not built: this measurement priced it) could only remove the B part.
 """
 
 import argparse
@@ -17,7 +17,7 @@ import torch
 from bdflow import Rescaler
 from bdflow.data import list_images
 from bdflow.image_io import read_rgb
-from bdflow.metrics import fold_cells, peak_ratio, rgb_to_y
+from bdflow.metrics import cell_error, fold_cells, peak_ratio
 from bdflow.resize import bicubic_round_trip
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -31,12 +31,12 @@ files = list_images(args.data)[: args.limit or None]
 
 
 def folds(decode):
-    """(N, s, s) mean signed error and (N, s, s) mean squared error per offset, border s cropped."""
+    """(N, s, s) mean signed error and (N, s, s) mean squared error per offset."""
     m1, m2 = [], []
     with torch.inference_mode():
         for f in files:
             x = read_rgb(f)[None]
-            e = (rgb_to_y(decode(x).double()) - rgb_to_y(x.double()))[..., s:-s, s:-s]
+            e = cell_error(decode(x), x, s)
             m1.append(fold_cells(e, s)[0])
             m2.append(fold_cells(e * e, s)[0])
     return torch.stack(m1), torch.stack(m2)
