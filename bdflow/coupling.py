@@ -4,7 +4,7 @@ Eq. 6 of the paper is garbled (phi appears as both scale and shift of u1). We us
 uses, which the design doc fixes::
 
     u1' = u1 + phi(u2)
-    u2' = u2 * exp(s(u1')) + eta(u1'),      s = clamp * (2 sigmoid(rho(u1')) - 1)  in [-clamp, clamp]
+    u2' = u2 * exp(s(u1')) + eta(u1'),      s = clamp * (2 sigmoid(rho(u1')) - 1) = clamp * tanh(rho(u1') / 2)
 
 and the inverse in reverse order. u1 is the first ``split`` = 3 channels (the RGB low-pass that becomes Y), u2 the
 rest. Like FrEIA's and IRN's blocks, an InvBlock takes a ``subnet_constructor(c_in, c_out)``, so another subnet is
@@ -30,7 +30,7 @@ class ResidualBlock(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.conv2(F.relu(self.conv1(h)))
+        return h + self.conv2(F.relu(self.conv1(h), inplace=True))
 
 
 class Subnet(nn.Module):
@@ -56,7 +56,10 @@ class Subnet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.conv_out(F.relu(self.body(F.relu(self.conv_in(u)))))
+        # ReLUs in place (on fresh convolution outputs and sums, which autograd allows); with no residual blocks the
+        # second ReLU would repeat the first, so it is skipped (and a second in-place ReLU would break backward).
+        h = F.relu(self.conv_in(u), inplace=True)
+        return self.conv_out(F.relu(self.body(h), inplace=True) if len(self.body) else h)
 
 
 def _with(u: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -77,8 +80,11 @@ class InvBlock(nn.Module):
             subnet_constructor(c_in + cond_channels, c_out) for c_in, c_out in ((c2, split), (split, c2), (split, c2))
         )
 
-    def _log_scale(self, u1: torch.Tensor) -> torch.Tensor:
-        return self.clamp * (2 * torch.sigmoid(self.rho(u1)) - 1)
+    def _log_scale(self, u1: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
+        """sign * s(u1) = clamp * tanh(sign * rho(u1) / 2): two passes over the wide half instead of the
+        sigmoid form's four (the same function; benchmarks/speed.py --profile)."""
+        s = torch.tanh(self.rho(u1).mul_(0.5 * sign))  # in place on rho's fresh output (autograd allows it)
+        return s if self.clamp == 1 else s * self.clamp
 
     def _check_cond(self, cond: torch.Tensor | None) -> None:
         if (cond is None) != (self.cond_channels == 0) or (cond is not None and cond.shape[1] != self.cond_channels):
@@ -87,15 +93,15 @@ class InvBlock(nn.Module):
     def forward(self, u: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_cond(cond)
         u1, u2 = u[:, : self.split], u[:, self.split :]
-        u1 = u1 + self.phi(_with(u2, cond))
+        u1 = self.phi(_with(u2, cond)).add_(u1)
         c1 = _with(u1, cond)
-        u2 = u2 * torch.exp(self._log_scale(c1)) + self.eta(c1)
+        u2 = torch.addcmul(self.eta(c1), u2, torch.exp(self._log_scale(c1)))  # one pass: eta + u2 * exp(s)
         return torch.cat([u1, u2], dim=1)
 
     def inverse(self, v: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_cond(cond)
         v1, v2 = v[:, : self.split], v[:, self.split :]
         c1 = _with(v1, cond)
-        u2 = (v2 - self.eta(c1)) * torch.exp(-self._log_scale(c1))
+        u2 = (v2 - self.eta(c1)).mul_(torch.exp(self._log_scale(c1, -1.0)))
         u1 = v1 - self.phi(_with(u2, cond))
         return torch.cat([u1, u2], dim=1)

@@ -253,8 +253,10 @@ def z_origin_levels(levels: int) -> torch.Tensor:
 
 
 def sample_z(y: torch.Tensor, channels: int, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Z ~ N(0, tau^2) shaped (N, channels, h, w) like y (design §2: tau = 0 gives the deterministic mean)."""
+    """Z ~ N(0, tau^2) shaped (N, channels, h, w) like y (design §2: tau = 0 gives the deterministic mean, zeros,
+    drawn from no generator)."""
     tau = check_tau(tau)
     n, _, h, w = y.shape
-    z = torch.randn(n, channels, h, w, generator=generator, device=y.device, dtype=y.dtype)
-    return z * tau
+    if tau == 0:
+        return y.new_zeros(n, channels, h, w)
+    return torch.randn(n, channels, h, w, generator=generator, device=y.device, dtype=y.dtype).mul_(tau)
