@@ -64,6 +64,10 @@ def _res_levels(c: BDFlowConfig) -> str:
     return f" (levels {c.res_from_level}..{c.levels}; the finer ones conv-ReLU-conv)" if c.res_from_level > 1 else ""
 
 
+def _level1(c: BDFlowConfig) -> str:
+    return f" ({c.level1_blocks} at level 1)" if c.level1_blocks else ""
+
+
 def _flow(c: BDFlowConfig) -> str:
     wavelet = {"haar": "Haar (the paper's)", "cdf53": "LeGall 5/3 lifting", "cdf97": "CDF 9/7 lifting"}[c.wavelet]
     b = ("B as the flow's 4th output channel (the paper's)" if c.b_channel else
@@ -133,7 +137,7 @@ Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {trainin
 {budget}
 
 Flow: {_flow(c)}.
-Model: `hidden={config['hidden']}`, `res_blocks={config['res_blocks']}`{_res_levels(c)}, `blocks_per_level={config['blocks_per_level']}`,
+Model: `hidden={config['hidden']}`, `res_blocks={config['res_blocks']}`{_res_levels(c)}, `blocks_per_level={config['blocks_per_level']}`{_level1(c)},
 B target `{config.get('b_target')}`, BAM T = {config.get('bam_threshold')}, {config.get('bam_norm')}-norm (full config in `config.json`).
 
 ## Metrics

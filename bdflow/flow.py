@@ -56,7 +56,7 @@ class BDFlow(nn.Module):
         self.levels = nn.ModuleList(
             nn.ModuleList(
                 InvBlock(3 * 4**level, self._subnet(level), c.clamp, cond_channels=int(c.reads_b(level)))
-                for _ in range(c.blocks_per_level)
+                for _ in range(c.blocks_at(level))
             )
             for level in range(1, c.levels + 1)
         )
@@ -197,7 +197,8 @@ class BDFlow(nn.Module):
         parent grows into a centred child of more levels, whose new coarsest level alone lifts on the odd samples
         (design: "Y's phase").
         """
-        keep = ("hidden", "res_blocks", "res_from_level", "clamp", "boundary", "blocks_per_level", "max_3x3_channels", "wavelet", "b_mode")
+        keep = ("hidden", "res_blocks", "res_from_level", "clamp", "boundary", "blocks_per_level", "level1_blocks",
+                "max_3x3_channels", "wavelet", "b_mode")
         keep += ("b_upsample", "b_from_level") if self.config.conditioned else ()  # the twin reads no B
         differ = [k for k in keep if getattr(parent.config, k) != getattr(self.config, k)]
         phases_kept = all(parent.config.phase(l) == self.config.phase(l) for l in range(1, parent.config.levels + 1))

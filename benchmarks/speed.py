@@ -159,22 +159,27 @@ def irn_round_trip(net, x: torch.Tensor) -> torch.Tensor:
     return net.inverse(net(x))
 
 
-LIGHT_LEVELS = (2, 3)  # res_from_level of the lighter x8 variants timed beside the shipped one (random weights; the
-# shipped model's own value is not timed twice)
+LIGHT_VARIANTS = {  # x8 designs timed beside the shipped one (random weights; one equal to the shipped design is
+    # not timed twice): session 12's shipped x8, the same with level 2 light too, and session 14's
+    "res_from_level 2": dict(res_from_level=2, level1_blocks=0),
+    "res_from_level 3": dict(res_from_level=3, level1_blocks=0),
+    "res_from_level 3, level1_blocks 1": dict(res_from_level=3, level1_blocks=1),
+}
 
 
 @torch.inference_mode()
 def peer_table(sizes, repeats, device) -> None:
-    """bdflow x8 (the shipped model, and the same flow with its finer levels' residual blocks removed:
-    ``res_from_level``, random weights, for what a lighter level 1 would buy) and IRN x8 (random weights) at fp32,
-    interleaved in one loop; the ratio per size. (fp32 only: IRN's dense subnets concatenate, which oneDNN's
-    blocked tensors of the bf16 path do not support.)"""
+    """bdflow x8 (the shipped model, and the flow of LIGHT_VARIANTS: lighter or heavier fine levels,
+    ``res_from_level`` and ``level1_blocks``, random weights) and IRN x8 (random weights) at fp32, interleaved in one
+    loop; the ratio per size. (fp32 only: IRN's dense subnets concatenate, which oneDNN's blocked tensors of the bf16
+    path do not support.)"""
     print(f"\n**Side by side with IRN's x8 architecture on {device_name(device)}, encode+decode, median of {repeats}**\n")
     print("| size | bdflow x8 | bdflow fp32 (s) | IRN x8 fp32 (s) | IRN / bdflow | GMACs bdflow / IRN | IRN / bdflow GMACs |")
     print("|---|---|---|---|---|---|---|")
     shipped = load_model(8, device)
-    ours = {"shipped": shipped, **{f"res_from_level {n}": BDFlow(dataclasses.replace(shipped.config, res_from_level=n))
-                                   .to(device).eval() for n in LIGHT_LEVELS if n != shipped.config.res_from_level}}
+    designs = {name: dataclasses.replace(shipped.config, **change) for name, change in LIGHT_VARIANTS.items()}
+    ours = {"shipped": shipped, **{name: BDFlow(config).to(device).eval() for name, config in designs.items()
+                                   if config != shipped.config}}
     peer = IRN(scale=8).to(device).eval()
     for size in sizes:
         x = torch.rand(1, 3, size, size, device=device)

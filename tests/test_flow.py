@@ -200,6 +200,16 @@ def test_res_from_level_lightens_only_the_finer_levels(res_from_level):
     assert (sum(p.numel() for p in model.parameters()) < full) == (res_from_level > 1)
 
 
+@pytest.mark.parametrize("level1_blocks", [0, 1, 3])
+def test_level1_blocks_sets_only_the_finest_level(level1_blocks):
+    """level1_blocks overrides blocks_per_level at level 1 alone (0 keeps it); the flow stays exact."""
+    model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, level1_blocks=level1_blocks))).eval()
+    assert [len(blocks) for blocks in model.levels] == [level1_blocks or 2, 2, 2]
+    x = torch.rand(1, 3, 32, 32)
+    y, b, z = model(x)
+    assert (model.inverse(y, b, z) - x).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("b_from_level", [1, 3, 4])
 def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
     """Levels below b_from_level have couplings without a condition input; the flow stays exact and B still
@@ -275,7 +285,8 @@ def test_sample_z_temperature_and_seed():
 
 @pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
                                  dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"), dict(b_init="ones"), dict(y_phase="middle"),
-                                 dict(scale=16, b_from_level=5), dict(b_from_level=0), dict(res_from_level=0), dict(scale=8, res_from_level=4)])
+                                 dict(scale=16, b_from_level=5), dict(b_from_level=0), dict(res_from_level=0), dict(scale=8, res_from_level=4),
+                                 dict(level1_blocks=-1)])
 def test_config_validation(bad):
     with pytest.raises(ValueError):
         BDFlowConfig(**bad)

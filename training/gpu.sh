@@ -50,7 +50,8 @@ import json, sys
 from bdflow.config import BDFlowConfig
 c = BDFlowConfig.from_dict({k: v for k, v in json.load(open(sys.argv[1])).items() if k != "meta"})
 print("--scale", c.scale, "--wavelet", c.wavelet, "--y-phase", c.y_phase, "--b-mode", c.b_mode, "--b-upsample", c.b_upsample,
-      "--b-init", c.b_init, "--res-from-level", c.res_from_level, "--boundary" if c.boundary else "--no-boundary")
+      "--b-init", c.b_init, "--res-from-level", c.res_from_level,
+      "--level1-blocks", c.level1_blocks, "--boundary" if c.boundary else "--no-boundary")
 PY
 )
       flags=("${recipe[@]}" $arch --crop "$crop" --init-from "checkpoints/$name")
