@@ -86,6 +86,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     baw = f"BAW after {100 * loss.baw_alpha:.0f} % of the iterations" if loss.uses_baw(c) else "no BAW (L1 alike on every pixel)"
     if loss.grid_gamma:
         baw += f", each offset of the LR cell weighed by its error (γ = {loss.grid_gamma:g})"
+    if loss.lambda_grid:
+        baw += f", plus λ_grid = {loss.lambda_grid:g} on the detail's energy per offset of the LR cell"
     sessions = meta.get("sessions", [])
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions

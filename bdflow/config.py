@@ -144,6 +144,7 @@ class LossConfig:
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
     lpips_shift: bool = option(False, "LPIPS compares both images cropped at a random offset of 0..s-1 px, so no LR-cell phase lines up with AlexNet's strides (issue #14's grid)")
     grid_gamma: float = option(0.0, "L_back weighs each offset inside the LR cell by (its batch squared error / the mean)^gamma, so an error that follows the LR grid costs more (issue #14's grid; 0: off)")
+    lambda_grid: float = option(0.0, "weight of L_grid: where inside the LR cell the decoded detail (X_back - bicubic_up(Y)) has its energy, held to where the true detail (X - bicubic_up(Y)) has it, as profiles over the cell's offsets (issue #14's grid; beyond the paper; 0: off)")
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
     lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
@@ -152,8 +153,9 @@ class LossConfig:
 
     def __post_init__(self):
         check_tau(self.tau_train)
-        if self.grid_gamma < 0:
-            raise ValueError(f"grid_gamma must be >= 0, got {self.grid_gamma}")
+        for name in ("grid_gamma", "lambda_grid"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def check(self, config: BDFlowConfig) -> None:
         """Refuse a loss that does not fit the model: BAW for the twin (``baw_twin``) needs the twin."""

@@ -1,6 +1,7 @@
 """The training loss of BDFlow (paper §3.3, Eq. 4 and 7-11); each term is a function of its own.
 
     L = lambda_1 L_forw(Y) + L_back(X; lambda_BAW) + lambda_3 L_LPIPS + lambda_4 L_BAM(B) + lambda_5 L_latent(Z)
+        (+ lambda_grid L_grid, beyond the paper: issue #14's grid)
 
 Every term is a mean over its elements (the paper's 1/N sums), so the lambdas of §4.2 (2, 2, 1, 16, 4)
 weigh per-pixel errors. The reconstruction X_back is decoded from the *quantised* Y and B and a Z sampled
@@ -23,7 +24,7 @@ from .flow import BDFlow, sample_z
 from .lpips import lpips
 from .metrics import fold_cells
 from .quantize import quantize_b, quantize_y
-from .resize import bicubic_down
+from .resize import bicubic_down, bicubic_up
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -62,6 +63,23 @@ def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float)
     return (weight / weight.mean()).repeat(h // scale, w // scale)[None, None]
 
 
+def grid_energy_loss(x_back: torch.Tensor, x: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
+    """L_grid (beyond the paper; ``LossConfig.lambda_grid``, issue #14's grid): where inside the LR cell the decoder
+    puts its detail. x_back, x (N,3,H,W), y (N,3,H/s,W/s) the stored LR; H and W multiples of ``scale``.
+
+    The detail is what the reconstruction adds to Y's bicubic upsampling; its energy at each offset o of the s x s
+    cell, D(o), folded over the batch's cells (``metrics.fold_cells``, the grid check's fold), is compared as a profile
+    with the true detail's, R(o), on the same images: mean_o (D(o) / mean D - R(o) / mean R)^2. Only where the energy
+    sits counts, not how much there is (LPIPS and L_back decide that). A decoder that paints texture at one offset of
+    every cell (a lattice of dots: LPIPS rewards texture, a constant latent puts it in the same place each time) pays
+    whatever the sign of that texture, which an error-weighted L1 (``grid_weight``) does not see. Y is detached: the
+    term shapes the decoder only."""
+    up = bicubic_up(y.detach(), scale)
+    d = fold_cells((x_back - up).pow(2), scale).mean(0)
+    r = fold_cells((x - up).pow(2), scale).mean(0)
+    return (d / d.mean().clamp_min(1e-12) - r / r.mean().clamp_min(1e-12)).pow(2).mean()
+
+
 def shifted_crops(x_back: torch.Tensor, x: torch.Tensor, period: int, generator: torch.Generator | None = None):
     """Both (N,3,H,W) images cropped to (N,3,H-period,W-period) at one random offset in [0, period)^2 (design, the
     loss's LPIPS note; ``LossConfig.lpips_shift``): the LR cells of a x``period`` model then sit at a random phase of LPIPS's own strided
@@ -92,9 +110,10 @@ class LossTerms:
     lpips: torch.Tensor
     bam: torch.Tensor
     latent: torch.Tensor
+    grid: torch.Tensor
 
     def items(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent")}
+        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "grid")}
 
 
 def bdflow_loss(
@@ -121,7 +140,8 @@ def bdflow_loss(
     z_prior = sample_z(y, c.z_channels, tau=lc.tau_train, generator=generator)
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
-    x_back = model.inverse(quantize_y(y), quantize_b(b, bits) if c.boundary else None, z_prior)
+    y_q = quantize_y(y)
+    x_back = model.inverse(y_q, quantize_b(b, bits) if c.boundary else None, z_prior)
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
     back = backward_loss(x_back, x, weight)
@@ -137,5 +157,6 @@ def bdflow_loss(
         lpips=lc.lambda_lpips * perceptual,
         bam=lc.lambda_bam * bam_term,
         latent=lc.lambda_latent * latent,
+        grid=lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale) if lc.lambda_grid > 0 else zero,
     )
     return LossTerms(total=sum(terms.values()), **terms)

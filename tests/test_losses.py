@@ -7,9 +7,10 @@ import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
-from bdflow.losses import (backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_weight, latent_nll,
-                           shifted_crops)
+from bdflow.losses import (backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_energy_loss, grid_weight,
+                           latent_nll, shifted_crops)
 from bdflow.metrics import grid_map
+from bdflow.resize import bicubic_up
 from tests.helpers import perturb_
 
 
@@ -121,6 +122,36 @@ def test_grid_gamma_changes_only_the_reconstruction_term(face):
     assert terms[2.0].back > terms[0.0].back  # the weight moves to where the error is: a larger weighted mean
     with pytest.raises(ValueError, match="grid_gamma"):
         LossConfig(grid_gamma=-1)
+
+
+def test_grid_energy_loss_sees_a_dot_lattice_of_either_sign():
+    """L_grid is zero when the decoded detail's energy sits where the true detail's does, and grows for detail painted
+    at one offset of every cell whatever its sign per image (what the x64 grid's dot is, issue #14)."""
+    s = 4
+    g = torch.Generator().manual_seed(0)
+    y = torch.rand(2, 3, 6, 8, generator=g) * 0.5 + 0.25
+    up = bicubic_up(y, s)
+    x = up + 0.05 * torch.randn(2, 3, 24, 32, generator=g)  # true detail spread over every offset
+    assert grid_energy_loss(x, x, y, s) == 0
+    dotted = x.clone()
+    dotted[0, :, 1::s, 2::s] += 0.2  # one image's dots bright, the other's dark
+    dotted[1, :, 1::s, 2::s] -= 0.2
+    shuffled = up + 0.5 * (x - up).flip(-1)  # weaker detail, in other places: no excess at any offset
+    assert grid_energy_loss(dotted, x, y, s) > 100 * grid_energy_loss(shuffled, x, y, s)
+
+
+def test_lambda_grid_adds_its_own_term_only(face):
+    x = face[..., 128:192, 128:192]
+    terms = {}
+    for lam in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lpips_from=0.0, lambda_grid=lam)), std=0.01)
+        terms[lam] = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0))
+    assert terms[0.0].grid == 0 and terms[1.0].grid > 0
+    assert terms[0.0].back == terms[1.0].back and terms[0.0].lpips == terms[1.0].lpips
+    assert torch.isclose(terms[1.0].total, terms[0.0].total + terms[1.0].grid)
+    with pytest.raises(ValueError, match="lambda_grid"):
+        LossConfig(lambda_grid=-1)
 
 
 def test_tau_train_sets_the_temperature_of_the_training_decode(face):
