@@ -50,7 +50,7 @@ def test_checkpoint_loads_offline_and_records_its_budget(name):
     if "parent" in meta:  # grown with --init-from: the parent ships too (in the tree, or in history at its
         # recorded revision when a later session replaced it), and the card counts its budget
         parent = meta["parent"]
-        assert "grown from" in card
+        assert ("fine-tuned from" if parent["scale"] == r.model.config.scale else "grown from") in card
         if "revision" not in parent:
             assert (REPO / parent["checkpoint"]).is_dir()
         elif git_history_available():

@@ -17,17 +17,21 @@ R=docs/results
 NOTES="Faces only (aligned CelebA-HQ); other content is out of domain. A CPU budget (see Training): far below the paper's. Trained at tau_train = 0: decodes best at tau = 0 (the default); larger tau adds noise the decoder never saw."
 ship() {  # DTYPE NAME...: ROOT/NAME/last -> checkpoints/NAME, the weights stored as DTYPE (float32 | float16)
   python - "$root" "$@" <<'PY'
+import subprocess
 import sys
 from pathlib import Path
 import torch
 from bdflow import BDFlow
 root, dtype = Path(sys.argv[1]), getattr(torch, sys.argv[2])
+head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 for name in sys.argv[3:]:
     model = BDFlow.from_pretrained(root / name / "last")
     meta = {k: v for k, v in model.meta.items() if k != "metrics"}
     parent = Path(meta.get("parent", {}).get("checkpoint", ""))
     if parent.parts[-1:] == ("last",) and parent.parent.parent.resolve() == root.resolve():  # a run of ROOT, shipped too
         meta["parent"]["checkpoint"] = f"checkpoints/{parent.parent.name}"
+    elif parent == Path("checkpoints") / name:  # fine-tuned from the model it replaces: that one lives on in history
+        meta["parent"].setdefault("revision", head)
     model.to(dtype).save_pretrained(Path("checkpoints") / name, meta=meta)  # loading casts back to float32
 PY
 }
