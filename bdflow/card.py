@@ -95,10 +95,10 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     parent = meta.get("parent")
     if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
         where = f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
-        how = ("fine-tuned from", "it was this model's start") if parent["scale"] == c.scale else (
+        verb, role = ("fine-tuned from", "it was this model's start") if parent["scale"] == c.scale else (
             "grown from", "its levels initialised this model's first ones")
-        budget += (f"\n- before that, {how[0]} {where} (×{parent['scale']}, {parent.get('iterations')} iterations, "
-                   f"{(parent.get('seconds') or 0) / 3600:.2f} h): {how[1]}")
+        budget += (f"\n- before that, {verb} {where} (×{parent['scale']}, {parent.get('iterations')} iterations, "
+                   f"{(parent.get('seconds') or 0) / 3600:.2f} h): {role}")
     metrics = meta.get("metrics", {})
     lambdas = ", ".join(f"{getattr(loss, 'lambda_' + k):g}" for k in ("forw", "back", "lpips", "bam", "latent"))
     metric_rows = "\n".join(
