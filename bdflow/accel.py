@@ -90,3 +90,14 @@ def _bf16_subnet(subnet: nn.Module, device: torch.device) -> nn.Module:
         subnet.register_forward_pre_hook(lambda _, args: (args[0].to(torch.bfloat16),))
         subnet.register_forward_hook(lambda _, args, out: out.float())
     return subnet
+
+
+def train_precision(model: nn.Module, precision: str) -> nn.Module:
+    """Training at ``precision``: "bf16" runs every InvBlock's subnets under bf16 autocast (``InvBlock.compute_dtype``),
+    with the flow's state, the wavelets and the losses in float32; "fp32" runs everything in float32. In place, on
+    the model that trains (no copy: the optimiser's parameters stay float32). Returns ``model``."""
+    dtype = torch.bfloat16 if check_precision(precision) == "bf16" else None
+    for block in model.modules():
+        if isinstance(block, InvBlock):
+            block.compute_dtype = dtype
+    return model

@@ -23,6 +23,7 @@ B_UPSAMPLES = ("bilinear", "nearest")
 B_INITS = ("random", "zero")
 Y_PHASES = ("centred", "corner")
 Z_SCALES = ("learned", "fixed", "none")
+LATENTS = ("nll", "w2", "w2_b")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
 LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0,
@@ -146,13 +147,16 @@ class LossConfig:
     grid_gamma: float = option(0.0, "L_back weighs each offset inside the LR cell by (its batch squared error / the mean)^gamma, so an error that follows the LR grid costs more (issue #14's grid; 0: off)")
     lambda_grid: float = option(0.0, "weight of L_grid: where inside the LR cell the decoded detail (X_back - bicubic_up(Y)) has its energy, held to where the true detail (X - bicubic_up(Y)) has it, as profiles over the cell's offsets (issue #14's grid; beyond the paper; 0: off)")
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
-    lambda_latent: float = option(0.0, "lambda_5, Gaussian NLL of Z (Eq. 11; paper 4, design: 'Recipe')")
+    lambda_latent: float = option(0.0, "lambda_5, weight of L_latent (paper 4 with Eq. 11; design: 'Recipe')")
+    latent: str = option("nll", "L_latent: nll (Eq. 11, E[z^2]/2: fixes Z's scale, not its tails) | w2 (the 1-D Wasserstein-2 distance of the batch's Z values to N(0, 1)) | w2_b (w2 in B's boundary cells and in the rest apart: Z no louder at the boundaries); docs/studies/gaussian-z.md")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
     baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
     tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
 
     def __post_init__(self):
         check_tau(self.tau_train)
+        if self.latent not in LATENTS:
+            raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
         for name in ("grid_gamma", "lambda_grid"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

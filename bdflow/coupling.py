@@ -70,7 +70,13 @@ class InvBlock(nn.Module):
     """Affine coupling over ``channels`` = split + (channels - split); exactly invertible for any weights.
 
     u (N,channels,h,w), cond (N,cond_channels,h,w) or None -> (N,channels,h,w).
+
+    ``compute_dtype`` (``bdflow.accel.train_precision``): the subnets run under autocast at this dtype and return
+    float32, so the coupling's additions and exp(s) - the flow's state - stay float32 and the block stays exactly
+    invertible for its own (lower-precision) subnets. None: float32 throughout.
     """
+
+    compute_dtype: torch.dtype | None = None
 
     def __init__(self, channels: int, subnet_constructor, clamp: float = 1.0, split: int = Y_CHANNELS, cond_channels: int = 0):
         super().__init__()
@@ -83,8 +89,15 @@ class InvBlock(nn.Module):
     def _log_scale(self, u1: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
         """sign * s(u1) = clamp * tanh(sign * rho(u1) / 2): two passes over the wide half instead of the
         sigmoid form's four (the same function; benchmarks/speed.py --profile)."""
-        s = torch.tanh(self.rho(u1).mul_(0.5 * sign))  # in place on rho's fresh output (autograd allows it)
+        s = torch.tanh(self._subnet(self.rho, u1).mul_(0.5 * sign))  # in place on rho's fresh output (autograd allows it)
         return s if self.clamp == 1 else s * self.clamp
+
+    def _subnet(self, net: nn.Module, u: torch.Tensor) -> torch.Tensor:
+        """net(u) in float32, computed at ``compute_dtype`` when set."""
+        if self.compute_dtype is None:
+            return net(u)
+        with torch.autocast(u.device.type, dtype=self.compute_dtype):
+            return net(u).float()
 
     def _check_cond(self, cond: torch.Tensor | None) -> None:
         if (cond is None) != (self.cond_channels == 0) or (cond is not None and cond.shape[1] != self.cond_channels):
@@ -93,15 +106,15 @@ class InvBlock(nn.Module):
     def forward(self, u: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_cond(cond)
         u1, u2 = u[:, : self.split], u[:, self.split :]
-        u1 = self.phi(_with(u2, cond)).add_(u1)
+        u1 = self._subnet(self.phi, _with(u2, cond)).add_(u1)
         c1 = _with(u1, cond)
-        u2 = torch.addcmul(self.eta(c1), u2, torch.exp(self._log_scale(c1)))  # one pass: eta + u2 * exp(s)
+        u2 = torch.addcmul(self._subnet(self.eta, c1), u2, torch.exp(self._log_scale(c1)))  # one pass: eta + u2 * exp(s)
         return torch.cat([u1, u2], dim=1)
 
     def inverse(self, v: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         self._check_cond(cond)
         v1, v2 = v[:, : self.split], v[:, self.split :]
         c1 = _with(v1, cond)
-        u2 = (v2 - self.eta(c1)).mul_(torch.exp(self._log_scale(c1, -1.0)))
-        u1 = v1 - self.phi(_with(u2, cond))
+        u2 = (v2 - self._subnet(self.eta, c1)).mul_(torch.exp(self._log_scale(c1, -1.0)))
+        u1 = v1 - self._subnet(self.phi, _with(u2, cond))
         return torch.cat([u1, u2], dim=1)

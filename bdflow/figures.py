@@ -48,30 +48,12 @@ from .bam import boundary_strength
 from .data import list_images
 from .evaluate import Z_SAMPLE, row_label
 from .image_io import load_image, to_output
-from .metrics import grid_ratio, psnr_y, sample_values
+from .metrics import Moments, grid_ratio, psnr_y, sample_values
 from .pipeline import Rescaler
 from .resize import bicubic_round_trip
 from .viz import hist_panel, plt, tile_grid
 
 PIXEL_UNITS = 255.0  # Z_GT is reported in 8-bit grey levels
-
-
-class Moments:
-    """Running count, mean, variance and excess kurtosis of every value added (float64 power sums)."""
-
-    def __init__(self):
-        self.sums = np.zeros(5)  # n, sum v, sum v^2, sum v^3, sum v^4
-
-    def add(self, values: torch.Tensor) -> None:
-        v = values.detach().double().flatten()
-        self.sums += np.array([v.numel(), *(float((v**p).sum()) for p in range(1, 5))])
-
-    def summary(self) -> dict[str, float]:
-        n, s1, s2, s3, s4 = self.sums
-        mean = s1 / n
-        var = s2 / n - mean**2
-        m4 = s4 / n - 4 * mean * s3 / n + 6 * mean**2 * s2 / n - 3 * mean**4  # 4th central moment
-        return {"count": int(n), "mean": mean, "var": var, "excess_kurtosis": m4 / var**2 - 3}
 
 
 def near_boundary(x: torch.Tensor) -> torch.Tensor:

@@ -159,8 +159,13 @@ def pad_to_multiple(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.pad(x, (0, -w % scale, 0, -h % scale), mode="reflect")
 
 
-def read_rgb(path: str | Path) -> torch.Tensor:
-    """An image file -> (3,H,W) float32 RGB in [0, 1] (the training reader: no EXIF or alpha handling)."""
+def read_rgb_uint8(path: str | Path) -> torch.Tensor:
+    """An image file -> (3,H,W) uint8 RGB (the training reader: no EXIF or alpha handling)."""
     with Image.open(path) as img:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+        rgb = np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy for torch.from_numpy
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """An image file -> (3,H,W) float32 RGB in [0, 1] (:func:`read_rgb_uint8` / 255)."""
+    return read_rgb_uint8(path).float().div_(255)

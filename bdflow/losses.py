@@ -14,6 +14,7 @@ construction and is not computed; the encoder reads the unquantised target, the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -21,12 +22,13 @@ import torch
 from .bam import boundary_strength
 from .config import BDFlowConfig, LossConfig
 from .flow import BDFlow, sample_z
-from .lpips import lpips
+from .lpips import get_lpips, lpips
 from .metrics import fold_cells
 from .quantize import quantize_b, quantize_y
 from .resize import bicubic_down, bicubic_up
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+W2_SAMPLE = 32768  # Z values per batch that latent_w2 sorts
 
 
 def forward_loss(y: torch.Tensor, y_ref: torch.Tensor) -> torch.Tensor:
@@ -100,6 +102,60 @@ def latent_nll(z: torch.Tensor) -> torch.Tensor:
     return torch.mean(0.5 * z**2) + HALF_LOG_2PI
 
 
+def normal_quantiles(n: int, device=None) -> torch.Tensor:
+    """(n,) the N(0, 1) quantiles at the mid-points (i + 1/2) / n: the sorted sample a perfect Gaussian would give."""
+    p = (torch.arange(n, device=device, dtype=torch.float64) + 0.5) / n
+    return (math.sqrt(2) * torch.erfinv(2 * p - 1)).float()
+
+
+def latent_w2(z: torch.Tensor, n: int = W2_SAMPLE, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Squared 1-D Wasserstein-2 distance between the values of z (any shape) and N(0, 1) (beyond the paper): a
+    random sample of ``n`` values, sorted, against :func:`normal_quantiles`. Unlike Eq. 11's E[z^2]/2, which a spike
+    at 0 minimises, it sees the whole distribution - scale, skew and tails - and is zero only for a Gaussian sample."""
+    flat = z.flatten()
+    if flat.numel() > n:
+        device = generator.device if generator is not None else flat.device
+        flat = flat[torch.randint(flat.numel(), (n,), generator=generator, device=device).to(flat.device)]
+    return (flat.sort().values - normal_quantiles(flat.numel(), flat.device)).pow(2).mean()
+
+
+def latent_term(z: torch.Tensor, kind: str, cells: torch.Tensor | None, generator: torch.Generator | None = None):
+    """L_latent of ``LossConfig.latent`` for z (N,C,h,w): "nll" (Eq. 11), "w2" (:func:`latent_w2` over all of Z) or
+    "w2_b": W2 of the Z values in B's boundary cells and W2 of the rest, averaged, so that Z is N(0, 1) on both
+    sides of B - not louder where the boundaries are. ``cells`` (N,1,h,w) bool: the LR cells where the 1-bit B is 1
+    (None for the twin, whose "w2_b" falls back to "w2")."""
+    if kind == "nll":
+        return latent_nll(z)
+    if kind == "w2" or cells is None:
+        return latent_w2(z, generator=generator)
+    cells = cells.expand_as(z)
+    parts = [latent_w2(z[m], generator=generator) for m in (cells, ~cells) if m.any()]
+    return sum(parts) / len(parts)
+
+
+@dataclass
+class Passes:
+    """The three networks a loss evaluation runs, as callables: the flow's forward (x, b) -> (y, b, z), its inverse
+    (y, b, z) -> x and LPIPS (x, y) -> (N,). :meth:`of` gives the model's own; :meth:`compiled` the same under
+    ``torch.compile`` (the training CLI's fast step: Inductor fuses the couplings' element-wise work, forward and
+    backward, into few kernels; benchmarks/speed.py --train). The glue around them (BAM, bicubic, rounding, the
+    terms) stays eager: it is cheap and changes with ``bits`` and the schedule, which would each cost a recompile."""
+
+    forward: Callable
+    inverse: Callable
+    perceptual: Callable
+
+    @classmethod
+    def of(cls, model: BDFlow) -> "Passes":
+        return cls(model, model.inverse, lpips)
+
+    @classmethod
+    def compiled(cls, model: BDFlow, device: torch.device | str | None = None) -> "Passes":
+        """The model's passes and LPIPS on ``device`` (default: the model's), each ``torch.compile``d."""
+        device = device or next(model.parameters()).device
+        return cls(*(torch.compile(fn, dynamic=False) for fn in (model.forward, model.inverse, get_lpips(device))))
+
+
 @dataclass
 class LossTerms:
     """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised."""
@@ -122,33 +178,36 @@ def bdflow_loss(
     bits: int,
     progress: float,
     generator: torch.Generator | None = None,
+    passes: Passes | None = None,
 ) -> LossTerms:
     """Eq. 7 for a batch x (N,3,H,W) in [0, 1]; ``progress`` in [0, 1] is the fraction of training done.
 
-    The loss is ``model.loss_config``. The twin (``config.boundary=False``) drops L_BAM, and BAW too unless
+    The loss is ``model.loss_config``; ``passes`` runs the networks (default: ``Passes.of(model)``). The twin (``config.boundary=False``) drops L_BAM, and BAW too unless
     ``loss_config.baw_twin`` (Table 3's 'BAW only'): same recipe otherwise.
     """
     c: BDFlowConfig = model.config
     lc: LossConfig = model.loss_config
+    passes = passes or Passes.of(model)
     baw = lc.uses_baw(c)
     zero = torch.zeros((), device=x.device)
     b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold) if baw else None
     b_target = model.boundary_map(x, b_s) if c.boundary else None  # b_s computed once, for B's target and BAW
-    y, b, z = model(x, b_target) if c.conditioned else model(x)
+    y, b, z = passes.forward(x, b_target) if c.conditioned else passes.forward(x)
     forw = forward_loss(y, bicubic_down(x, c.scale))
-    latent = latent_nll(z)
+    cells = quantize_b(b, 1) > 0.5 if c.boundary and lc.latent == "w2_b" else None
+    latent = latent_term(z, lc.latent, cells, generator) if lc.lambda_latent > 0 else zero
     z_prior = sample_z(y, c.z_channels, tau=lc.tau_train, generator=generator)
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     y_q = quantize_y(y)
-    x_back = model.inverse(y_q, quantize_b(b, bits) if c.boundary else None, z_prior)
+    x_back = passes.inverse(y_q, quantize_b(b, bits) if c.boundary else None, z_prior)
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
     back = backward_loss(x_back, x, weight)
     use_lpips = lc.lambda_lpips > 0 and progress >= lc.lpips_from
     if use_lpips:
         pair = (x_back.clamp(0, 1), x)
-        perceptual = lpips(*(shifted_crops(*pair, c.scale, generator) if lc.lpips_shift else pair)).mean()
+        perceptual = passes.perceptual(*(shifted_crops(*pair, c.scale, generator) if lc.lpips_shift else pair)).mean()
     else:
         perceptual = zero
     terms = dict(

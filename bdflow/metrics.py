@@ -93,6 +93,43 @@ def grid_ratio(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
     return peak_ratio(grid_map(x, ref, scale))
 
 
+class Moments:
+    """Running count, mean, variance and excess kurtosis of every value added (float64 power sums)."""
+
+    def __init__(self):
+        self.sums = np.zeros(5)  # n, sum v, sum v^2, sum v^3, sum v^4
+
+    def add(self, values: torch.Tensor) -> None:
+        v = values.detach().double().flatten()
+        self.sums += np.array([v.numel(), *(float((v**p).sum()) for p in range(1, 5))])
+
+    def summary(self) -> dict[str, float]:
+        n, s1, s2, s3, s4 = self.sums
+        mean = s1 / n
+        var = s2 / n - mean**2
+        m4 = s4 / n - 4 * mean * s3 / n + 6 * mean**2 * s2 / n - 3 * mean**4  # 4th central moment
+        return {"count": int(n), "mean": mean, "var": var, "excess_kurtosis": m4 / var**2 - 3}
+
+
+TV_BIN = 0.05  # histogram bin width of the total variation distance to N(0, 1)
+TV_EDGES = np.arange(-10.0, 10.0 + TV_BIN / 2, TV_BIN)  # bins over [-10, 10]; the two tails beyond are one bin each
+
+
+def normal_bin_counts(values) -> np.ndarray:
+    """Counts of ``values`` in the bins of :func:`tv_to_normal`: (-inf, e0), [e0, e1), ..., [e_last, inf)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return np.bincount(np.searchsorted(TV_EDGES, v, side="right"), minlength=len(TV_EDGES) + 1).astype(np.float64)
+
+
+def tv_to_normal(counts: np.ndarray) -> float:
+    """Total variation distance between a histogram (:func:`normal_bin_counts`) and N(0, 1): half the L1 distance
+    of their masses over the same bins of width TV_BIN (0: the same distribution, at this resolution; 1: disjoint)."""
+    from scipy.special import ndtr
+
+    cdf = np.concatenate([[0.0], ndtr(TV_EDGES), [1.0]])
+    return float(0.5 * np.abs(counts / counts.sum() - np.diff(cdf)).sum())
+
+
 def sample_values(values: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
     """At most ``n`` values of a tensor, drawn without replacement (seeded): what histograms and tests see."""
     flat = values.flatten().float().cpu().numpy()

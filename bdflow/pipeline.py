@@ -107,12 +107,10 @@ class Rescaler:
 
     @property
     def default_tau(self) -> float:
-        """The tau a decode uses unless told: the temperature the decoder was trained at, at most DEFAULT_TAU.
-
-        Models trained at tau_train = 0 (the session-6 recipe, design "Recipe") decode best from Z = 0; the paper's
-        recipe (tau_train = 1, and every checkpoint from before the field) keeps 0.8.
-        """
-        return min(self.model.loss_config.tau_train, DEFAULT_TAU)
+        """The tau a decode uses unless told: the checkpoint's own (meta "default_tau", written by training: the
+        temperature it validated at). Checkpoints without it: the training temperature, at most DEFAULT_TAU."""
+        tau = self.model.meta.get("default_tau")
+        return check_tau(tau) if tau is not None else min(self.model.loss_config.tau_train, DEFAULT_TAU)
 
     @torch.inference_mode()
     def decode(self, enc: Encoded, tau: float | None = None, seed: int | None = 0, output_type: str | None = None):

@@ -32,13 +32,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .accel import train_precision
 from .config import BDFlowConfig, LossConfig, option
 from .data import CropBatches, list_images
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .image_io import load_image
-from .limits import MAX_BITS, check_bits
-from .losses import LossTerms, bdflow_loss
+from .limits import MAX_BITS, PRECISIONS, check_bits
+from .losses import LossTerms, Passes, bdflow_loss
 from .metrics import psnr_y
 from .pipeline import Rescaler
 from .quantize import to_8bit
@@ -68,9 +69,12 @@ class TrainConfig:
     checkpoint_minutes: float = option(10.0, "write OUT/last at least this often (minutes)")
     val_every: int = option(500, "validate every N iterations")
     val_images: int = option(8, "validation images (full size)")
-    val_tau: float = option(0.8, "Z temperature for validation decodes")
+    val_tau: float = option(0.0, "Z temperature of the validation decodes; the checkpoint records it as its default tau (meta 'default_tau': what the app, the CLI and Rescaler.decode start from)")
     max_bad_steps: int = option(20, "stop after this many consecutive non-finite losses")
-    mixed_precision: str = option("auto", "no | fp16 | bf16 | auto (bf16 on CUDA, off on CPU)")
+    precision: str = option("auto", "fp32 | bf16 (the couplings' subnets under bf16 autocast; the flow's state, wavelets and losses float32) | auto (bf16 on CUDA, fp32 on a CPU: there bf16 autocast was slower, docs/speed.md)")
+    compile: str = option("auto", "on | off | auto: torch.compile the flow's passes and LPIPS (Inductor; compiling takes 1-5 min; auto: on for runs of 500+ iterations where a C++ compiler or CUDA is found)")
+    cache_images: bool = option(True, "keep the decoded training images in memory (uint8; the same batches, bit for bit)")
+    threads: int = option(0, "torch threads of this run (0: torch's default, one per core); two runs of 1 thread each beat one of 2 on a loaded 2-core machine")
     resume: bool = option(False, "continue OUT/last if it exists")
     init_from: str = option("", "start a new run from this checkpoint of smaller or equal scale: its levels, any extra ones identity (docs/design.md)")
     stop_at: int = option(0, "checkpoint and exit after this iteration (0: run to --iters); --resume continues")
@@ -125,6 +129,19 @@ def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
     if run.iters <= 0 or run.batch_size <= 0:
         raise ValueError("--iters and --batch-size must be positive")
     bits_choices(run)
+    if run.precision not in ("auto", *PRECISIONS) or run.compile not in ("auto", "on", "off"):
+        raise ValueError(f"--precision must be auto or one of {PRECISIONS} and --compile auto, on or off; got "
+                         f"{run.precision!r}, {run.compile!r}")
+
+
+def fast_step(run: TrainConfig, device: torch.device) -> tuple[str, bool]:
+    """The training step a run uses: (precision, compiled). ``auto`` picks bf16 subnets on CUDA only (on a CPU bf16
+    autocast was slower than float32, docs/speed.md) and ``torch.compile`` where it pays: a run of 500+ iterations
+    on CUDA or with a C++ compiler for Inductor's CPU kernels."""
+    precision = run.precision if run.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    can_compile = device.type == "cuda" or any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+    compiled = run.compile == "on" or (run.compile == "auto" and run.iters >= 500 and can_compile)
+    return precision, compiled
 
 
 def bits_choices(run: TrainConfig) -> tuple[int, ...]:
@@ -290,14 +307,16 @@ def hardware(accelerator: Accelerator) -> str:
 
 
 class LossModule(nn.Module):
-    """Wraps the flow so one forward call computes Eq. 7; DDP then syncs every parameter's gradient."""
+    """Wraps the flow so one forward call computes Eq. 7; DDP then syncs every parameter's gradient. ``passes``: the
+    networks as the loss runs them (``Passes.compiled`` for the compiled step; default the model's own)."""
 
-    def __init__(self, model: BDFlow):
+    def __init__(self, model: BDFlow, passes: Passes | None = None):
         super().__init__()
         self.model = model
+        self.passes = passes
 
     def forward(self, x, bits: int, progress: float, generator) -> LossTerms:
-        return bdflow_loss(self.model, x, bits, progress, generator)
+        return bdflow_loss(self.model, x, bits, progress, generator, self.passes)
 
 
 def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig, accelerator: Accelerator):
@@ -329,8 +348,7 @@ def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig
 def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, run: TrainConfig) -> LossTerms | None:
     """One optimisation step of Eq. 7; None (and no update) when the loss is not finite."""
     generator = torch.Generator(device=accelerator.device).manual_seed(run.seed * 1_000_003 + step)
-    with accelerator.autocast():
-        terms = loss_module(x.to(accelerator.device), bits, step / run.iters, generator)
+    terms = loss_module(x.to(accelerator.device), bits, step / run.iters, generator)
     if not torch.isfinite(terms.total):
         optimizer.zero_grad(set_to_none=True)
         return None
@@ -343,14 +361,20 @@ def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, ru
 
 
 def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig) -> Path:
-    mp = run.mixed_precision if run.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
-    accelerator = Accelerator(mixed_precision=mp)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    accelerator = Accelerator()  # precision is the subnets' own (train_precision), never a global autocast
     out, main_process = Path(run.out), accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, scheduler, start, meta = _build(model_config, loss_config, run, accelerator)
-    loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model), optimizer, scheduler)
+    precision, compiled = fast_step(run, accelerator.device)
+    train_precision(model, precision)
+    passes = Passes.compiled(model, accelerator.device) if compiled else None
+    accelerator.print(f"training step: {precision} subnets, {'compiled' if compiled else 'eager'}")
+    loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model, passes), optimizer, scheduler)
     flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
-    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index)
+    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index,
+                          cache=run.cache_images)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
     val_files = list_images(run.val_data)[: run.val_images] if run.val_data and run.val_images else []
     log = RunLog(out, start) if main_process else None
@@ -360,7 +384,7 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
     def snapshot(done: int) -> dict:  # config.json "meta": the recipe and every session's budget
         now = time.time() - t0
         session = {"hardware": hardware(accelerator), "from_iteration": start, "to_iteration": done, "seconds": round(now)}
-        return {"training": dataclasses.asdict(run), "iterations": done, "seconds": seconds_before + now,
+        return {"training": dataclasses.asdict(run), "default_tau": run.val_tau, "iterations": done, "seconds": seconds_before + now,
                 "sessions": [*sessions, session], "torch": torch.__version__,
                 **({"parent": meta["parent"]} if "parent" in meta else {})}
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .metrics import normal_bin_counts, tv_to_normal  # noqa: E402
 from .quantize import max_code  # noqa: E402
 
 LOSS_TERMS = ("total", "forw", "back", "lpips", "bam", "latent")
@@ -191,28 +192,35 @@ def _gauss(t: np.ndarray, mu: float, sigma: float) -> np.ndarray:
 
 
 def hist_panel(ax, values: np.ndarray, title: str, prior: bool, tau: float | None = None) -> tuple[float, float]:
-    """One panel of Fig. 2: a log-density histogram of ``values`` with its fitted N(mu, sigma^2); with ``prior``
-    also N(0, 1), the prior the flow's Z was trained towards (and N(0, tau^2), what decoding samples).
-    Returns the x-range (lo, hi) it drew."""
+    """One panel of Fig. 2: a log-density histogram of ``values`` with its fitted Gaussian (mean and sigma, the std);
+    with ``prior`` also N(0, 1), the prior the decoder samples from (and N(0, tau^2), what decoding at tau draws).
+    The x-range holds every value (the tails are what differs from a Gaussian), and fit and prior share it. The
+    title gives the excess kurtosis (0 for a Gaussian) and the total variation distance (``metrics.tv_to_normal``)
+    to N(0, 1) with ``prior``, else to the values' own Gaussian fit. Returns the x-range (lo, hi) it drew."""
     values = np.asarray(values, dtype=np.float64).ravel()
     mu, sigma = float(values.mean()), max(float(values.std()), 1e-6)
-    lim = max(4 * sigma, 3.5 if prior else 0.0, abs(mu) + 4 * sigma)
-    lo, hi = mu - lim, mu + lim
+    lim = max(float(np.abs(values - mu).max()) if values.size else 0.0, 3.5 * sigma)
+    lo, hi = mu - 1.02 * lim, mu + 1.02 * lim
     if prior:
         lo, hi = min(lo, -3.5), max(hi, 3.5)
-    # np.histogram + one stairs patch: ax.hist draws a patch per bin (120), a third of the figure's time
-    density, edges = np.histogram(values, bins=120, range=(lo, hi), density=True)
+    # np.histogram + one stairs patch: ax.hist draws a patch per bin (160), a third of the figure's time
+    density, edges = np.histogram(values, bins=160, range=(lo, hi), density=True)
     ax.stairs(density, edges, fill=True, color="#7a9cc6", alpha=0.75, label="values")
-    t = np.linspace(lo, hi, 400)
-    ax.plot(t, _gauss(t, mu, sigma), color="#d62728", lw=1.5, label=f"fit N({mu:.2f}, {sigma**2:.3g})")
+    t = np.linspace(lo, hi, 600)
+    ax.plot(t, _gauss(t, mu, sigma), color="#d62728", lw=1.5, label=f"fit: mean {mu:.2f}, σ {sigma:.3g}")
     if prior:
-        ax.plot(t, _gauss(t, 0.0, 1.0), color="k", lw=1.2, ls="--", label="prior N(0, 1)")
+        ax.plot(t, _gauss(t, 0.0, 1.0), color="k", lw=1.2, ls="--", label="prior N(0, 1): σ 1")
         if tau is not None and tau > 0:
-            ax.plot(t, _gauss(t, 0.0, tau), color="#2ca02c", lw=1.0, ls=":", label=f"sampled N(0, {tau:.2f}²)")
+            ax.plot(t, _gauss(t, 0.0, tau), color="#2ca02c", lw=1.0, ls=":", label=f"sampled: σ τ = {tau:.2f}")
+    kurtosis = float(((values - mu) ** 4).mean() / sigma**4 - 3) if values.size else float("nan")
+    tv = tv_to_normal(normal_bin_counts(values if prior else (values - mu) / sigma))
     ax.set_yscale("log")
     ax.yaxis.set_minor_locator(NullLocator())  # the app redraws this per image: minor log ticks were a fifth of it
-    ax.set_ylim(bottom=max(1e-4, 0.5 / max(values.size, 1)), top=3 * max(density.max(), 1e-3))
-    ax.set_title(title, fontsize=9, y=1.01)  # a set y skips matplotlib's search for a free spot (another fifth)
+    ax.set_ylim(bottom=max(1e-5, 0.5 / max(values.size, 1) / max(edges[1] - edges[0], 1e-12)),
+                top=3 * max(density.max(), 1e-3))
+    against = "N(0, 1)" if prior else "its fit"
+    # a set y skips matplotlib's search for a free spot (another fifth of the time)
+    ax.set_title(f"{title}\nexcess kurtosis {kurtosis:.1f} · TV to {against} {tv:.3f}", fontsize=8.5, y=1.01)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6.5, loc="upper right")
     return lo, hi
@@ -221,7 +229,7 @@ def hist_panel(ax, values: np.ndarray, title: str, prior: bool, tau: float | Non
 LABEL_BAND = 40  # px left empty at the top of a figure panel: the app's panel label sits there, not on a title
 
 
-def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width: float = 7.5, height: float = 3.0) -> np.ndarray:
+def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width: float = 7.5, height: float = 3.3) -> np.ndarray:
     """The paper's Fig. 2 for one image, as uint8 RGB: left, the forward Z of the flow (see :func:`hist_panel`);
     right, Z_GT = HR - bicubic round trip (pixel units) with its own Gaussian fit. The top LABEL_BAND pixels
     stay white (the panel label)."""
@@ -231,7 +239,7 @@ def z_histogram(z: np.ndarray, z_gt: np.ndarray, tau: float | None = None, width
     hist_panel(ax_gt, z_gt, "Z_GT = HR − bicubic", prior=False)
     # fixed margins: tight_layout measured every tick label and took half the figure's time (the app redraws this
     # figure for each new image)
-    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.1, top=1 - (LABEL_BAND + 22) / (height * dpi), wspace=0.2)
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.1, top=1 - (LABEL_BAND + 42) / (height * dpi), wspace=0.2)
     return figure_to_array(fig)
 
 

@@ -1,6 +1,7 @@
 """Speed and size of BDFlow at each scale, beside the paper's Table 2 and IRN (a benchmark, not a test).
 
     python benchmarks/speed.py --peer                       # the README's tables (CPU), IRN side by side
+    python benchmarks/speed.py --train                      # the training step: by part, old against fast
     python benchmarks/speed.py --scales 16 --sizes 1024 --repeats 5 --precisions fp32 bf16 --no-train
     python benchmarks/speed.py --scales 8 --sizes 512 --precisions fp32 --no-train --no-allocator --profile
     python benchmarks/speed.py --device cuda --scales 64 --sizes 1024 --precisions fp32 bf16 --compile --no-train
@@ -8,7 +9,8 @@
 Prints Markdown: parameters, multiply-accumulates of the forward (encode) and inverse (decode) pass counted by
 ``torch.utils.flop_counter`` (GMACs = torch FLOPs / 2, the unit papers usually call FLOPs), the median
 encode+decode wall time (the flow's forward, then its inverse with a Z sample) per image size and precision
-(``bdflow.accel``: fp32 is the exact model, bf16 runs its subnets in bfloat16), the training-step throughput,
+(``bdflow.accel``: fp32 is the exact model, bf16 runs its subnets in bfloat16), the training step of the shipped
+x8 and x16 recipes (by part, and the old eager fp32 step against the fast one ``bdflow.train`` uses by default),
 and with ``--peer`` IRN's x8 architecture (benchmarks/irn_peer.py) timed alternately with bdflow x8 in the same
 process, with the ratio. The shipped checkpoints (checkpoints/face-x*) are used where present (the default
 config otherwise: speed does not depend on the weights). Every time is the median of --repeats runs after a
@@ -21,6 +23,7 @@ times each precision with it and with glibc's 128 kB thresholds, interleaved (``
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import platform
@@ -37,9 +40,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig  # noqa: E402
-from bdflow.accel import KEEP_BYTES, accelerate, keep_freed_memory  # noqa: E402
+from bdflow.accel import KEEP_BYTES, accelerate, keep_freed_memory, train_precision  # noqa: E402
+from bdflow.bam import boundary_strength  # noqa: E402
+from bdflow.data import CropBatches  # noqa: E402
 from bdflow.limits import PRECISIONS  # noqa: E402
-from bdflow.losses import bdflow_loss  # noqa: E402
+from bdflow.losses import (Passes, backward_loss, baw_weight, bdflow_loss, forward_loss,  # noqa: E402
+                           grid_energy_loss)
+from bdflow.lpips import lpips  # noqa: E402
+from bdflow.quantize import quantize_b, quantize_y  # noqa: E402
+from bdflow.resize import bicubic_down  # noqa: E402
+from bdflow.train import TrainConfig, bits_choices, fast_step  # noqa: E402
 from irn_peer import IRN  # noqa: E402
 
 PAPER_TABLE2 = {  # scale: (params M, FLOPs G, time s) of BDFlow in the paper (GPU, unstated input size)
@@ -217,35 +227,115 @@ def profile_table(sizes, repeats, device) -> None:
             print(f"| {e.key} | {100 * e.self_cpu_time_total / total:.1f} | {e.count // repeats} |")
 
 
-# the training step before and after session 6's flow and recipe (docs/recipe.md), timed in turn in one run
-STEP_DESIGNS = {  # name -> (BDFlowConfig fields, LossConfig fields)
-    "Haar, B as a channel, the paper's loss (sessions 2-5)": (
-        dict(wavelet="haar", b_mode="channel", z_scale="learned"),
-        dict(tau_train=1.0, lambda_lpips=1.0, lpips_from=0.0, lambda_latent=4.0)),
-    "CDF 9/7, B as a condition, the recipe (session 6)": (dict(), dict()),  # the defaults; LPIPS on (progress 0.5)
-}
+# ----------------------------------------------------------------------------------------------------
+# The training step (python benchmarks/speed.py --train): the shipped x8 and x16 recipes, old step against fast
+# ----------------------------------------------------------------------------------------------------
+
+TRAIN_RECIPES = {8: "face-x8", 16: "face-x16"}  # the checkpoints whose recipe (model, loss, batch, crop) is timed
+STEP_PROGRESS = 0.7  # BAW and LPIPS on, as in the last part of every recipe
 
 
-def training_table(repeats, device) -> None:
-    print(f"\n**Training step on {device_name(device)}, batch 8, full loss (Eq. 7) at progress 0.5, median of "
-          f"{repeats}, designs interleaved**\n")
-    print("| scale | crop | design | s / step | it/s |")
-    print("|---|---|---|---|---|")
-    for scale, crop in ((8, 96), (16, 128)):
-        x = torch.rand(8, 3, crop, crop, device=device, generator=torch.Generator(device).manual_seed(0))
-        steps = {}
-        for name, (design, loss) in STEP_DESIGNS.items():
-            model = BDFlow(BDFlowConfig(scale=scale, **design), LossConfig(**loss)).to(device)
-            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+def recipe(scale: int, device: torch.device) -> tuple[BDFlow, TrainConfig]:
+    """The shipped model of ``scale`` in training mode, and its recipe's run config (batch, crop, data)."""
+    model = BDFlow.from_pretrained(ROOT / "checkpoints" / TRAIN_RECIPES[scale]).to(device).train()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    run = TrainConfig(**{k: v for k, v in model.meta.get("training", {}).items() if k in fields})
+    run.data = str(ROOT / ".." / "shared" / "data" / "faces" / "train")
+    return model, run
 
-            def step(model=model, optimizer=optimizer):
-                optimizer.zero_grad(set_to_none=True)
-                bdflow_loss(model, x, bits=1, progress=0.5).total.backward()
-                optimizer.step()
 
-            steps[name] = step
-        for name, seconds in interleaved_medians(steps, repeats, device).items():
-            print(f"| x{scale} | {crop}² | {name} | {seconds:.2f} | {1 / seconds:.2f} |", flush=True)
+def train_step(model: BDFlow, run: TrainConfig, device: torch.device, precision: str, compiled: bool, cache: bool):
+    """One training step as ``bdflow.train`` runs it - load batch t, Eq. 7, backward, clip, Adam - at ``precision``,
+    eager or compiled, with or without the decoded-image cache: a callable of no argument (each call the next t)."""
+    model = copy.deepcopy(model)
+    train_precision(model, precision)
+    passes = Passes.compiled(model, device) if compiled else Passes.of(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, cache=cache)
+    counter = iter(range(10**9))
+
+    def step():
+        t = next(counter) % 8  # 8 batches in turn: the cache is warm after the first 8 calls (the warm-up)
+        x, bits = batches[t]
+        generator = torch.Generator(device=device).manual_seed(t)
+        terms = bdflow_loss(model, x.to(device), bits, STEP_PROGRESS, generator, passes)
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+        optimizer.step()
+    return step
+
+
+def step_parts(model: BDFlow, run: TrainConfig, device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds of each part of one eager fp32 step (the old step), timed in place: the part's own work."""
+    c, lc = model.config, model.loss_config
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)
+    times: dict[str, list[float]] = {}
+    for t in range(repeats + 1):
+        clock = [time.perf_counter()]
+
+        def lap(name):
+            sync(device)
+            now = time.perf_counter()
+            times.setdefault(name, []).append(now - clock[0])
+            clock[0] = now
+
+        x, bits = batches[t]
+        x = x.to(device)
+        lap("data (decode 8 JPEGs, crop)")
+        b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold)
+        b_target = model.boundary_map(x, b_s)
+        lap("BAM and B's target")
+        y, b, _ = model(x, b_target)
+        lap("flow forward")
+        y_q = quantize_y(y)
+        x_back = model.inverse(y_q, quantize_b(b, bits), torch.zeros(1, device=device).expand(
+            len(x), c.z_channels, *y.shape[-2:]))
+        lap("flow inverse")
+        loss = (lc.lambda_forw * forward_loss(y, bicubic_down(x, c.scale))
+                + backward_loss(x_back, x, baw_weight(b_s, lc.lambda_back, True)))
+        if lc.lambda_grid:
+            loss = loss + lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale)
+        lap("L_forw, L_back, L_grid")
+        loss = loss + lc.lambda_lpips * lpips(x_back.clamp(0, 1), x).mean()
+        lap("LPIPS")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lap("backward")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+        optimizer.step()
+        lap("clip + Adam")
+    return {name: statistics.median(ts[1:]) for name, ts in times.items()}
+
+
+def training_table(repeats, device, scales=(8, 16)) -> None:
+    precision, compiled = fast_step(TrainConfig(iters=10**6), device)
+    fast = f"fast ({precision}, {'compiled' if compiled else 'eager'}, image cache)"
+    speedups = {}
+    for scale in scales:
+        model, run = recipe(scale, device)
+        print(f"\n**Training step, shipped x{scale} recipe (batch {run.batch_size} of {run.crop}², BAW + LPIPS on), "
+              f"{device_name(device)}: the old step by part, median of {repeats}**\n")
+        parts = step_parts(model, run, device, repeats)
+        total = sum(parts.values())
+        print("| part | s | share % |\n|---|---|---|")
+        for name, seconds in parts.items():
+            print(f"| {name} | {seconds:.4f} | {100 * seconds / total:.0f} |")
+        steps = {"old (fp32, eager, JPEGs decoded each step)": train_step(model, run, device, "fp32", False, False),
+                 fast: train_step(model, run, device, precision, compiled, True)}
+        t0 = time.perf_counter()
+        for _ in range(8):  # warm-up: compiles, fills the cache
+            steps[fast]()
+        print(f"\n(warm-up of the fast step, compiling included: {time.perf_counter() - t0:.0f} s)\n")
+        medians = interleaved_medians(steps, repeats, device)
+        print("| step | s / step | it/s |\n|---|---|---|")
+        for name, seconds in medians.items():
+            print(f"| {name} | {seconds:.3f} | {1 / seconds:.2f} |", flush=True)
+        old, new = medians.values()
+        speedups[scale] = old / new
+    print("\ntrain step speed-up: " + ", ".join(f"x{s} {r:.2f}x" for s, r in speedups.items()))
 
 
 def device_name(device: torch.device) -> str:
@@ -268,16 +358,25 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="IRN x8 side by side (at --peer-sizes)")
     parser.add_argument("--peer-sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--profile", action="store_true", help="the x8 round trip by operator (at --peer-sizes)")
-    parser.add_argument("--no-train", action="store_true", help="skip the training-step throughput")
+    parser.add_argument("--no-train", action="store_true", help="skip the training-step tables")
+    parser.add_argument("--train", action="store_true", help="only the training-step tables: the shipped x8 and x16 "
+                        "recipes' step by part, and the old step against the fast one (last line: the speed-ups)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no-allocator", action="store_true", help="skip the allocator table (CPU)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here")
     if device.type == "cpu":
         keep_freed_memory()
     load = os.getloadavg()
     print(f"torch {torch.__version__}, {device_name(device)}; load average {load[0]:.1f} at the start")
+    if args.train:
+        training_table(args.repeats, device)
+        print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+        return
     inference_table(args.scales, args.sizes, args.repeats, args.precisions, args.compile, device)
     if device.type == "cpu" and not args.no_allocator:
         allocator_table(max(args.sizes), args.repeats, args.precisions)

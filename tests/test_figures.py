@@ -9,7 +9,8 @@ import torch
 from scipy import stats
 
 from bdflow import BDFlow, BDFlowConfig
-from bdflow.figures import Moments, main, near_boundary
+from bdflow.figures import main, near_boundary
+from bdflow.metrics import Moments
 from tests.helpers import perturb_
 
 

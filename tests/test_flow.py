@@ -127,6 +127,23 @@ def test_invblock_exact_for_large_weights(cond_channels):
         block(u, None if cond_channels else torch.zeros(2, 1, 8, 8, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("cond_channels", [0, 1])
+def test_invblock_with_bf16_subnets_stays_exact(cond_channels):
+    """Training at bf16 (accel.train_precision): the subnets run under bf16 autocast, the coupling in float32, so
+    the inverse undoes the forward to float32 rounding; the outputs differ from float32 subnets by bf16 rounding."""
+    subnet = partial(Subnet, hidden=8, res_blocks=1, max_3x3_channels=1024)
+    block = perturb_(InvBlock(12, subnet, clamp=1.0, cond_channels=cond_channels), std=0.2)
+    u = torch.randn(2, 12, 8, 8)
+    cond = torch.rand(2, 1, 8, 8) if cond_channels else None
+    with torch.no_grad():
+        reference = block(u, cond)
+        block.compute_dtype = torch.bfloat16
+        v = block(u, cond)
+        assert v.dtype == torch.float32 and not torch.equal(v, reference)
+        assert (v - reference).abs().max() < 0.03 * reference.abs().max()  # bf16 keeps 8 bits of mantissa
+        assert torch.allclose(block.inverse(v, cond), u, atol=1e-5)
+
+
 def test_invblock_takes_any_subnet_and_split():
     """FrEIA/IRN vocabulary: another subnet is one argument (here a single 1x1 convolution), any split."""
     block = perturb_(InvBlock(10, lambda c_in, c_out: torch.nn.Conv2d(c_in, c_out, 1), split=4), std=0.3)

@@ -15,7 +15,7 @@ LAYERS = {
     2: ["card", "hub", "flow", "accel", "levels", "losses"],
     3: ["pipeline", "codec", "data"],
     4: ["viz", "demo", "lab"],
-    5: ["__main__", "train", "evaluate", "figures"],
+    5: ["__main__", "train", "evaluate", "figures", "decoupling"],
 }
 CLIS = set(LAYERS[5])
 LAYER = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -7,8 +7,8 @@ import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
-from bdflow.losses import (backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_energy_loss, grid_weight,
-                           latent_nll, shifted_crops)
+from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_energy_loss,
+                           grid_weight, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops)
 from bdflow.metrics import grid_map
 from bdflow.resize import bicubic_up
 from tests.helpers import perturb_
@@ -25,6 +25,45 @@ def test_latent_nll_is_the_gaussian_nll():
     expected = -torch.distributions.Normal(0.0, 1.0).log_prob(z).mean()
     assert latent_nll(z) == pytest.approx(float(expected), rel=1e-6)
     assert latent_nll(torch.zeros(1)) == pytest.approx(0.5 * math.log(2 * math.pi))
+
+
+def test_latent_w2_is_zero_for_a_gaussian_and_sees_scale_and_tails():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 12, 32, 32, generator=g)
+    assert latent_w2(z, generator=g) < 2e-3
+    assert latent_w2(3 * z, generator=g) == pytest.approx(4, rel=0.05)  # (3 - 1)^2: a scale error
+    assert latent_w2(torch.zeros_like(z)) == pytest.approx(1, rel=1e-3)  # the spike E[z^2]/2 prefers is far
+    heavy = torch.distributions.StudentT(3.0).sample((8, 12, 32, 32)) / math.sqrt(3)  # unit variance, heavy tails
+    assert latent_w2(heavy, generator=g) > 10 * latent_w2(z, generator=g)
+    assert latent_nll(heavy) == pytest.approx(float(latent_nll(z)), abs=0.05)  # Eq. 11 cannot tell them apart
+    q = normal_quantiles(4)
+    assert torch.allclose(q, -q.flip(0)) and q[2] == pytest.approx(0.3186, abs=1e-4)
+
+
+def test_latent_w2_b_holds_each_side_of_b_to_n01():
+    z = torch.randn(4, 12, 16, 16, generator=torch.Generator().manual_seed(0))
+    cells = torch.zeros(4, 1, 16, 16, dtype=torch.bool)
+    cells[..., :4] = True
+    louder = torch.where(cells, 2 * z, z * 0.9)  # pooled std ~1.2, but twice as loud in the boundary cells
+    assert latent_term(louder, "w2_b", cells) > 2 * latent_term(louder, "w2", None)
+    assert latent_term(z, "w2_b", cells) < 0.02
+    assert latent_term(z, "w2_b", None) == latent_term(z, "w2", None)  # the twin: no B, pooled
+
+
+@pytest.mark.slow
+def test_compiled_passes_give_the_eager_loss_and_gradients(face):
+    torch.manual_seed(0)
+    model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8)), std=0.02)
+    x = face[..., :64, :64].expand(2, -1, -1, -1).contiguous()
+    grads = []
+    for passes in (None, Passes.compiled(model)):
+        model.zero_grad()
+        terms = bdflow_loss(model, x, bits=1, progress=0.9, passes=passes)
+        terms.total.backward()
+        grads.append(([float(terms.total)], [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (loss_a, grad_a), (loss_b, grad_b) = grads
+    assert loss_a == pytest.approx(loss_b, rel=1e-4)
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(grad_a, grad_b))
 
 
 def test_baw_weight_eq4(face):

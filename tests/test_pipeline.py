@@ -45,11 +45,21 @@ def test_decode_reproducible_per_seed_and_tau_zero_is_deterministic(rescaler, fa
 
 @pytest.mark.parametrize("tau_train, expected", [(0.0, 0.0), (0.5, 0.5), (1.0, 0.8)])
 def test_default_tau_is_the_training_tau_at_most_0_8(face_pil, tau_train, expected):
-    """A model decodes at the tau it was trained at unless told (the paper's tau_train = 1 keeps the paper's 0.8)."""
+    """A checkpoint without a recorded default tau decodes at the tau it was trained at (the paper's tau_train = 1
+    keeps the paper's 0.8)."""
     r = Rescaler(perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(tau_train=tau_train)), std=0.01), device="cpu")
     enc = r.encode(face_pil.resize((64, 64)))
     assert r.default_tau == expected
     assert np.array_equal(np.asarray(r.decode(enc, seed=3)), np.asarray(r.decode(enc, tau=expected, seed=3)))
+
+
+def test_default_tau_is_the_checkpoints_own(tmp_path, face_pil):
+    """Training records the tau it validated at (meta "default_tau"); decode, the app and the CLI start from it."""
+    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.01).save_pretrained(tmp_path / "m", meta={"default_tau": 0.6})
+    r = Rescaler.from_pretrained(tmp_path / "m")
+    enc = r.encode(face_pil.resize((64, 64)))
+    assert r.default_tau == 0.6
+    assert np.array_equal(np.asarray(r.decode(enc, seed=3)), np.asarray(r.decode(enc, tau=0.6, seed=3)))
 
 
 def test_lossless_at_identity_weights(face_pil):

@@ -31,6 +31,20 @@ def test_z_histogram_leaves_the_panel_label_room():
     assert (hist[viz.LABEL_BAND : viz.LABEL_BAND + 30] < 128).any()  # the titles follow right below it
 
 
+def test_z_histogram_names_sigma_prints_the_distances_and_shows_every_value():
+    """Fig. 2 tells the truth: sigma (not sigma^2) in the legend, excess kurtosis and TV in the title, and one
+    x-range for the fit and the prior that holds every value (the tails are what is not Gaussian)."""
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 5000), [40.0, -25.0]])
+    fig, ax = viz.plt.subplots()
+    lo, hi = viz.hist_panel(ax, values, "forward Z", prior=True, tau=0.5)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("σ" in t for t in labels) and "prior N(0, 1): σ 1" in labels
+    assert "excess kurtosis" in ax.get_title() and "TV to N(0, 1)" in ax.get_title()
+    assert lo <= -25 and hi >= 40
+    viz.plt.close(fig)
+
+
 def test_no_b_panel_explains_itself():
     """Defect 5: a model without B gets a hatched panel with a sentence, not a flat grey square."""
     img = viz.codes_image(None, 1, size=(80, 96))

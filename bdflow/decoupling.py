@@ -1,0 +1,168 @@
+"""How well a model decouples an image into Y, B and a Gaussian Z (the paper's Fig. 2 and its central claim), measured
+on held-out images in one pass:
+
+- the forward Z against N(0, 1): mean, std, excess kurtosis (exact moments over every value), the share of values
+  beyond 3 (N(0, 1): 0.27 %) and the total variation distance between Z's histogram and N(0, 1) over bins of
+  ``metrics.TV_BIN`` (:class:`ZStats`);
+- whether Z still carries the boundaries: mean z^2 in the LR cells where the stored 1-bit B is 1 against the cells
+  where it is 0 (1.0: Z is as loud at the boundaries as elsewhere);
+- what the temperature does: PSNR-Y and LPIPS of the decode at each tau (seed 0);
+- the diversity map at the model's default tau: the per-pixel std over ``seeds`` decodes (0-255 scale), its mean
+  in the HR pixels of B's boundary cells and in the rest (Z should decide texture, not boundaries).
+
+    python -m bdflow.decoupling --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val --limit 20 \\
+        --json docs/results/decoupling/face-x16.json
+
+The mean and the std are the values' own; "std" is sigma (not sigma^2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .accel import keep_freed_memory
+from .data import list_images
+from .image_io import load_image
+from .limits import check_tau
+from .metrics import Moments, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
+from .pipeline import Rescaler
+from .quantize import b_to_codes, to_8bit
+
+TAIL = 3.0
+
+
+class ZStats:
+    """Running moments, histogram, tail count and z^2 in and out of B's boundary cells of the Z values added."""
+
+    def __init__(self):
+        self.moments = Moments()
+        self.counts = 0.0  # histogram over metrics.normal_bin_counts' bins
+        self.tail = 0
+        self.z2 = {True: [0.0, 0], False: [0.0, 0]}  # in B cells / elsewhere: sum of z^2, count
+
+    def add(self, z: torch.Tensor, cells: torch.Tensor | None = None) -> None:
+        """z (N,C,h,w); cells (N,1,h,w) bool, the LR cells where the 1-bit B is 1 (None: a model without B)."""
+        z = z.detach().double()
+        self.moments.add(z)
+        v = z.flatten().cpu().numpy()
+        self.counts = self.counts + normal_bin_counts(v)
+        self.tail += int((np.abs(v) > TAIL).sum())
+        if cells is not None:
+            per_cell = z.pow(2).sum(dim=1, keepdim=True)  # (N,1,h,w)
+            for inside in (True, False):
+                mask = cells if inside else ~cells
+                self.z2[inside][0] += float(per_cell[mask].sum())
+                self.z2[inside][1] += int(mask.sum()) * z.shape[1]
+
+    def summary(self) -> dict:
+        m = self.moments.summary()
+        out = {"count": m["count"], "mean": m["mean"], "std": math.sqrt(m["var"]),
+               "excess_kurtosis": m["excess_kurtosis"], "tail_share": self.tail / m["count"],
+               "total_variation": tv_to_normal(self.counts)}
+        (s_in, n_in), (s_out, n_out) = self.z2[True], self.z2[False]
+        out["z2_in_b"] = s_in / n_in if n_in else float("nan")
+        out["z2_out_b"] = s_out / n_out if n_out else float("nan")
+        out["z2_ratio_b"] = out["z2_in_b"] / out["z2_out_b"] if n_in and n_out else float("nan")
+        return out
+
+
+def boundary_cells(b: torch.Tensor | None) -> torch.Tensor | None:
+    """The raw forward B (N,1,h,w) -> bool (N,1,h,w): the LR cells where B stored at 1 bit is 1."""
+    return None if b is None else b_to_codes(b, 1) > 0
+
+
+@torch.inference_mode()
+def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seeds: int = 4) -> dict:
+    """Every measure of the module docstring over ``files``, as one dict (``summary`` per tau, ``z``, ``diversity``)."""
+    taus = tuple(check_tau(t) for t in taus)
+    default = rescaler.default_tau
+    stats, scores = ZStats(), {t: {"psnr": [], "lpips": []} for t in taus}
+    diversity = {"in_b": [0.0, 0], "out_b": [0.0, 0]}
+    s = rescaler.scale
+    for path in tqdm(files, desc=f"decoupling x{s}", leave=False):
+        x, _ = load_image(path)
+        f = rescaler.forward_image(x)
+        cells = boundary_cells(f.b)
+        stats.add(f.z, cells)
+        y, b = rescaler.stored_tensors(rescaler.quantize(f.y, f.b, 1, f.meta))
+        h, w = x.shape[-2:]
+        for tau in taus:
+            x_hat = to_8bit(rescaler.reconstruct(y, b, tau=tau, seed=0)[..., :h, :w].cpu())
+            scores[tau]["psnr"].append(float(psnr_y(x_hat, x, border=s)))
+            scores[tau]["lpips"].append(float(lpips_rgb(x_hat, x)))
+        if default > 0 and cells is not None:
+            outs = torch.cat([rescaler.reconstruct(y, b, tau=default, seed=i) for i in range(seeds)])
+            std = (outs[..., :h, :w].cpu() * 255).std(dim=0).mean(dim=0)  # (H, W)
+            hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
+            for key, mask in (("in_b", hr_cells), ("out_b", ~hr_cells)):
+                diversity[key][0] += float(std[mask].sum())
+                diversity[key][1] += int(mask.sum())
+    out = {"checkpoint": rescaler.model.name, "scale": s, "images": len(files), "default_tau": default,
+           "z": stats.summary(),
+           "taus": {str(t): {k: float(np.mean(v)) for k, v in scores[t].items()} for t in taus}}
+    if diversity["in_b"][1]:
+        out["diversity"] = {"tau": default, "seeds": seeds,
+                            **{k: total / count for k, (total, count) in diversity.items()}}
+    return out
+
+
+def markdown_row(result: dict) -> str:
+    """One row of the decoupling table (the header is :data:`MARKDOWN_HEAD`)."""
+    z, taus, d = result["z"], result["taus"], result.get("diversity")
+    t0, td = taus.get("0.0"), taus.get(str(float(result["default_tau"])))
+    cells = [result["checkpoint"], f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}", f"{100 * z['tail_share']:.1f}",
+             f"{z['total_variation']:.3f}", f"{z['z2_ratio_b']:.2f}",
+             f"{t0['psnr']:.2f} / {t0['lpips']:.3f}" if t0 else "",
+             f"{result['default_tau']:g}: {td['psnr']:.2f} / {td['lpips']:.3f}" if td and result["default_tau"] else "",
+             f"{d['out_b']:.2f} / {d['in_b']:.2f}" if d else ""]
+    return "| " + " | ".join(cells) + " |"
+
+
+MARKDOWN_HEAD = ("| model | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | z² in B cells / elsewhere | "
+                 "τ 0: PSNR-Y / LPIPS | default τ: PSNR-Y / LPIPS | diversity outside / inside B cells |\n"
+                 "|---|---|---|---|---|---|---|---|---|")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bdflow.decoupling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, nargs="+", help="checkpoint folder(s) or Hub repo id(s)")
+    parser.add_argument("--data", default="../shared/data/faces/val", help="folder of held-out images")
+    parser.add_argument("--limit", type=int, default=20, help="the first N images (default 20)")
+    parser.add_argument("--taus", type=float, nargs="+", default=None,
+                        help="temperatures to decode at (default: 0 and each model's default tau)")
+    parser.add_argument("--seeds", type=int, default=4, help="decodes per image for the diversity map")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--json", type=Path, help="write the results (one object per checkpoint) here")
+    args = parser.parse_args(argv)
+    keep_freed_memory()
+    try:
+        files = list_images(args.data)[: args.limit]
+        results = []
+        for checkpoint in args.checkpoint:
+            r = Rescaler.from_pretrained(checkpoint, precision=args.precision)
+            taus = tuple(args.taus) if args.taus else tuple(sorted({0.0, r.default_tau}))
+            results.append(measure(r, files, taus, args.seeds))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(files)} images of {args.data}\n\n{MARKDOWN_HEAD}")
+    for result in results:
+        print(markdown_row(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

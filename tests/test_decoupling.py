@@ -1,0 +1,57 @@
+"""The decoupling measures (bdflow.decoupling): Z against N(0, 1), Z in B's boundary cells, the cost of tau."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bdflow.decoupling import ZStats, main
+from bdflow.metrics import normal_bin_counts, tv_to_normal
+from tests.helpers import tiny_checkpoint
+
+
+def test_a_gaussian_sample_is_n01_and_a_heavy_tailed_one_is_not():
+    g = torch.Generator().manual_seed(0)
+    gauss = ZStats()
+    gauss.add(torch.randn(4, 30, 64, 64, generator=g))
+    s = gauss.summary()
+    assert abs(s["mean"]) < 0.01 and s["std"] == pytest.approx(1, abs=0.01)
+    assert abs(s["excess_kurtosis"]) < 0.05 and s["tail_share"] == pytest.approx(0.0027, abs=0.0005)
+    assert s["total_variation"] < 0.01
+    laplace = ZStats()  # unit variance, excess kurtosis 3
+    laplace.add(torch.distributions.Laplace(0.0, 1 / math.sqrt(2)).sample((4, 30, 64, 64)))
+    t = laplace.summary()
+    assert t["std"] == pytest.approx(1, abs=0.01) and t["excess_kurtosis"] == pytest.approx(3, abs=0.3)
+    assert t["total_variation"] > 0.05
+
+
+def test_tv_to_normal_is_one_for_a_far_away_sample():
+    assert tv_to_normal(normal_bin_counts(np.full(1000, 50.0))) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_z2_ratio_sees_a_louder_z_in_boundary_cells():
+    z = torch.randn(2, 12, 16, 16, generator=torch.Generator().manual_seed(1))
+    cells = torch.zeros(2, 1, 16, 16, dtype=torch.bool)
+    cells[..., :8] = True
+    stats = ZStats()
+    stats.add(torch.where(cells, 2 * z, z), cells)
+    assert stats.summary()["z2_ratio_b"] == pytest.approx(4, rel=0.1)
+
+
+def test_cli_measures_a_checkpoint(tmp_path, data_dir, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "tiny")
+    out = tmp_path / "d.json"
+    assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--limit", "2",
+                 "--taus", "0", "0.5", "--seeds", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["taus"]) == {"0.0", "0.5"} and result["images"] == 2
+    assert result["z"]["count"] > 0 and 0 <= result["z"]["total_variation"] <= 1
+    assert "| tiny |" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_missing_folder(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "tiny")
+    assert main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "nowhere")]) == 1
+    assert "image folder not found" in capsys.readouterr().err
