@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 
 from bdflow import BDFlow
 from bdflow.hub import model_card
-from bdflow.train import TrainConfig, lr_lambda, main, parse_args, train
+from bdflow.data import CropBatches
+from bdflow.train import TrainConfig, fast_step, lr_lambda, main, parse_args, train
 from bdflow.viz import main as viz_main
 
 TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "4", "--workers", "0", "--val-images", "0"]
@@ -71,12 +72,47 @@ def test_resume_continues_bit_for_bit(data_dir, tmp_path):
     assert [(s["from_iteration"], s["to_iteration"]) for s in sessions] == [(0, 3), (3, 6)]  # the budget of each session
 
 
+def test_resume_continues_bit_for_bit_with_bf16_subnets(data_dir, tmp_path):
+    """The bf16 step (CUDA's default, here on the CPU as its stand-in) resumes bit for bit too, records its precision
+    and trains a model whose round trip stays exact in float32."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    flags = ["--iters", "4", "--precision", "bf16", "--compile", "off"]
+    train(*parse_args(_args(data_dir, straight, *flags, "--checkpoint-minutes", "100")))
+    train(*parse_args(_args(data_dir, resumed, *flags, "--stop-at", "2")))
+    train(*parse_args(_args(data_dir, resumed, *flags, "--resume")))
+    assert _losses(straight) == _losses(resumed) and all(map(torch.isfinite, torch.tensor(_losses(straight))))
+    model = BDFlow.from_pretrained(straight / "final")
+    assert model.meta["training"]["precision"] == "bf16"
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (model.inverse(*model(x)) - x).abs().max() < 1e-4  # the checkpoint is an ordinary float32 flow
+
+
+def test_cached_batches_are_the_decoded_ones(data_dir):
+    cached = CropBatches(data_dir / "faces" / "train", 64, 4, cache=True)
+    plain = CropBatches(data_dir / "faces" / "train", 64, 4)
+    for step in (0, 1, 0, 9):
+        (a, bits_a), (b, bits_b) = cached[step], plain[step]
+        assert torch.equal(a, b) and bits_a == bits_b and a.dtype == torch.float32
+
+
+def test_fast_step_is_compiled_only_where_it_pays():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fast_step(TrainConfig(iters=10), cpu) == ("fp32", False)  # a short run: compiling would cost more
+    assert fast_step(TrainConfig(iters=10, compile="on", precision="bf16"), cpu) == ("bf16", True)
+    assert fast_step(TrainConfig(iters=5000), cuda) == ("bf16", True)
+    assert fast_step(TrainConfig(iters=5000, compile="off", precision="fp32"), cuda) == ("fp32", False)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--scale", "8", "--crop", "100"], "multiple of the scale"),
         (["--bits", "1,7"], "integers from 1 to 4"),
         (["--bam-norm", "3"], "bam_norm"),
+        (["--precision", "fp16"], "--precision"),
+        (["--compile", "yes"], "--compile"),
+        (["--latent", "kl"], "latent"),
     ],
 )
 def test_bad_flags_are_refused(flags, message, capsys):
