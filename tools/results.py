@@ -169,9 +169,51 @@ def detail_tables(root: Path = RESULTS_DIR) -> str:
     return "\n".join(out).rstrip()
 
 
+# The paper's Table 1, BDFlow on CelebA-HQ at 1024² (PSNR, SSIM, LPIPS; ../shared/paper/bdflow.txt)
+PAPER_TABLE1 = {8: (38.93, 0.9425, 0.0850), 16: (31.97, 0.8219, 0.2476), 32: (29.15, 0.8060, 0.327),
+                64: (26.12, 0.7805, 0.367)}
+
+
+def table1(root: Path = RESULTS_DIR) -> str:
+    """The paper's Table 1 beside the shipped models on faces/test1024 (1024², the paper's resolution)."""
+    runs = {r.scale: r for r in RESULTS if r.split == "test1024"}
+    lines = ["| scale | paper: PSNR / SSIM / LPIPS | ours: PSNR-Y / SSIM-Y / LPIPS | ours − paper (dB) | bicubic round trip (dB) | faces |",
+             "|---|---|---|---|---|---|"]
+    for scale, (psnr, ssim, lp) in PAPER_TABLE1.items():
+        res = load(runs[scale], root)
+        ours, bicubic = res["rows"]["bdflow"], res["rows"]["bicubic"]
+        lines.append(f"| ×{scale} | {psnr:.2f} / {ssim:.4f} / {lp:.3f} | {ours['psnr']:.2f} / {ours['ssim']:.4f} / "
+                     f"{ours['lpips']:.3f} | {ours['psnr'] - psnr:+.2f} | {bicubic['psnr']:.2f} | "
+                     f"{'first ' if runs[scale].limit else 'all '}{res['images']} (`{runs[scale].name}`) |")
+    return "\n".join(lines)
+
+
+SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-x64-noB"]
+
+
+def budgets(root: Path = RESULTS_DIR) -> str:
+    """Each shipped model's recipe file and training budget, from its config.json "meta" (``root`` is unused)."""
+    lines = ["| model | command | last run: iterations × batch, crop | hours | hardware | started from |",
+             "|---|---|---|---|---|---|"]
+    for name in SHIPPED:
+        meta = json.loads((REPO / "checkpoints" / name / "config.json").read_text())["meta"]
+        t = meta["training"]
+        hardware = sorted({s["hardware"] for s in meta["sessions"]})
+        parent = meta.get("parent")
+        start = "scratch" if not parent else (
+            f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
+            + f" (×{parent['scale']}, {parent['iterations']} iterations, {parent['seconds'] / 3600:.2f} h)")
+        lines.append(f"| `{name}` | `python -m bdflow.train --config training/recipes/{name}.json --out runs/{name}` | "
+                     f"{meta['iterations']} × {t['batch_size']}, {t['crop']}² | {meta['seconds'] / 3600:.2f} | "
+                     f"{'; '.join(hardware)} | {start} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {  # file -> {block name: renderer}
     "README.md": {"summary": summary_table},
     "docs/results.md": {"summary": summary_table, "details": detail_tables},
+    "docs/reproduction.md": {"table1": table1},
+    "docs/training.md": {"budgets": budgets},
 }
 
 
