@@ -3,6 +3,7 @@
     python tools/results.py              # render every table from docs/results/*.json|csv
     python tools/results.py --evaluate   # first re-create those files from checkpoints/* (python -m bdflow.evaluate)
     python tools/results.py --check      # exit 1 when a table in README.md or docs/ and its data disagree
+    python tools/results.py --pair A.csv B.csv:twin   # paired per-image difference of two evaluate CSVs
 
 Each entry of ``RESULTS`` is one run of ``python -m bdflow.evaluate`` on the shipped checkpoints: the model, its
 B-less twin (where one ships), the held-out faces and the file it writes under ``docs/results/``. A generated table
@@ -228,6 +229,26 @@ def render(text: str, blocks: dict, root: Path = RESULTS_DIR) -> str:
     return text
 
 
+def side(spec: str, metric: str) -> dict[str, float]:
+    """``FILE[,FILE...][:KIND]``: per image, the mean over the files of the tau-0 row of KIND ('bdflow', the
+    default, or 'twin'), so that several seeds' CSVs average into one arm."""
+    files, _, kind = spec.rpartition(":")
+    if kind not in ("bdflow", "twin"):
+        files, kind = spec, "bdflow"
+    runs = []
+    for path in files.split(","):
+        with open(path) as f:
+            rows = {r["image"]: float(r[metric]) for r in csv.DictReader(f)
+                    if _kind(r["method"]) == kind and _tau(r["method"]) == 0 and not _is_probe(r["method"])}
+        if not rows:
+            raise ValueError(f"{path}: no tau-0 {kind} rows")
+        runs.append(rows)
+    images = set(runs[0]).intersection(*runs[1:])
+    if any(set(r) != images for r in runs):
+        raise ValueError(f"{spec}: the files score different images")
+    return {k: sum(r[k] for r in runs) / len(runs) for k in sorted(images)}
+
+
 def evaluate(data: Path, only: list[str]) -> None:
     for run in RESULTS:
         if only and run.name not in only:
@@ -247,7 +268,19 @@ def main(argv=None) -> int:
                         f"({', '.join(r.name for r in RESULTS)})")
     parser.add_argument("--data", type=Path, default=DATA, help=f"the data folder (default: $BDFLOW_DATA or {DATA})")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table differs from its data")
+    parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="print the paired per-image difference A - B "
+                        "of two evaluate CSVs and exit; each side FILE[,FILE...][:bdflow|twin] (several files: "
+                        "their mean per image, e.g. three seeds)")
+    parser.add_argument("--metric", default="psnr", choices=["psnr", "ssim", "lpips"], help="with --pair (default psnr)")
     args = parser.parse_args(argv)
+    if args.pair:
+        a, b = (side(spec, args.metric) for spec in args.pair)
+        if set(a) != set(b):
+            parser.error("the two sides score different images")
+        p = paired(a, b)
+        print(f"{args.metric}: A {sum(a.values()) / len(a):.4f}, B {sum(b.values()) / len(b):.4f}, A - B "
+              f"{p['mean']:+.4f} ± {p['ci95']:.4f} (95 %), A above B on {p['ahead']} of {p['n']}")
+        return 0
     if args.evaluate and args.check:
         parser.error("--check reads the results as they are; run --evaluate without it")
     if args.evaluate:
