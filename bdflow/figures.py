@@ -14,21 +14,21 @@ Exact moments over every value (mean, variance, excess kurtosis), histograms fro
         --data ../shared/data/faces/val --out docs/results/fig2
 
 Tables 3 and 4 (ablations): ``ablation`` gathers the per-image scores that ``bdflow.evaluate --csv`` wrote for
-each arm of a study (``training/ablation-x64.sh``) into one table: each arm's means and its paired difference
+each arm of a study (``RUNS/ARM/val50.csv``; docs/studies/x64-ablations.md) into one table: each arm's means and its paired difference
 to a reference arm on the same images, with a 95 % interval (1.96 standard errors of the per-image difference),
 so a row can say whether an arm differs at all at the budget it had.
 
-    python -m bdflow.figures ablation --runs training/ablation-x64 --scores val50.csv --reference both \
-        --out docs/results/ablation-x64
+    python -m bdflow.figures ablation --runs docs/results/ablation-x64 --scores val50.csv --reference both \
+        --out docs/results/ablation-x64-table3
 
-``crops`` (issue #14, the grid check made visible): one crop of an image, HR beside its bicubic round trip and the
+``crops`` (the grid check made visible, docs/studies/x64-grid.md): one crop of an image, HR beside its bicubic round trip and the
 reconstruction of each checkpoint (same scale), each titled with its whole-image PSNR-Y and grid ratio
 (``metrics.grid_ratio``; the bicubic round trip's is the reference):
 
-    git worktree add /tmp/old a51b8dd     # the Haar x64 of sessions 2-5
+    git worktree add /tmp/old 9e49f14     # the parent of the shipped x64, before its grid-term fine-tune
     python -m bdflow.figures crops --image ../shared/data/faces/test1024/ref_female_030321.jpg --box 384 384 256 \
         --checkpoints /tmp/old/checkpoints/face-x64 checkpoints/face-x64 checkpoints/face-x64-noB \
-        --labels "Haar x64 (sessions 2-5)" "face-x64 (session 7)" "twin (session 7)" --out docs/results/crops-x64
+        --labels "face-x64 (parent, before L_grid)" "face-x64 (L_grid)" "twin (L_grid)" --out docs/results/crops-x64
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def ssim_y(x: torch.Tensor, ref: torch.Tensor, border: int = 0) -> torch.Tensor:
 
 def grid_map(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
     """The squared Y error folded by pixel position modulo ``scale``: (N, 3, H, W) x2 -> (N, s, s), the mean error
-    at each offset inside an LR cell (issue #14's grid check). A border of ``scale`` pixels is cropped first (keeps
+    at each offset inside an LR cell (the grid check, docs/studies/x64-grid.md). A border of ``scale`` pixels is cropped first (keeps
     the offsets aligned)."""
     return fold_cells(cell_error(x, ref, scale).pow(2), scale)
 

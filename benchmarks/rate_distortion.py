@@ -1,4 +1,4 @@
-"""Rate-distortion of real .bdf files against JPEG, WebP, AVIF and the bicubic-LR + lossless baseline (issue 7).
+"""Rate-distortion of real .bdf files against JPEG, WebP, AVIF and the bicubic-LR + lossless baseline.
 
     OMP_NUM_THREADS=1 python benchmarks/rate_distortion.py                       # every checkpoints/*, defaults
     python benchmarks/rate_distortion.py --checkpoints checkpoints/face-x16 checkpoints/face-x16-noB \

@@ -44,3 +44,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def results_tool():
+    """``tools/results.py`` (not a package) as a module: the list of result runs and the table renderer."""
+    import importlib.util
+    import sys
+
+    name = "bdflow_results_tool"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "results.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]

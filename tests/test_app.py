@@ -245,7 +245,7 @@ def test_loads_from_a_hub_repo_id_offline(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("endpoint", ["/encode", "/decode", "/scores", "/diversity"])
 def test_missing_image_is_a_clear_error_on_every_endpoint(client, endpoint):
-    """issue 15 §7: image=None is refused with a message, not answered with empty outputs."""
+    """image=None is refused with a message, not answered with empty outputs."""
     with pytest.raises(AppError, match="upload an image first") as err:
         client.predict(image=None, model="×8", api_name=endpoint)
     assert "Traceback" not in str(err.value)
@@ -281,7 +281,7 @@ DEC_DEFAULTS = {"model": "×8", "bits": 1, "tau": 0.8, "seed": 0, "bicubic_lr": 
     ("/decode", {"tau": float("nan")}, "tau must be between 0 and 10, got nan"),
 ])
 def test_integer_inputs_are_refused_like_tau(server, face, endpoint, kwargs, message):
-    """issue 15 §7: 2.5 bits is refused (not rounded to 2), NaN for an integer input gets the rule's message. Over raw
+    """2.5 bits is refused (not rounded to 2), NaN for an integer input gets the rule's message. Over raw
     HTTP, as gradio_client cannot send NaN (Python's json writes it as the literal NaN, which the server reads)."""
     import httpx
 

@@ -1,4 +1,4 @@
-"""The CLI under the bad input a new user gives it (issue 16, defects 1-8): one rule per input for CLI, app and API,
+"""The CLI under the bad input a new user gives it: one rule per input for CLI, app and API,
 folder-mode outputs that never replace each other, usual file permissions, output formats from the suffix, and
 ``info`` / argument errors without torch."""
 

@@ -1,4 +1,4 @@
-"""The .bdf format and the ``python -m bdflow`` CLI (issue 7): bit-exact round trips, clear errors, a bounded fuzz."""
+"""The .bdf format and the ``python -m bdflow`` CLI: bit-exact round trips, clear errors, a bounded fuzz."""
 
 import json
 import subprocess

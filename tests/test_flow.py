@@ -244,7 +244,7 @@ def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
 @pytest.mark.parametrize("scale", [8, 16, 64])
 def test_centred_y_lines_up_with_the_bicubic_lr(face, scale):
     """y_phase: a fresh 9/7 flow's Y is the pyramid's low-pass. Centred (the coarsest level lifts on the odd
-    samples) it matches the bicubic LR to > 30 dB; at the corner phase of sessions 6-9 it sits (s-1)/2 HR px up-left
+    samples) it matches the bicubic LR to > 30 dB; at the corner phase (the earlier 9/7 models) it sits (s-1)/2 HR px up-left
     and matches it to < 25 dB. The zero-detail decode stays at or above the bicubic round trip either way."""
     x = face
     ref, scores = bicubic_down(x, scale)[..., 1:-1, 1:-1], {}

@@ -167,7 +167,7 @@ def test_grid_gamma_changes_only_the_reconstruction_term(face):
 
 def test_grid_energy_loss_sees_a_dot_lattice_of_either_sign():
     """L_grid is zero when the decoded detail's energy sits where the true detail's does, and grows for detail painted
-    at one offset of every cell whatever its sign per image (what the x64 grid's dot is, issue #14)."""
+    at one offset of every cell whatever its sign per image (what the x64 grid's dot is, docs/studies/x64-grid.md)."""
     s = 4
     g = torch.Generator().manual_seed(0)
     y = torch.rand(2, 3, 6, 8, generator=g) * 0.5 + 0.25

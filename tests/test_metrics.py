@@ -179,7 +179,7 @@ def test_cuda_matches_cpu(pairs):
 
 
 def test_grid_ratio_sees_a_checkerboard_and_not_plain_noise(face):
-    """Issue #14's grid check: error folded by position modulo s; max/mean of the s x s map."""
+    """The grid check: error folded by position modulo s; max/mean of the s x s map."""
     from bdflow.metrics import grid_ratio
 
     g = torch.Generator().manual_seed(0)

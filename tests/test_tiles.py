@@ -43,7 +43,7 @@ def test_tiled_agrees_with_whole_on_a_real_face(face, name):
     # the Rescaler's 256 px, so that the windows do not all reach across the whole face. 12 LR px is below the flow's
     # receptive field (exact_margin: 32 at x8) and a conditioned flow's B is each window's own BAM, so the
     # agreement is not exact: measured > 93 dB on Y, Z (whose values reach ~±40, so this PSNR against a peak of 1
-    # understates it) and the decode with session 14's x8; with 8 LR px, Z agreed to 57 dB only
+    # understates it) and the decode with the shipped x8; with 8 LR px, Z agreed to 57 dB only
     tile, margin = 128 // s, 12
     y, b, z = model(face)
     z_sample = torch.randn(z.shape, generator=torch.Generator().manual_seed(0)) * 0.8

@@ -1,4 +1,4 @@
-"""kill -9 during training (issue 16 §10): the state on disk is never corrupt, --resume loses at most one checkpoint
+"""kill -9 during training: the state on disk is never corrupt, --resume loses at most one checkpoint
 interval, and the resumed run ends with the weights of an uninterrupted one.
 
 1. Every crash window of ``save_state`` rebuilt on disk from real checkpoints, then resumed (deterministic).

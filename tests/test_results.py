@@ -1,0 +1,64 @@
+"""``tools/results.py``: the results tables of README.md and docs/results.md are written from docs/results/, and a
+table that disagrees with its data fails here."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from tests.helpers import REPO, results_tool
+
+results = results_tool()
+
+
+def test_every_table_matches_its_data():
+    assert results.main(["--check"]) == 0, "run: python tools/results.py"
+
+
+def test_a_changed_number_is_caught(tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(REPO / "docs" / "results", root)
+    text = (REPO / "README.md").read_text()
+    assert results.render(text, results.BLOCKS["README.md"], root) == text
+    summary = json.loads((root / "face-x64-test1024.json").read_text())
+    summary["results"][-1]["psnr"] += 0.5  # BDFlow's row
+    (root / "face-x64-test1024.json").write_text(json.dumps(summary))
+    changed = results.render(text, results.BLOCKS["README.md"], root)
+    assert changed != text and "24.33" in changed
+
+
+def test_every_run_has_its_files_and_its_command():
+    for run in results.RESULTS:
+        summary = json.loads((REPO / "docs" / "results" / f"{run.name}.json").read_text())
+        assert (REPO / "docs" / "results" / f"{run.name}.csv").is_file()
+        bicubic = summary["results"][0]
+        assert bicubic["method"] == "bicubic round trip"
+        assert bicubic["images"] == (run.limit or {"val": 300, "test1024": 56}[run.split])
+        args = summary["args"]
+        assert args["data"].endswith(f"faces/{run.split}") and float(args["bits"]) == 1
+        assert [float(t) for t in re.findall(r"[0-9.]+", args["tau"])] == sorted(run.taus)
+        assert (args["twin"] != "None") == bool(run.twin)
+        cmd = run.command()
+        assert cmd[:3] == ["python", "-m", "bdflow.evaluate"] and f"docs/results/{run.name}.json" in cmd
+
+
+def test_missing_markers_are_an_error():
+    with pytest.raises(ValueError, match="missing markers"):
+        results.render("no table here", results.BLOCKS["README.md"])
+
+
+def test_every_file_a_page_cites_exists():
+    """Relative links of README.md and docs/, and every docs/results/ path they name (placeholders in capitals,
+    like ARM, excepted), point at tracked files."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    for page in pages:
+        if "results" in page.relative_to(REPO).parts[1:2]:
+            continue  # the benchmarks' own output pages
+        text = page.read_text()
+        for link in re.findall(r"\]\(([^)#\s]+)\)", text):
+            if not re.match(r"[a-z]+:", link):
+                assert (page.parent / link).exists(), (page.name, link)
+        for cited in re.findall(r"docs/results/[\w./-]+\.(?:json|csv|md|png|txt)", text):
+            if not re.search(r"/[A-Z]+[/.]", cited):
+                assert (REPO / cited).is_file(), (page.name, cited)
