@@ -27,7 +27,7 @@ LATENTS = ("nll", "w2", "w2_b")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
 LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0,
-          "b_upsample": "nearest", "b_init": "random", "y_phase": "corner"}
+          "b_upsample": "nearest", "b_init": "random", "y_phase": "corner", "latent": "nll"}
 
 
 def option(default, help: str):

@@ -14,7 +14,9 @@ RECIPES = REPO / "training" / "recipes"
 SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-x64-noB"]
 # TrainConfig fields that decide the schedule and the data (the rest is bookkeeping: where to write, when to stop)
 SCHEDULE = {"data", "val_data", "iters", "batch_size", "crop", "lr", "lr_min", "warmup", "decay_from", "bits",
-            "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "mixed_precision", "init_from"}
+            "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from"}
+# what the checkpoints' runs recorded before --precision replaced accelerate's mixed_precision ("auto": fp32 on a CPU)
+RECORDED_PRECISION = {"auto": "fp32", "no": "fp32", "bf16": "bf16"}
 
 
 def names(cls) -> set[str]:
@@ -32,9 +34,12 @@ def test_recipe_recreates_the_checkpoints_config_and_schedule(name):
     assert set(recipe) <= names(BDFlowConfig) | names(LossConfig) | names(TrainConfig), "unknown fields"
     assert SCHEDULE <= set(recipe), "the recipe leaves part of the schedule to the CLI's defaults"
     model, loss, run = parse_args(["--config", str(RECIPES / f"{name}.json"), "--out", "runs/x"])
-    assert dataclasses.asdict(model) == {k: stored[k] for k in names(BDFlowConfig)}
-    assert dataclasses.asdict(loss) == {k: stored[k] for k in names(LossConfig)}
-    recorded = stored["meta"]["training"]
+    fields = {k: v for k, v in stored.items() if k != "meta"}
+    assert model == BDFlowConfig.from_dict(fields)
+    assert loss == LossConfig.from_dict(fields)
+    recorded = dict(stored["meta"]["training"])
+    if "precision" not in recorded:
+        recorded["precision"] = RECORDED_PRECISION[recorded.pop("mixed_precision")]
     for key in SCHEDULE:
         assert getattr(run, key) == recorded[key], key
     if "parent" in stored["meta"]:  # a fine-tune or a grown model starts from its parent
