@@ -131,7 +131,7 @@ def shown_errors(fn, n_outputs: int):
 
     @functools.wraps(fn)
     def wrapper(*args):
-        if _path(args[0]) is None:
+        if _given(args[0]) is None:
             return [*empty, ""]
         try:
             out = fn(*args)
@@ -175,20 +175,72 @@ class PngFiles:
         return str(path)
 
 
-def _path(image) -> str | None:
-    """The uploaded file's path from the raw payload (events run with preprocess=False, so that even a file
-    Pillow cannot open reaches bdflow's loader and its clear message)."""
-    if image is None:
-        return None
-    if isinstance(image, dict):
-        return image.get("path")
-    return str(image)
+FILE_ONLY = ("only an image uploaded to this app (or one of its examples) is read: send the file itself "
+             "(gradio_client: handle_file(path)), not a path on the server or a string")
+
+
+def _given(payload) -> str | None:
+    """The path a file input's raw payload names, unchecked (events run with preprocess=False, so that even a file
+    Pillow cannot open reaches bdflow's loader and its clear message); None for no file."""
+    if isinstance(payload, dict):
+        payload = payload.get("path")
+    return None if payload is None else str(payload)
+
+
+class Uploads:
+    """The one check every file an endpoint reads goes through. With preprocess=False, Gradio checks only payloads
+    that carry its FileData tag, so a client could name any server file: a path is read only if, symlinks and
+    '..' resolved, it lies in Gradio's upload folder (uploads, clipboard pastes, examples shown by the page), its
+    examples cache, or is one of the app's example files. Anything else gets ``FILE_ONLY``, the same message
+    whether the path exists, is a folder or is missing."""
+
+    def __init__(self, examples):
+        self.examples = {Path(p).resolve() for p in examples}
+
+    @staticmethod
+    def folders() -> list[Path]:
+        from gradio.utils import get_cache_folder, get_upload_folder
+
+        return [Path(get_upload_folder()).resolve(), get_cache_folder().resolve()]
+
+    def __call__(self, payload) -> str | None:
+        """The checked path of ``payload`` (a FileData dict or a string), None for no file."""
+        path = _given(payload)
+        if path is None:
+            return None
+        try:
+            real = Path(path).resolve()
+        except (OSError, RuntimeError, ValueError):  # a NUL byte, a symlink loop
+            real = None
+        if real is not None and (real in self.examples or any(real.is_relative_to(f) for f in self.folders())):
+            return str(real)
+        raise gr.Error(FILE_ONLY, print_exception=False)
+
+
+def accept_plain_strings(component):
+    """``component`` (an image input) with a payload model that takes a plain string as a path: it then reaches
+    ``Uploads`` and its message, instead of failing Gradio's validation with a generic error and a traceback."""
+    import pydantic
+
+    base = component.data_model
+
+    class Payload(base):
+        @pydantic.model_validator(mode="before")
+        @classmethod
+        def _string_is_a_path(cls, value):
+            return value if isinstance(value, dict) else {"path": str(value)}
+
+    Payload.__name__ = Payload.__qualname__ = base.__name__  # the API's schema stays Gradio's
+    component.data_model = Payload
+    return component
 
 
 def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
     """The Blocks app for a ``Demo`` (queue settings are applied by ``configure``)."""
     labels = demo.labels
     png = PngFiles()
+    examples = sorted(p for p in examples_dir.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
+    uploaded = Uploads(examples)
 
     def u8(x):  # (1,3,H,W) in [0, 1] -> uint8 (H,W,3)
         return to_output(x, "ndarray", "uint8")
@@ -197,7 +249,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         return Toggles(bicubic_lr=bool(bicubic_lr), jpeg_quality=jpeg_q if jpeg_on else None, drop_b=bool(drop_b))
 
     def analysis(image, model):
-        path = _path(image)
+        path = uploaded(image)
         if path is None:
             raise gr.Error("upload an image first (or pick an example)", print_exception=False)
         return demo.analyse(path, model)
@@ -256,9 +308,10 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         an = analysis(image_a, model)
         other = None
         if source == "image":
-            if _path(image_b) is None:
+            path_b = uploaded(image_b)
+            if path_b is None:
                 raise gr.Error("upload an image B to take its B (or choose another source of B)", print_exception=False)
-            other = demo.analyse(lab.at_size_of(_path(image_b), an, demo.rescaler(model).max_pixels), model)
+            other = demo.analyse(lab.at_size_of(path_b, an, demo.rescaler(model).max_pixels), model)
         return an, lab.source_codes(demo, an, int(bits), source, other, threshold)
 
     def lab_show(an, dec, bits, tau, seed):
@@ -285,7 +338,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
     def lab_paint(image_a, model, bits, tau, seed, canvas):
         """Decode image A's Y with the B painted on the canvas (white = boundary, black = none)."""
         an = analysis(image_a, model)
-        composite = _path((canvas or {}).get("composite"))
+        composite = uploaded((canvas or {}).get("composite"))
         if composite is None:
             raise gr.Error("put a B on the canvas first (the button above it)", print_exception=False)
         from PIL import Image
@@ -311,10 +364,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                image = gr.Image(label="HR input", type="filepath", sources=["upload", "clipboard"], height=300,
-                                 elem_id="hr-input")
+                image = accept_plain_strings(gr.Image(label="HR input", type="filepath", sources=["upload", "clipboard"],
+                                                      height=300, elem_id="hr-input"))
                 status = gr.Markdown(elem_id="status")  # the one place an error of the UI is shown
-                examples = sorted(p for p in examples_dir.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[image], label="examples (assets/)",
                                 cache_examples=False, examples_per_page=8)
@@ -361,8 +413,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             gr.Markdown(LAB)
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
-                    image_b = gr.Image(label="image B (its B is taken)", type="filepath",
-                                       sources=["upload", "clipboard"], height=200, elem_id="image-b")
+                    image_b = accept_plain_strings(gr.Image(label="image B (its B is taken)", type="filepath",
+                                                            sources=["upload", "clipboard"], height=200,
+                                                            elem_id="image-b"))
                     b_source = gr.Radio([(text, key) for key, text in lab.B_SOURCES.items()], value="image",
                                         label="B from", elem_id="b-source")
                     threshold = gr.Slider(0, 200, value=50, step=5, label="T of the BAM (OpenCV Canny units)",

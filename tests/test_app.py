@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -293,15 +294,74 @@ def test_integer_inputs_are_refused_like_tau(server, face, endpoint, kwargs, mes
     assert "cannot convert" not in stream and "Traceback" not in stream
 
 
-@pytest.mark.parametrize("image", [
-    {"path": "http://127.0.0.1:9/face.png", "meta": {"_type": "gradio.FileData"}},  # Gradio refuses local hosts
-    {"path": str(REPO / "assets" / "church.jpg"), "meta": {"_type": "gradio.FileData"}},  # a real image, not uploaded
-    {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}},
-    "/etc/hostname",
-])
-def test_urls_and_server_paths_are_refused_before_bdflow_reads_anything(server, image):
-    """docs/robustness.md: only uploads (and the clipboard, an upload too) reach bdflow. Gradio refuses a URL, a path it
-    did not receive as an upload (even a real image on the server) or a bare string before the function runs, with
-    its generic error (no message)."""
-    stream = raw_call(server, "/encode", [image, "×8"])
-    assert "event: error" in stream and "HR " not in stream and '"error": null' in stream
+def upload(server: str, path) -> dict:
+    """``path`` uploaded as a browser would: its FileData payload."""
+    import httpx
+
+    with open(path, "rb") as f:
+        uploaded = httpx.post(f"{server}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
+    return {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+
+
+# every endpoint that reads a file: its arguments, with FILE where the file under test goes
+FILE = object()
+FILE_ENDPOINTS = {
+    "/encode": [FILE, "×8"],
+    "/decode": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]]],
+    "/scores": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]]],
+    "/diversity": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:10]]],
+    "/levels": [FILE, "×8"],
+    "/swap (image A)": [FILE, "UPLOAD", "×8", 1, 0.0, 0],
+    "/swap (image B)": ["UPLOAD", FILE, "×8", 1, 0.0, 0],
+    "/figure": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]], "stored B"],
+}
+
+
+@pytest.mark.parametrize("endpoint", FILE_ENDPOINTS)
+def test_server_paths_are_refused_alike_on_every_endpoint(server, client, face, tmp_path, endpoint):
+    """A client may name any path in a file payload (a FileData dict without Gradio's tag skips Gradio's own
+    check, and so does a plain string): an image that exists on the server, a missing file, a folder, /etc/shadow
+    and a '..' escape out of the upload folder all get the same message, which names none of them; nothing is
+    read. The same paths with Gradio's tag get Gradio's refusal, again the same for all."""
+    from gradio.utils import get_upload_folder
+
+    secret = tmp_path / "secret.png"
+    shutil.copy(face, secret)
+    paths = [secret, tmp_path / "missing.png", tmp_path, "/etc/shadow", f"{get_upload_folder()}/..{secret}"]
+    api, args = endpoint.split(" ")[0], FILE_ENDPOINTS[endpoint]
+
+    def call(payload):
+        data = [payload if a is FILE else upload(server, face) if a == "UPLOAD" else a for a in args]
+        return raw_call(server, api, data)
+
+    for path in paths:
+        for payload in ({"path": str(path)}, str(path)):
+            stream = call(payload)
+            assert "event: error" in stream and app_module.FILE_ONLY in stream, (path, stream)
+            assert "secret" not in stream and "missing" not in stream and "shadow" not in stream
+        tagged = call({"path": str(path), "meta": {"_type": "gradio.FileData"}})
+        assert "event: error" in tagged and '"error": null' in tagged, (path, tagged)
+    # through gradio_client, a plain string is refused with the same message
+    if api != "/swap":
+        with pytest.raises(AppError, match=re.escape(app_module.FILE_ONLY)):
+            client.predict(str(secret), *[a for a in args[1:]], api_name=api)
+
+
+def test_uploads_and_examples_are_read(client, face, tmp_path):
+    """The check lets through what a user sends: an upload, and one of the app's examples by its path."""
+    _, _, notes = client.predict(handle_file(face), "×8", api_name="/encode")
+    assert "HR 96×80" in notes
+    examples = app_module.Uploads([REPO / "assets" / "church.jpg"])
+    assert examples(str(REPO / "assets" / "church.jpg")) == str((REPO / "assets" / "church.jpg").resolve())
+    assert examples(None) is None and examples({"path": None}) is None
+    with pytest.raises(Exception, match=re.escape(app_module.FILE_ONLY)):  # another file of the same folder
+        examples({"path": str(REPO / "assets" / "cat-125.jpg")})
+    from gradio.utils import get_upload_folder
+
+    link = Path(tempfile.mkdtemp(dir=get_upload_folder())) / "link.png"  # a link in the upload folder to outside
+    try:
+        link.symlink_to(face)
+        with pytest.raises(Exception, match=re.escape(app_module.FILE_ONLY)):
+            examples({"path": str(link)})
+    finally:
+        shutil.rmtree(link.parent)
