@@ -261,7 +261,7 @@ class Demo:
         h, w = x.shape[-2:]
         if h < r.scale or w < r.scale:
             raise ValueError(f"the image is {w}x{h}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
-        with record(r.model, (h, w)) as views:  # the level view comes from this same forward pass
+        with record(r.net, (h, w)) as views:  # the level view comes from this same forward pass, of the net that runs
             f = r.forward_image(x)
         meta = {**f.meta, "kind": "pil", "dtype": "uint8", "notes": notes}
         bicubic = bicubic_round_trip(x, r.scale)

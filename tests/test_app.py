@@ -14,6 +14,7 @@ from PIL import Image
 
 import app as app_module
 from bdflow import viz
+from bdflow.accel import default_precision
 from bdflow.demo import Demo
 from tests.helpers import REPO, free_port, tiny_checkpoints
 
@@ -22,11 +23,10 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The real app (build + queue settings + launch settings) on tiny ×8 models, on a free localhost port."""
-    root = tmp_path_factory.mktemp("app")
-    demo = Demo.from_sources(tiny_checkpoints(root / "checkpoints"), max_side=128, device="cpu")
+def serve(root: Path, precision: str = "fp32"):
+    """The real app (build + queue settings + launch settings) on tiny ×8 models at ``precision``, on a free
+    localhost port: (its URL, the Blocks to close)."""
+    demo = Demo.from_sources(tiny_checkpoints(root / "checkpoints"), max_side=128, device="cpu", precision=precision)
     examples = root / "examples"
     examples.mkdir()
     shutil.copy(REPO / "assets" / "church.jpg", examples / "church.jpg")
@@ -34,8 +34,14 @@ def server(tmp_path_factory):
     port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                   **app_module.launch_kwargs())
+    return f"http://127.0.0.1:{port}/", blocks
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    url, blocks = serve(tmp_path_factory.mktemp("app"))
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         blocks.close()
 
@@ -43,6 +49,20 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(server):
     return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def bf16_client(tmp_path_factory):
+    """The same app with the subnets in bf16 (the app's default where the CPU has AVX512-BF16)."""
+    url, blocks = serve(tmp_path_factory.mktemp("app-bf16"), "bf16")
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        blocks.close()
+
+
+BF16 = pytest.mark.skipif(default_precision() != "bf16", reason="bf16 needs a CPU with AVX512-BF16")
+PRECISION_CLIENTS = ["client", pytest.param("bf16_client", marks=BF16)]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +150,9 @@ def test_twin_b_panel_explains_there_is_no_b(client, face):
     assert np.array_equal(b, unframed(viz.framed(viz.no_b_image((80, 96)))))
 
 
-def test_levels(client, face):
+@pytest.mark.parametrize("which", PRECISION_CLIENTS)
+def test_levels(request, which, face):
+    client = request.getfixturevalue(which)
     img, table = client.predict(image=handle_file(face), model="×8", api_name="/levels")
     assert read(img).ndim == 3 and read(img).shape[0] > 300  # three rows of tiles
     assert table.count("\n|") == 4 and "| 3 (Y, B, Z) | 192 |" in table
@@ -158,7 +180,9 @@ def test_swap_takes_b_from_the_other_image(client, face, tmp_path):
         client.predict(handle_file(face), handle_file(other), "×8 without B (IRN-style twin)", api_name="/swap")
 
 
-def test_figure_png_and_pdf_with_caption(client, face):
+@pytest.mark.parametrize("which", PRECISION_CLIENTS)
+def test_figure_png_and_pdf_with_caption(request, which, face):
+    client = request.getfixturevalue(which)
     png, pdf = client.predict(image=handle_file(face), model="×8", bits=2, tau=0.5, seed=3, api_name="/figure")
     assert png.endswith(".png") and pdf.endswith(".pdf") and Path(pdf).read_bytes()[:5] == b"%PDF-"
     assert read(png).shape[1] > 1000
