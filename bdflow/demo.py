@@ -375,12 +375,22 @@ def figure_caption(an: Analysis, s: dict, bits: int, tau: float, seed: int, togg
 
 def levels_markdown(views: list[LevelView]) -> str:
     """The level view's numbers: per level, the RMS of the detail slots before and after its InvBlocks and how
-    much the blocks changed the low-pass slot."""
+    much the blocks changed the low-pass slot; the last level's slots; and how B enters the flow."""
     head = ("| level | channels | detail RMS, wavelet | detail RMS, after InvBlocks | mean abs change of the low-pass "
             "(0-255) |\n|---|---|---|---|---|")
-    rows = [f"| {v.index}{' (Y, B, Z)' if v.last else ''} | {v.channels} | {v.stats['detail_rms_before']:.4f} | "
-            f"{v.stats['detail_rms_after']:.4f} | {v.stats['low_change']:.2f} |" for v in views]
-    return "\n".join([head, *rows])
+    rows = [f"| {v.index}{(' (Y, B, Z)' if v.after_b is not None else ' (Y, Z)') if v.last else ''} | {v.channels} | "
+            f"{v.stats['detail_rms_before']:.4f} | {v.stats['detail_rms_after']:.4f} | {v.stats['low_change']:.2f} |"
+            for v in views]
+    reading = [v.index for v in views if v.condition is not None]
+    if any(v.after_b is not None for v in views):
+        how = "B is the last level's channel 3, split off beside Y and Z."
+    elif reading:
+        which = "every coupling" if len(reading) == len(views) else f"every coupling of levels {reading[0]}–{reading[-1]}"
+        how = (f"B is stored beside Y, not as a channel of the flow: {which} reads it as a condition, on its "
+               "level's grid (the last tile of each row; at the last level the stored B itself).")
+    else:
+        how = "This model stores no B: Y and Z only."
+    return "\n".join([head, *rows]) + f"\n\n_{how}_"
 
 
 def _scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict:

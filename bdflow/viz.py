@@ -276,7 +276,8 @@ def tile_grid(rows: list[list[tuple[str, np.ndarray | None]]], tile_w: int = 150
 def levels_image(views, tile_w: int = 150) -> np.ndarray:
     """The level view (``bdflow.levels``) as uint8 RGB: one row per level; the wavelet's low-pass and the RMS of
     its detail channels, then the same slots after the level's InvBlocks, |after - before| of the low-pass (what
-    the blocks wrote into it), and at the last level B (or a note that the model has none). The two detail maps of
+    the blocks wrote into it), and B: the B channel at the last level, or, with B as a condition, the B each level's
+couplings read (at the last level the stored B itself), or a note that the model has none. The two detail maps of
     a row share one colour scale. Titles are ASCII (Pillow's default font has no Greek or math signs)."""
     rows = []
     for v in views:
@@ -290,8 +291,11 @@ def levels_image(views, tile_w: int = 150) -> np.ndarray:
                ("after: Z (RMS)" if v.last else "after: detail (RMS)", _colour(v.after_detail, "magma", vmax))]
         if v.after_b is not None:
             row.append(("after: B (channel 3)", _colour(np.repeat(v.after_b[..., None], 3, axis=2), None)))
+        elif v.condition is not None:
+            row.append(("stored B, read by its couplings" if v.last else "B read by its couplings",
+                        _colour(np.repeat(v.condition[..., None], 3, axis=2), None)))
         elif v.last:
-            row.append(("no B channel: Y and Z only", None))
+            row.append(("no B: Y and Z only", None))
         rows.append(row)
     return tile_grid(rows, tile_w)
 
