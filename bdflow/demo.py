@@ -255,12 +255,14 @@ class Demo:
     def _analyse(self, image, label: str, r: Rescaler, key: str) -> Analysis:
         x, info = load_image(image, r.max_pixels)
         notes = list(info["notes"])
+        size = f"{x.shape[-1]}x{x.shape[-2]}"  # as uploaded
         x, note = fit_side(to_8bit(x), self.max_side)
         if note:
             notes.append(note)
         h, w = x.shape[-2:]
         if h < r.scale or w < r.scale:
-            raise ValueError(f"the image is {w}x{h}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
+            shown = f" (downscaled to {w}x{h}: the app's limit is {self.max_side} px per side)" if note else ""
+            raise ValueError(f"the image is {size}{shown}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
         with record(r.net, (h, w)) as views:  # the level view comes from this same forward pass, of the net that runs
             f = r.forward_image(x)
         meta = {**f.meta, "kind": "pil", "dtype": "uint8", "notes": notes}

@@ -193,25 +193,63 @@ def test_figure_png_and_pdf_with_caption(request, which, face):
         client.predict(image=handle_file(face), model="×8", panel="nope", api_name="/figure")
 
 
-def test_ui_errors_clear_every_output_and_show_the_message_once():
-    """Defect 2: in the UI a failure returns cleared outputs and the message for the status line (no toast)."""
-    def fails(image, model):
-        raise ValueError("holiday.png is not an image Pillow can read")
+def test_ui_errors_go_next_to_their_panel():
+    """In the UI a failure returns cleared outputs and the message once (no toast): under the input for a bad
+    input, in the panel's own status line for anything else."""
+    def bad_input(image, model):
+        raise app_module.InputError("holiday.png is not an image Pillow can read")
 
-    out = app_module.shown_errors(fails, 3)("holiday.png", "×8")
+    def bad_panel(image, model):
+        raise ValueError("upload an image B to take its B")
+
+    out = app_module.shown_errors(bad_input, 3)("holiday.png", "×8")
     assert out[:3] == [None, None, None] and out[3].count("holiday.png is not an image Pillow can read") == 1
-    assert app_module.shown_errors(fails, 2)(None, "×8") == [None, None, ""]
+    assert out[4] == ""
+    out = app_module.shown_errors(bad_panel, 3)("face.png", "×8")
+    assert out[:4] == [None, None, None, ""] and "upload an image B" in out[4]
+    assert app_module.shown_errors(bad_input, 2)(None, "×8") == [None, None, "", ""]
 
 
-def test_settings_changes_clear_the_diversity_map(tmp_path):
-    """Defect 3: every input the map depends on clears it (and the exported figure) when it changes."""
-    demo = Demo.from_sources(tiny_checkpoints(tmp_path), max_side=64, device="cpu")
-    blocks = app_module.build(demo, examples_dir=tmp_path)
+@pytest.fixture(scope="module")
+def wiring(tmp_path_factory):
+    """The built app's elem_id -> block id, and its event dependencies (no server)."""
+    root = tmp_path_factory.mktemp("wiring")
+    shutil.copy(REPO / "assets" / "church.jpg", root / "church.jpg")
+    blocks = app_module.build(Demo.from_sources(tiny_checkpoints(root), max_side=64, device="cpu"), examples_dir=root)
     ids = {b.elem_id: i for i, b in blocks.blocks.items() if getattr(b, "elem_id", None)}
-    cleared = {t[0] for dep in blocks.config["dependencies"] if ids["diversity"] in dep["outputs"]
-               for t in dep["targets"] if t[1] == "change"}
+    return ids, blocks.config["dependencies"]
+
+
+def test_each_panel_reports_its_errors_beside_it(wiring):
+    """Every UI event writes the input's status line and the status line of the panel its outputs belong to."""
+    ids, deps = wiring
+    panels = {"recon": "status-results", "zhist": "status-results", "diversity": "status-diversity",
+              "levels": "status-levels", "lab-rec": "status-lab", "canvas": "status-lab", "fig-files": "status-figure"}
+    for output, panel_status in panels.items():
+        events = [d for d in deps if ids[output] in d["outputs"] and d["api_visibility"] == "private"
+                  and ids["status"] in d["outputs"]]
+        assert events, output
+        assert all(ids[panel_status] in d["outputs"] for d in events), output
+
+
+def test_settings_changes_clear_the_diversity_map_and_the_lab(wiring):
+    """Every input a result depends on clears it (and the exported figure) when it changes: the lab's B source
+    and T too."""
+    ids, deps = wiring
+
+    def cleared_by(elem_id):
+        return {t[0] for dep in deps if ids[elem_id] in dep["outputs"] for t in dep["targets"] if t[1] == "change"}
+
     for name in ("hr-input", "model", "bits", "tau", "seed", "bicubic-lr", "jpeg-on", "jpeg-q", "drop-b"):
-        assert ids[name] in cleared, name
+        assert ids[name] in cleared_by("diversity") and ids[name] in cleared_by("fig-preview"), name
+    for name in ("hr-input", "image-b", "model", "bits", "tau", "seed", "b-source", "threshold"):
+        assert ids[name] in cleared_by("lab-rec"), name
+
+
+def test_first_open_shows_an_example(wiring):
+    """The page opens with an example in the input, and its load event runs the forward pass (no empty panels)."""
+    ids, deps = wiring
+    assert any(t[1] == "load" and ids["zhist"] in d["outputs"] for d in deps for t in d["targets"])
 
 
 def test_large_image_downscaled_with_notice(client, face_paths, tmp_path):

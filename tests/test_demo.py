@@ -128,6 +128,10 @@ def test_large_input_downscaled_with_note_and_bad_input_refused(demo, face_paths
         demo.analyse(tmp_path / "missing.png", "×8")
     with pytest.raises(ValueError, match="needs at least 8x8"):
         demo.analyse(np.zeros((5, 30, 3), np.uint8), "×8")
+    # a long thin upload is named at the size it was uploaded at, and the downscaling that made it too small
+    with pytest.raises(ValueError, match=r"the image is 2000x12 \(downscaled to 96x1: the app's limit is 96 px per "
+                                         r"side\): at ×8 it needs at least 8x8 pixels"):
+        demo.analyse(np.zeros((12, 2000, 3), np.uint8), "×8")
     an = demo.analyse(np.full((10, 10, 3), 128, np.uint8), "×8")
     tiny_scores = demo.scores(an, demo.decode(an))["reconstruction"]  # too small for SSIM: NaN, no error
     assert np.isnan(tiny_scores["ssim"]) and not np.isnan(tiny_scores["psnr"])
