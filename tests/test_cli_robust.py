@@ -162,6 +162,36 @@ def test_encode_output_must_be_a_bdf(odd_face, tiny_x8, tmp_path, capsys):
     assert "must end in .bdf" in capsys.readouterr().err and not (tmp_path / "face.png").exists()
 
 
+@pytest.mark.parametrize("case", ["folder to a .bdf name", "unwritable", "under a file", "corrupt", "folder to .png"])
+def test_output_and_corrupt_file_errors_are_clear(odd_face, tiny_x8, bdf, tmp_path, capsys, case):
+    """A folder is never encoded into a new folder named like a file; an output that cannot be written is named
+    (never the temporary file); a path under a file says so; a corrupt file is named once."""
+    model = ["--model", str(tiny_x8)]
+    if case.startswith("folder"):
+        src = tmp_path / "in"
+        src.mkdir()
+        shutil.copy(odd_face if case.endswith("name") else bdf, src / ("face.png" if case.endswith("name") else "f.bdf"))
+        argv = ["encode", str(src), str(tmp_path / "x.bdf"), *model] if case.endswith("name") else \
+            ["decode", str(src), str(tmp_path / "out.png")]
+        expected = "is a folder, so the output"
+    elif case == "unwritable":
+        argv, expected = ["encode", str(odd_face), "/proc/x.bdf", *model], "cannot write /proc/x.bdf: "
+    elif case == "under a file":
+        shutil.copy(odd_face, tmp_path / "face.jpg")
+        argv = ["encode", str(odd_face), str(tmp_path / "face.jpg" / "x.bdf"), *model]
+        expected = f"cannot write {tmp_path / 'face.jpg' / 'x.bdf'}: {tmp_path / 'face.jpg'} is a file, not a folder"
+    else:
+        (tmp_path / "trunc.bdf").write_bytes(bdf.read_bytes()[:60])
+        argv, expected = ["decode", str(tmp_path / "trunc.bdf"), str(tmp_path / "o.png")], "trunc.bdf: checksum mismatch"
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert expected in err and ".tmp" not in err and "Errno" not in err, err
+    assert err.count("trunc.bdf") <= 1 and not (tmp_path / "x.bdf").exists() and not (tmp_path / "out.png").exists()
+    if case == "corrupt":
+        assert main(["info", str(tmp_path / "trunc.bdf")]) == 1
+        assert capsys.readouterr().err.count("trunc.bdf") == 1
+
+
 # ----------------------------------------------------------------------------------------------------
 # Defect 7: info and argument errors import neither torch nor gradio
 # ----------------------------------------------------------------------------------------------------
