@@ -234,9 +234,18 @@ def test_console_script_is_declared():
 @pytest.mark.skipif(shutil.which("pip") is None, reason="pip not found")
 def test_console_script_works_from_any_folder(bdf, tmp_path):
     """The README's install (pip install -e . into an environment that has the requirements) gives a `bdflow`
-    command that works outside the repository: a venv over the installed requirements, offline."""
+    command that works outside the repository: a venv over the installed requirements, offline.
+
+    The venv sees this environment's packages (the requirements, pip and the setuptools they brought), not the
+    base interpreter's, which is what --system-site-packages would give inside a virtualenv: a Debian python3's
+    setuptools 66 without `wheel` cannot build the editable install."""
+    import site
+
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    (Path(purelib) / "requirements.pth").write_text("".join(f"{p}\n" for p in site.getsitepackages()))
     pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                           "--no-index", "-q", "-e", str(REPO)], capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-2000:]
