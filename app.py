@@ -44,6 +44,7 @@ from bdflow.image_io import to_output  # noqa: E402
 from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+LAB_HEIGHT = 320  # px: the lab's panels (the swapped B must stay readable)
 ASSETS = ROOT / "assets"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 log = logging.getLogger("bdflow.app")
@@ -386,7 +387,10 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
     def explain(key: str):
         return gr.Markdown(EXPLAIN[key], elem_classes="explain", elem_id=f"explain-{key}")
 
+    # on first open: a face (what the checkpoints know) as the input, the next example as the lab's image B
     first = next((p for p in examples if p.stem.startswith("face")), examples[0] if examples else None)
+    after = examples[examples.index(first) + 1 :] + examples if first else []  # the next one, wrapping around
+    second = next((p for p in after if p != first), None)
     # delete_cache: files of the app older than an hour are removed every hour (a long-running Space stays small)
     with gr.Blocks(title="BDFlow: see the decoupling", delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
@@ -445,17 +449,17 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                         div_status = gr.Markdown(elem_id="status-diversity")
                         div_note = gr.Markdown(label="caption", elem_id="div-note")
                         explain("diversity")
-        with gr.Accordion("the flow, level by level", open=True):
+        with gr.Accordion("the flow, level by level", open=True, elem_id="level-view"):
             explain("levels")
             level_status = gr.Markdown(elem_id="status-levels")
             level_img = gr.Image(label="each level: the wavelet's output, then after its InvBlocks", format="png",
                                  elem_id="levels")
             level_table = gr.Markdown(elem_id="levels-table")
-        with gr.Accordion("decoupling lab: decode this Y with another B", open=True):
+        with gr.Accordion("decoupling lab: decode this Y with another B", open=True, elem_id="lab"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
-                    gr.Markdown(LAB, elem_classes="explain", elem_id="explain-lab")
-                    image_b = accept_plain_strings(gr.Image(label="image B (its B is taken)", type="filepath",
+                    image_b = accept_plain_strings(gr.Image(value=str(second) if second else None,
+                                                            label="image B (its B is taken)", type="filepath",
                                                             sources=["upload", "clipboard"], height=200,
                                                             elem_id="image-b"))
                     b_source = gr.Radio([(text, key) for key, text in lab.B_SOURCES.items()], value="image",
@@ -465,22 +469,25 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                     with gr.Row():
                         swap_btn = gr.Button("swap: decode with this B", variant="primary", elem_id="swap-btn")
                         canvas_btn = gr.Button("put this B on the canvas", elem_id="canvas-btn")
-                    canvas = gr.ImageEditor(label="B to paint (white: boundary, black: none)", type="numpy",
-                                            sources=[], transforms=[], layers=False, image_mode="RGB", format="png",
+                    canvas = gr.ImageEditor(label="B to paint", type="numpy", sources=[], transforms=[],
+                                            layers=False, image_mode="RGB", format="png",
                                             brush=gr.Brush(colors=["#ffffff", "#000000"], default_color="#ffffff",
                                                            color_mode="fixed"),
                                             interactive=True, elem_id="canvas")
                     paint_btn = gr.Button("decode the painted B", elem_id="paint-btn")
                 with gr.Column(scale=2):
                     lab_status = gr.Markdown(elem_id="status-lab")
-                    with gr.Row():  # two per row: the B and what it did stay large enough to read
-                        lab_rec = gr.Image(label="A's Y decoded with this B", format="png", elem_id="lab-rec")
-                        lab_bimg = gr.Image(label="the B decoded", format="png", elem_id="lab-b")
+                    with gr.Row():  # two per row, tall enough that the B and what it did can be read
+                        lab_rec = gr.Image(label="A's Y decoded with this B", format="png", height=LAB_HEIGHT,
+                                           elem_id="lab-rec")
+                        lab_bimg = gr.Image(label="the B decoded", format="png", height=LAB_HEIGHT, elem_id="lab-b")
                     with gr.Row():
-                        lab_change = gr.Image(label="change vs the flow's own B", format="png", elem_id="lab-change")
-                        lab_table = gr.Markdown(elem_id="lab-numbers")
+                        lab_change = gr.Image(label="change vs the flow's own B", format="png", height=LAB_HEIGHT,
+                                              elem_id="lab-change")
+                        gr.Markdown(LAB, elem_classes="explain", elem_id="explain-lab")
+                    lab_table = gr.Markdown(elem_id="lab-numbers")
                     lab_json = gr.JSON(visible=False)
-        with gr.Accordion("figures for slides", open=True):
+        with gr.Accordion("figures for slides", open=False):  # the preview appears once a figure is exported
             explain("figure")
             with gr.Row():
                 fig_panel = gr.Dropdown(["all panels", *FIGURE_PANELS], value="all panels", label="panel",
@@ -533,8 +540,12 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         for trigger in (image.change, model.change, app.load):
             encoded = on(trigger, encode, [image, model], [edges, zhist, notes], results_status,
                          trigger_mode="always_last")
-            then(then(then(encoded, decode, dec_in, dec_out, results_status), scores, dec_in, [table, numbers],
-                      results_status), levels, [image, model], [level_img, level_table], level_status)
+            shown = then(then(then(encoded, decode, dec_in, dec_out, results_status), scores, dec_in,
+                              [table, numbers], results_status), levels, [image, model], [level_img, level_table],
+                         level_status)
+        # the first open fills the panels that otherwise wait for a button: the diversity map and a swap
+        then(then(shown, diversity, [*dec_in, samples], [div_map, div_note], div_status), lab_decode,
+             [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
         # each model starts at the tau it decodes best at (Rescaler.default_tau): 0 for the recipe's, 0.8 for older
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
