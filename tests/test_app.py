@@ -383,14 +383,15 @@ FILE_ENDPOINTS = {
 @pytest.mark.parametrize("endpoint", FILE_ENDPOINTS)
 def test_server_paths_are_refused_alike_on_every_endpoint(server, client, face, tmp_path, endpoint):
     """A client may name any path in a file payload (a FileData dict without Gradio's tag skips Gradio's own
-    check, and so does a plain string): an image that exists on the server, a missing file, a folder, /etc/shadow
-    and a '..' escape out of the upload folder all get the same message, which names none of them; nothing is
-    read. The same paths with Gradio's tag get Gradio's refusal, again the same for all."""
+    check, and so does a plain string): an image that exists on the server, a missing file, a folder, /etc/shadow,
+    a '..' escape out of the upload folder and a URL all get the same message, which names none of them; nothing
+    is read. The same paths with Gradio's tag get Gradio's refusal (its generic error), again the same for all."""
     from gradio.utils import get_upload_folder
 
     secret = tmp_path / "secret.png"
     shutil.copy(face, secret)
-    paths = [secret, tmp_path / "missing.png", tmp_path, "/etc/shadow", f"{get_upload_folder()}/..{secret}"]
+    paths = [secret, tmp_path / "missing.png", tmp_path, "/etc/shadow", f"{get_upload_folder()}/..{secret}",
+             "http://127.0.0.1:9/face.png"]  # Gradio downloads a tagged URL (refusing local hosts); bdflow reads none
     api, args = endpoint.split(" ")[0], FILE_ENDPOINTS[endpoint]
 
     def call(payload):
