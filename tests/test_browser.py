@@ -112,11 +112,28 @@ def numbers(page) -> str:
     return page.locator("#numbers").inner_text()
 
 
+def opened(page) -> None:
+    """Wait until the first open has filled the page (its last step is the lab's swap)."""
+    page.wait_for_selector("#lab-rec img", state="attached")
+    idle(page)
+
+
 def uploaded(page, image: Path) -> None:
-    """Upload ``image`` as the HR input and wait until its own numbers are on the page (not the example's)."""
+    """Upload ``image`` as the HR input (after the first open) and wait until its own panels are on the page."""
+    opened(page)
     w, h = Image.open(image).size
-    page.locator("#hr-input input[type=file]").set_input_files(str(image))
+    replaced(page, lambda: page.locator("#hr-input input[type=file]").set_input_files(str(image)))
     page.wait_for_function(f"document.querySelector('#notes')?.innerText.includes('HR {w}×{h}')")
+
+
+def replaced(page, action) -> None:
+    """Run ``action`` (a new input) and wait until the reconstruction and the level view (the last panel of a new
+    input) show the new one."""
+    js = "([id, src]) => { const i = document.querySelector(`#${id} img`); return i && i.src !== src; }"
+    before = {panel: page.locator(f"#{panel} img").first.get_attribute("src") for panel in ("recon", "levels")}
+    action()
+    for panel, src in before.items():
+        page.wait_for_function(js, arg=[panel, src])
     page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
     idle(page)
 
@@ -132,9 +149,7 @@ def test_first_open_shows_an_example_in_every_panel(served, browser, shots):
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
     page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
-    page.wait_for_selector("#levels img")
-    page.wait_for_selector("#lab-rec img", state="attached")
-    idle(page)
+    opened(page)
     for panel in ("hr-input", "recon", "bicubic", "lr-true", "lr-big", "bam", "b", "zhist", "diversity", "levels",
                   "image-b", "lab-rec", "lab-b", "lab-change"):
         assert page.locator(f"#{panel} img").count() >= 1, panel
@@ -223,6 +238,7 @@ def test_lab_swap_paint_decode_and_level_view(served, browser, tmp_path, shots):
     page.locator("#image-b input[type=file]").set_input_files(str(REPO / "assets" / "church.jpg"))
     page.locator("#swap-btn").click()
     page.wait_for_function("document.querySelector('#lab-numbers')?.innerText.includes('B cells differ')")
+    idle(page)
     assert page.locator("#lab-rec img").count() == 1 and page.locator("#lab-change img").count() == 1
     assert page.locator("#status").inner_text().strip() == "" and page.locator("#status-lab").inner_text().strip() == ""
     for panel in ("lab-rec", "lab-b", "lab-change"):  # each label fits its panel: not cut off
@@ -271,9 +287,9 @@ def test_bad_upload_after_an_example_clears_the_panels(served, browser, tmp_path
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.locator("img[src$='cat-125.jpg']").first.click()
-    page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
-    page.wait_for_selector("#levels img")
+    opened(page)
+    if "cat-125" not in (page.locator("#hr-input img").first.get_attribute("src") or ""):  # not the first example
+        replaced(page, lambda: page.locator("img[src$='cat-125.jpg']").first.click())
     page.locator("#div-btn").click()
     page.wait_for_selector("#diversity img")
     bad = tmp_path / "holiday.png"
