@@ -44,34 +44,43 @@ from bdflow.image_io import to_output  # noqa: E402
 from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
+LAB_HEIGHT = 320  # px: the lab's panels (the swapped B must stay readable)
 ASSETS = ROOT / "assets"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 log = logging.getLogger("bdflow.app")
 
 INTRO = """# BDFlow: boundary-aware decoupled flow rescaling
 An invertible flow turns the HR image X into **Y** (an 8-bit image, 1/s per side), **B** (a k-bit boundary map
-on Y's grid) and **Z** (pushed towards a Gaussian). Only Y and B are stored; the decoder samples Z ~ N(0, τ²).
-Move τ, bits or the seed: only the decoder runs again. The checkpoints here are early CPU-trained models."""
+on Y's grid) and **Z** (pushed towards a Gaussian). Only Y and B are stored; the decoder samples Z ~ N(0, τ²)."""
 
-TEACHES = """### What each panel shows
-- **Reconstruction | HR**: drag the slider to compare the decoded image with the input. Beside it, the
-  **bicubic round trip** (bicubic down to the same LR size, bicubic up) is the baseline every number is compared with.
-- **LR Y**: what is stored, at true size and enlarged (nearest). It is not a bicubic thumbnail: the flow hides
-  high-frequency information in it (tick *feed a bicubic LR* to see what that is worth).
-- **BAM / stored B**: the Boundary-aware Mask of the HR image (Canny-like, Algorithm 1) and the k-bit B the flow
-  stores on the LR grid, 1/24 of Y's bits at k = 1. *Drop B* shows what the boundaries carry.
-- **Z histogram** (the paper's Fig. 2): the forward Z of this image with its Gaussian fit, against the N(0, 1)
-  prior the decoder samples from; and Z_GT = HR − bicubic round trip, the high frequencies a plain LR loses,
-  which is *not* Gaussian (heavy tails at boundaries). That is why B is split off.
-- **Diversity map**: per-pixel standard deviation over several Z samples: where the sampled Z, not Y or B,
-  decides the pixels. τ = 0 gives the deterministic mean and a black map.
-- **Numbers**: PSNR-Y/SSIM-Y (border = scale) and LPIPS against the HR, bytes of Y + B and bits per HR pixel.
-  *JPEG the LR* shows the rate/quality trade when Y itself is compressed.
-- **The flow, level by level**: each level's wavelet gives a low-pass (3 channels) and detail channels; its
-  InvBlocks then mix them. Compare the two halves of a row: the |Δ low-pass| map is the detail the blocks wrote
-  into the low-pass that becomes Y; at the last level the slots are Y, B and Z.
-- **Decoupling lab**: image A's Y with another B. Edges follow B: swap in another image's B, set it to 0, or
-  paint it, and watch the change map."""
+GUIDE = """**How to use it.** An example face is loaded and every panel shows it. Upload your own image (or pick
+another example), choose the scale, then move **τ**, **bits** or the **seed**: only the decoder runs again. Each
+panel says what it shows beside it. Further down: the flow level by level, the **decoupling lab** (decode this Y
+with another B) and **figures for slides**. The checkpoints are early CPU-trained models, trained on faces."""
+
+# what each panel shows, placed beside it
+EXPLAIN = {
+    "reconstruction": """**Reconstruction | HR**: drag the slider to compare the decoded image with the input.
+Beside it, the **bicubic round trip** (bicubic down to the same LR size, bicubic up) is the baseline every number is
+compared with.""",
+    "numbers": """**Numbers**: PSNR-Y / SSIM-Y (border = scale) and LPIPS against the HR, bytes of Y + B and bits per
+HR pixel. *JPEG the LR* shows the rate/quality trade when Y itself is compressed.""",
+    "lr": """**LR Y**: what is stored, at true size and enlarged (nearest). It is not a bicubic thumbnail: the flow
+hides high-frequency information in it (tick *feed a bicubic LR* to see what that is worth).""",
+    "b": """**BAM / stored B**: the Boundary-aware Mask of the HR image (Canny-like, Algorithm 1) and the k-bit B the
+flow stores on the LR grid, 1/24 of Y's bits at k = 1. *Drop B* shows what the boundaries carry.""",
+    "z": """**Z histogram** (the paper's Fig. 2): the forward Z of this image with its Gaussian fit, against the
+N(0, 1) prior the decoder samples from; and Z_GT = HR − bicubic round trip, the high frequencies a plain LR loses,
+which is *not* Gaussian (heavy tails at boundaries). That is why B is split off.""",
+    "diversity": """**Diversity map**: per-pixel standard deviation over several Z samples: where the sampled Z, not
+Y or B, decides the pixels. τ = 0 gives the deterministic mean and a black map.""",
+    "levels": """Each level's wavelet gives a low-pass (3 channels) and detail channels; its InvBlocks then mix
+them. Compare the two halves of a row: the |Δ low-pass| map is the detail the blocks wrote into the low-pass that
+becomes Y. The last tile is B: the B each level's couplings read (B as a condition), the B channel, or a note
+that the model has none.""",
+    "figure": """The current panels (or the chosen one) with a caption of the settings and numbers, as PNG and
+PDF; the PNG is previewed here.""",
+}
 
 
 LAB = """Y is always image A's own (the flow's LR of the HR input above), Z is sampled at the τ and seed above;
@@ -122,22 +131,29 @@ def user_errors(fn):
     return wrapper
 
 
+class InputError(gr.Error):
+    """A failure to read the HR input (or to find the model): shown under the input, not in a panel."""
+
+
 def shown_errors(fn, n_outputs: int):
-    """The UI's copy of an endpoint, with one more output: the status line under the input. A failure clears every
-    output (no stale result of an earlier image stays on screen) and puts the message in the status line, once:
-    no toast (a change event may fire twice for one upload) and no error badge over the panels. Without an image
+    """The UI's copy of an endpoint, with two more outputs: the status line under the input and the panel's own
+    status line. A failure clears every output (no stale result of an earlier image stays on screen) and puts the
+    message, once, where it belongs: under the input for an ``InputError``, in the panel's line for any other. No
+    toast (a change event may fire twice for one upload) and no error badge over the panels. Without an image
     the outputs are cleared silently."""
     empty = [None] * n_outputs
 
     @functools.wraps(fn)
     def wrapper(*args):
-        if _path(args[0]) is None:
-            return [*empty, ""]
+        if _given(args[0]) is None:
+            return [*empty, "", ""]
         try:
             out = fn(*args)
+        except InputError as err:
+            return [*empty, f"**⚠ {err.message}**", ""]
         except Exception as err:
-            return [*empty, f"**⚠ {error_message(fn.__name__, err)}**"]
-        return [*(out if isinstance(out, tuple) else (out,)), ""]
+            return [*empty, "", f"**⚠ {error_message(fn.__name__, err)}**"]
+        return [*(out if isinstance(out, tuple) else (out,)), "", ""]
 
     return wrapper
 
@@ -175,20 +191,72 @@ class PngFiles:
         return str(path)
 
 
-def _path(image) -> str | None:
-    """The uploaded file's path from the raw payload (events run with preprocess=False, so that even a file
-    Pillow cannot open reaches bdflow's loader and its clear message)."""
-    if image is None:
-        return None
-    if isinstance(image, dict):
-        return image.get("path")
-    return str(image)
+FILE_ONLY = ("only an image uploaded to this app (or one of its examples) is read: send the file itself "
+             "(gradio_client: handle_file(path)), not a path on the server or a string")
+
+
+def _given(payload) -> str | None:
+    """The path a file input's raw payload names, unchecked (events run with preprocess=False, so that even a file
+    Pillow cannot open reaches bdflow's loader and its clear message); None for no file."""
+    if isinstance(payload, dict):
+        payload = payload.get("path")
+    return None if payload is None else str(payload)
+
+
+class Uploads:
+    """The one check every file an endpoint reads goes through. With preprocess=False, Gradio checks only payloads
+    that carry its FileData tag, so a client could name any server file: a path is read only if, symlinks and
+    '..' resolved, it lies in Gradio's upload folder (uploads, clipboard pastes, examples shown by the page), its
+    examples cache, or is one of the app's example files. Anything else gets ``FILE_ONLY``, the same message
+    whether the path exists, is a folder or is missing."""
+
+    def __init__(self, examples):
+        self.examples = {Path(p).resolve() for p in examples}
+
+    @staticmethod
+    def folders() -> list[Path]:
+        from gradio.utils import get_cache_folder, get_upload_folder
+
+        return [Path(get_upload_folder()).resolve(), get_cache_folder().resolve()]
+
+    def __call__(self, payload) -> str | None:
+        """The checked path of ``payload`` (a FileData dict or a string), None for no file."""
+        path = _given(payload)
+        if path is None:
+            return None
+        try:
+            real = Path(path).resolve()
+        except (OSError, RuntimeError, ValueError):  # a NUL byte, a symlink loop
+            real = None
+        if real is not None and (real in self.examples or any(real.is_relative_to(f) for f in self.folders())):
+            return str(real)
+        raise gr.Error(FILE_ONLY, print_exception=False)
+
+
+def accept_plain_strings(component):
+    """``component`` (an image input) with a payload model that takes a plain string as a path: it then reaches
+    ``Uploads`` and its message, instead of failing Gradio's validation with a generic error and a traceback."""
+    import pydantic
+
+    base = component.data_model
+
+    class Payload(base):
+        @pydantic.model_validator(mode="before")
+        @classmethod
+        def _string_is_a_path(cls, value):
+            return value if isinstance(value, dict) else {"path": str(value)}
+
+    Payload.__name__ = Payload.__qualname__ = base.__name__  # the API's schema stays Gradio's
+    component.data_model = Payload
+    return component
 
 
 def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
     """The Blocks app for a ``Demo`` (queue settings are applied by ``configure``)."""
     labels = demo.labels
     png = PngFiles()
+    examples = sorted(p for p in examples_dir.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
+    uploaded = Uploads(examples)
 
     def u8(x):  # (1,3,H,W) in [0, 1] -> uint8 (H,W,3)
         return to_output(x, "ndarray", "uint8")
@@ -197,10 +265,14 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         return Toggles(bicubic_lr=bool(bicubic_lr), jpeg_quality=jpeg_q if jpeg_on else None, drop_b=bool(drop_b))
 
     def analysis(image, model):
-        path = _path(image)
-        if path is None:
-            raise gr.Error("upload an image first (or pick an example)", print_exception=False)
-        return demo.analyse(path, model)
+        """The cached forward pass of the HR input; any failure is an ``InputError``."""
+        try:
+            path = uploaded(image)
+            if path is None:
+                raise ValueError("upload an image first (or pick an example)")
+            return demo.analyse(path, model)
+        except Exception as err:
+            raise InputError(error_message("analysis", err), print_exception=False) from None
 
     def encode(image, model):
         """Forward pass (cached per image and model): HR boundary map, Z histogram, notes."""
@@ -256,9 +328,10 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         an = analysis(image_a, model)
         other = None
         if source == "image":
-            if _path(image_b) is None:
+            path_b = uploaded(image_b)
+            if path_b is None:
                 raise gr.Error("upload an image B to take its B (or choose another source of B)", print_exception=False)
-            other = demo.analyse(lab.at_size_of(_path(image_b), an, demo.rescaler(model).max_pixels), model)
+            other = demo.analyse(lab.at_size_of(path_b, an, demo.rescaler(model).max_pixels), model)
         return an, lab.source_codes(demo, an, int(bits), source, other, threshold)
 
     def lab_show(an, dec, bits, tau, seed):
@@ -285,7 +358,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
     def lab_paint(image_a, model, bits, tau, seed, canvas):
         """Decode image A's Y with the B painted on the canvas (white = boundary, black = none)."""
         an = analysis(image_a, model)
-        composite = _path((canvas or {}).get("composite"))
+        composite = uploaded((canvas or {}).get("composite"))
         if composite is None:
             raise gr.Error("put a B on the canvas first (the button above it)", print_exception=False)
         from PIL import Image
@@ -306,15 +379,29 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         name = "-".join("".join(c if c.isalnum() else " " for c in f"bdflow {model} {panel}").split())
         return [str(p) for p in viz.export_figure(panels, caption, png.folder / "figures" / folder[:16] / name)]
 
+    def figure_shown(*args):
+        """The UI's export: the PNG as a preview, and both files."""
+        files = figure(*args)
+        return files[0], files
+
+    def explain(key: str):
+        return gr.Markdown(EXPLAIN[key], elem_classes="explain", elem_id=f"explain-{key}")
+
+    # on first open: a face (what the checkpoints know) as the input, the next example as the lab's image B
+    first = next((p for p in examples if p.stem.startswith("face")), examples[0] if examples else None)
+    after = examples[examples.index(first) + 1 :] + examples if first else []  # the next one, wrapping around
+    second = next((p for p in after if p != first), None)
     # delete_cache: files of the app older than an hour are removed every hour (a long-running Space stays small)
     with gr.Blocks(title="BDFlow: see the decoupling", delete_cache=(3600, 3600)) as app:
         gr.Markdown(INTRO)
+        gr.Markdown(GUIDE, elem_id="guide")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                image = gr.Image(label="HR input", type="filepath", sources=["upload", "clipboard"], height=300,
-                                 elem_id="hr-input")
-                status = gr.Markdown(elem_id="status")  # the one place an error of the UI is shown
-                examples = sorted(p for p in examples_dir.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
+                # an example is shown on first open (the page's load event analyses it), so no panel starts empty
+                image = accept_plain_strings(gr.Image(value=str(first) if first else None, label="HR input",
+                                                      type="filepath", sources=["upload", "clipboard"], height=300,
+                                                      elem_id="hr-input"))
+                status = gr.Markdown(elem_id="status")  # errors of the input (InputError); panels have their own
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[image], label="examples (assets/)",
                                 cache_examples=False, examples_per_page=8)
@@ -333,36 +420,48 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                     drop_b = gr.Checkbox(False, label="drop B", elem_id="drop-b")
                 notes = gr.Markdown(label="notes", elem_id="notes")
             with gr.Column(scale=2):
+                results_status = gr.Markdown(elem_id="status-results")
                 with gr.Row():
                     slider = gr.ImageSlider(label="reconstruction | HR", type="numpy", format="png", elem_id="recon")
                     bicubic = gr.Image(label="bicubic round trip", format="png", elem_id="bicubic")
+                explain("reconstruction")
                 table = gr.Markdown(label="table", elem_id="numbers")
+                explain("numbers")
                 with gr.Accordion("numbers as JSON", open=False):
                     numbers = gr.JSON(label="numbers")
                 with gr.Row():
-                    lr_true = gr.Image(label="LR Y given to the decoder (true size)", format="png", height=160,
-                                       elem_id="lr-true")
+                    lr_true = gr.Image(label="LR Y (true size)", format="png", height=160, elem_id="lr-true")
                     lr_big = gr.Image(label="LR Y enlarged (nearest)", format="png", elem_id="lr-big")
+                    explain("lr")
                 with gr.Row():
                     edges = gr.Image(label="BAM of the HR image (k = 1)", format="png", elem_id="bam")
-                    b_panel = gr.Image(label="stored B (k bits, LR grid, nearest)", format="png", elem_id="b")
-                zhist = gr.Image(label="Z vs its Gaussian (paper Fig. 2)", format="png", elem_id="zhist")
+                    b_panel = gr.Image(label="stored B (k bits, LR grid)", format="png", elem_id="b")
+                    explain("b")
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        zhist = gr.Image(label="Z vs its Gaussian (paper Fig. 2)", format="png", elem_id="zhist")
+                    explain("z")
                 with gr.Row():
                     div_map = gr.Image(label="diversity map (std over Z samples)", format="png", elem_id="diversity")
                     with gr.Column():
                         samples = gr.Slider(2, 8, value=4, step=1, label="samples")
                         div_btn = gr.Button("compute the diversity map", elem_id="div-btn")
+                        div_status = gr.Markdown(elem_id="status-diversity")
                         div_note = gr.Markdown(label="caption", elem_id="div-note")
-        with gr.Accordion("the flow, level by level", open=True):
+                        explain("diversity")
+        with gr.Accordion("the flow, level by level", open=True, elem_id="level-view"):
+            explain("levels")
+            level_status = gr.Markdown(elem_id="status-levels")
             level_img = gr.Image(label="each level: the wavelet's output, then after its InvBlocks", format="png",
                                  elem_id="levels")
             level_table = gr.Markdown(elem_id="levels-table")
-        with gr.Accordion("decoupling lab: decode this Y with another B", open=True):
-            gr.Markdown(LAB)
+        with gr.Accordion("decoupling lab: decode this Y with another B", open=True, elem_id="lab"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
-                    image_b = gr.Image(label="image B (its B is taken)", type="filepath",
-                                       sources=["upload", "clipboard"], height=200, elem_id="image-b")
+                    image_b = accept_plain_strings(gr.Image(value=str(second) if second else None,
+                                                            label="image B (its B is taken)", type="filepath",
+                                                            sources=["upload", "clipboard"], height=200,
+                                                            elem_id="image-b"))
                     b_source = gr.Radio([(text, key) for key, text in lab.B_SOURCES.items()], value="image",
                                         label="B from", elem_id="b-source")
                     threshold = gr.Slider(0, 200, value=50, step=5, label="T of the BAM (OpenCV Canny units)",
@@ -370,28 +469,33 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                     with gr.Row():
                         swap_btn = gr.Button("swap: decode with this B", variant="primary", elem_id="swap-btn")
                         canvas_btn = gr.Button("put this B on the canvas", elem_id="canvas-btn")
-                    canvas = gr.ImageEditor(label="B to paint (white: boundary, black: none)", type="numpy",
-                                            sources=[], transforms=[], layers=False, image_mode="RGB", format="png",
+                    canvas = gr.ImageEditor(label="B to paint", type="numpy", sources=[], transforms=[],
+                                            layers=False, image_mode="RGB", format="png",
                                             brush=gr.Brush(colors=["#ffffff", "#000000"], default_color="#ffffff",
                                                            color_mode="fixed"),
                                             interactive=True, elem_id="canvas")
                     paint_btn = gr.Button("decode the painted B", elem_id="paint-btn")
                 with gr.Column(scale=2):
-                    with gr.Row():
-                        lab_rec = gr.Image(label="lab reconstruction (image A's Y, this B)", format="png",
+                    lab_status = gr.Markdown(elem_id="status-lab")
+                    with gr.Row():  # two per row, tall enough that the B and what it did can be read
+                        lab_rec = gr.Image(label="A's Y decoded with this B", format="png", height=LAB_HEIGHT,
                                            elem_id="lab-rec")
-                        lab_bimg = gr.Image(label="the B decoded", format="png", elem_id="lab-b")
-                        lab_change = gr.Image(label="what it changed (vs the flow's own B)", format="png",
+                        lab_bimg = gr.Image(label="the B decoded", format="png", height=LAB_HEIGHT, elem_id="lab-b")
+                    with gr.Row():
+                        lab_change = gr.Image(label="change vs the flow's own B", format="png", height=LAB_HEIGHT,
                                               elem_id="lab-change")
+                        gr.Markdown(LAB, elem_classes="explain", elem_id="explain-lab")
                     lab_table = gr.Markdown(elem_id="lab-numbers")
                     lab_json = gr.JSON(visible=False)
-        with gr.Accordion("figures for slides", open=False):
+        with gr.Accordion("figures for slides", open=False):  # the preview appears once a figure is exported
+            explain("figure")
             with gr.Row():
                 fig_panel = gr.Dropdown(["all panels", *FIGURE_PANELS], value="all panels", label="panel",
                                         elem_id="fig-panel")
                 fig_btn = gr.Button("export PNG + PDF", elem_id="fig-btn")
+            fig_status = gr.Markdown(elem_id="status-figure")
+            fig_preview = gr.Image(label="preview of the PNG", format="png", elem_id="fig-preview")
             fig_files = gr.File(label="figure", file_count="multiple", elem_id="fig-files")
-        gr.Markdown(TEACHES)
         api_only = gr.Button(visible=False)  # the trigger of the public endpoints (they raise clear errors)
 
         dec_in = [image, model, bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b]
@@ -411,35 +515,46 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         ):
             api_only.click(user_errors(fn), inputs, outputs, api_name=name, **common)
 
-        # The UI: errors go to the status line and clear the outputs (shown_errors).
-        def on(trigger, fn, inputs, outputs, **kw):
-            return trigger(shown_errors(fn, len(outputs)), inputs, [*outputs, status], **ui, **kw)
+        # The UI: an error clears the outputs and goes under the input (InputError) or to the panel's status line.
+        def on(trigger, fn, inputs, outputs, panel_status, **kw):
+            return trigger(shown_errors(fn, len(outputs)), inputs, [*outputs, status, panel_status], **ui, **kw)
+
+        def then(event, fn, inputs, outputs, panel_status):
+            return event.then(shown_errors(fn, len(outputs)), inputs, [*outputs, status, panel_status], **ui)
 
         def stale():
             """Results that follow the settings only when asked for are cleared when the settings change."""
-            return None, "_no map for the current settings yet: press the button_", None
+            return None, "_no map for the current settings yet: press the button_", None, None, "", ""
 
         controls = (bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)
-        gr.on([c.change for c in (image, model, *controls)], stale, None, [div_map, div_note, fig_files],
-              api_visibility="private", queue=False)
-        gr.on([c.change for c in (image, image_b, model, bits, tau, seed)], lambda: (None, None, None, "", None), None,
-              lab_out, api_visibility="private", queue=False)
+        gr.on([c.change for c in (image, model, *controls)], stale, None,
+              [div_map, div_note, fig_files, fig_preview, div_status, fig_status], api_visibility="private", queue=False)
+        # the lab's results belong to its settings too: B's source and T included
+        gr.on([c.change for c in (image, image_b, model, bits, tau, seed, b_source, threshold)],
+              lambda: (None, None, None, "", None, ""), None, [*lab_out, lab_status], api_visibility="private",
+              queue=False)
         for control in controls:
-            on(control.change, decode, dec_in, dec_out, trigger_mode="always_last").then(
-                shown_errors(scores, 2), dec_in, [table, numbers, status], **ui)
-        for trigger in (image.change, model.change):
-            (on(trigger, encode, [image, model], [edges, zhist, notes], trigger_mode="always_last")
-             .then(shown_errors(decode, len(dec_out)), dec_in, [*dec_out, status], **ui)
-             .then(shown_errors(scores, 2), dec_in, [table, numbers, status], **ui)
-             .then(shown_errors(levels, 2), [image, model], [level_img, level_table, status], **ui))
+            then(on(control.change, decode, dec_in, dec_out, results_status, trigger_mode="always_last"),
+                 scores, dec_in, [table, numbers], results_status)
+        # a new input, a new model, and the page's first open (its example): the forward pass and every panel of it
+        for trigger in (image.change, model.change, app.load):
+            encoded = on(trigger, encode, [image, model], [edges, zhist, notes], results_status,
+                         trigger_mode="always_last")
+            shown = then(then(then(encoded, decode, dec_in, dec_out, results_status), scores, dec_in,
+                              [table, numbers], results_status), levels, [image, model], [level_img, level_table],
+                         level_status)
+        # the first open fills the panels that otherwise wait for a button: the diversity map and a swap
+        then(then(shown, diversity, [*dec_in, samples], [div_map, div_note], div_status), lab_decode,
+             [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
         # each model starts at the tau it decodes best at (Rescaler.default_tau): 0 for the recipe's, 0.8 for older
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
-        on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note])
-        on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out)
-        on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas])
-        on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out)
-        on(fig_btn.click, figure, [*dec_in, fig_panel], [fig_files])
+        on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note], div_status)
+        on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out,
+           lab_status)
+        on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas], lab_status)
+        on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out, lab_status)
+        on(fig_btn.click, figure_shown, [*dec_in, fig_panel], [fig_preview, fig_files], fig_status)
     return app
 
 

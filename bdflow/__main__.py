@@ -50,15 +50,18 @@ class Models:
         return self.cache[name]
 
 
-def _jobs(src: Path, dst: Path, suffixes, out_suffix: str) -> list[tuple[Path, Path]]:
+def _jobs(src: Path, dst: Path, suffixes, out_suffix: str, file_suffixes) -> list[tuple[Path, Path]]:
     """(input, output) pairs of a file or a folder; a folder whose inputs would share an output name (a.png and a.jpg,
-    or A.png and a.png on a case-insensitive disk) is refused before any work: outputs never replace each other."""
+    or A.png and a.png on a case-insensitive disk) is refused before any work: outputs never replace each other.
+    For a folder, an output that is a file or named like one (a suffix of ``file_suffixes``) is refused rather than
+    made a folder."""
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
             raise CodecError(f"no {'/'.join(suffixes)} files in {src}")
-        if dst.exists() and not dst.is_dir():
-            raise CodecError(f"{src} is a folder, so the output {dst} must be a folder too")
+        if (dst.exists() and not dst.is_dir()) or (not dst.exists() and dst.suffix.lower() in file_suffixes):
+            raise CodecError(f"{src} is a folder, so the output {dst} must be a folder too (a name without "
+                             f"{dst.suffix}; it is created if missing)")
         by_name: dict[str, list[Path]] = {}
         for p in files:
             by_name.setdefault((p.stem + out_suffix).lower(), []).append(p)
@@ -71,6 +74,13 @@ def _jobs(src: Path, dst: Path, suffixes, out_suffix: str) -> list[tuple[Path, P
     if not src.is_file():
         raise CodecError(f"no such file or folder: {src}")
     return [(src, dst / (src.stem + out_suffix) if dst.is_dir() else dst)]
+
+
+def named(path: Path, err: Exception) -> str:
+    """The message of an error about ``path``, naming the file once: bdflow's messages about a file name it
+    already ("bad.png is not an image Pillow can read"); others get its path in front."""
+    text = str(err)
+    return text if path.name in text else f"{path}: {text}"
 
 
 def _run(jobs, work, desc: str, quiet: bool) -> int:
@@ -87,7 +97,7 @@ def _run(jobs, work, desc: str, quiet: bool) -> int:
                 print(message)
         except (CodecError, ValueError, OSError) as err:
             failures += 1
-            (bar.write if bar else print)(f"error: {src}: {err}", file=sys.stderr)
+            (bar.write if bar else print)(f"error: {named(src, err)}", file=sys.stderr)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -97,7 +107,7 @@ def _run(jobs, work, desc: str, quiet: bool) -> int:
 
 
 def cmd_encode(args) -> int:
-    jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, BDF_SUFFIX)  # refused before the model loads
+    jobs = _jobs(args.input, args.output, IMAGE_SUFFIXES, BDF_SUFFIX, (BDF_SUFFIX,))  # before the model loads
     if jobs[0][1].suffix.lower() != BDF_SUFFIX:
         raise CodecError(f"the output {jobs[0][1]} must end in {BDF_SUFFIX}")
     rescaler = Models(args.device, args.precision).get(args.model)
@@ -114,7 +124,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    jobs = _jobs(args.input, args.output, (BDF_SUFFIX,), ".png")
+    jobs = _jobs(args.input, args.output, (BDF_SUFFIX,), ".png", IMAGE_SUFFIXES)
     image_format(jobs[0][1])  # the format the output's suffix names; refused before any work when there is none
     models = Models(args.device, args.precision)
 
@@ -140,7 +150,7 @@ def cmd_info(args) -> int:
         try:
             info = read_file(path).info()
         except CodecError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {named(path, err)}", file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue
         if args.json:

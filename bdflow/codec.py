@@ -361,19 +361,32 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def write_atomic(path, data: bytes | None = None, image: Image.Image | None = None, force: bool = False) -> Path:
-    """Write bytes (or save a PIL image in the format its suffix names) via a temporary file in the same folder,
-    flushed to disk, then renamed: readers see the old file or the new one, never a part. Never overwrites
-    without force; the file gets the usual permissions (mkstemp's 0600 is not kept)."""
+def check_output(path, force: bool = False) -> Path:
+    """``path`` as an output file, refused with a clear message when it exists (without ``force``), is a folder,
+    or lies under a file (face.jpg/x.bdf): before any slow work."""
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     if path.is_dir():
         raise FileExistsError(f"{path} is a folder")
+    blocking = next((p for p in path.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise CodecError(f"cannot write {path}: {blocking} is a file, not a folder")
+    return path
+
+
+def write_atomic(path, data: bytes | None = None, image: Image.Image | None = None, force: bool = False) -> Path:
+    """Write bytes (or save a PIL image in the format its suffix names) via a temporary file in the same folder,
+    flushed to disk, then renamed: readers see the old file or the new one, never a part. Never overwrites
+    without force; the file gets the usual permissions (mkstemp's 0600 is not kept)."""
+    path = check_output(path, force)
     fmt = image_format(path) if image is not None else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:  # the message names the output, never the temporary file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _new_file_mode(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CodecError(f"cannot write {path}: {err.strerror or err}") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -384,17 +397,17 @@ def write_atomic(path, data: bytes | None = None, image: Image.Image | None = No
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CodecError(f"cannot write {path}: {err.strerror or err}") from None
         raise
     return path
 
 
 def encode_file(rescaler: Rescaler, src, dst, bits: int = 1, model_name: str | None = None, force: bool = False) -> BdfFile:
     """Image file -> .bdf file. Returns the written file's BdfFile (parsed back, so what is returned was checked)."""
-    dst = Path(dst)
-    if dst.exists() and not force:  # before the (slow) encode
-        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+    dst = check_output(dst, force)  # before the (slow) encode
     enc = rescaler.encode(src, bits=bits)
     name = model_name or rescaler.model.name or "bdflow"
     data = pack(enc, name, model_digest(rescaler))

@@ -255,13 +255,15 @@ class Demo:
     def _analyse(self, image, label: str, r: Rescaler, key: str) -> Analysis:
         x, info = load_image(image, r.max_pixels)
         notes = list(info["notes"])
+        size = f"{x.shape[-1]}x{x.shape[-2]}"  # as uploaded
         x, note = fit_side(to_8bit(x), self.max_side)
         if note:
             notes.append(note)
         h, w = x.shape[-2:]
         if h < r.scale or w < r.scale:
-            raise ValueError(f"the image is {w}x{h}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
-        with record(r.model, (h, w)) as views:  # the level view comes from this same forward pass
+            shown = f" (downscaled to {w}x{h}: the app's limit is {self.max_side} px per side)" if note else ""
+            raise ValueError(f"the image is {size}{shown}: at ×{r.scale} it needs at least {r.scale}x{r.scale} pixels")
+        with record(r.net, (h, w)) as views:  # the level view comes from this same forward pass, of the net that runs
             f = r.forward_image(x)
         meta = {**f.meta, "kind": "pil", "dtype": "uint8", "notes": notes}
         bicubic = bicubic_round_trip(x, r.scale)
@@ -375,12 +377,22 @@ def figure_caption(an: Analysis, s: dict, bits: int, tau: float, seed: int, togg
 
 def levels_markdown(views: list[LevelView]) -> str:
     """The level view's numbers: per level, the RMS of the detail slots before and after its InvBlocks and how
-    much the blocks changed the low-pass slot."""
+    much the blocks changed the low-pass slot; the last level's slots; and how B enters the flow."""
     head = ("| level | channels | detail RMS, wavelet | detail RMS, after InvBlocks | mean abs change of the low-pass "
             "(0-255) |\n|---|---|---|---|---|")
-    rows = [f"| {v.index}{' (Y, B, Z)' if v.last else ''} | {v.channels} | {v.stats['detail_rms_before']:.4f} | "
-            f"{v.stats['detail_rms_after']:.4f} | {v.stats['low_change']:.2f} |" for v in views]
-    return "\n".join([head, *rows])
+    rows = [f"| {v.index}{(' (Y, B, Z)' if v.after_b is not None else ' (Y, Z)') if v.last else ''} | {v.channels} | "
+            f"{v.stats['detail_rms_before']:.4f} | {v.stats['detail_rms_after']:.4f} | {v.stats['low_change']:.2f} |"
+            for v in views]
+    reading = [v.index for v in views if v.condition is not None]
+    if any(v.after_b is not None for v in views):
+        how = "B is the last level's channel 3, split off beside Y and Z."
+    elif reading:
+        which = "every coupling" if len(reading) == len(views) else f"every coupling of levels {reading[0]}–{reading[-1]}"
+        how = (f"B is stored beside Y, not as a channel of the flow: {which} reads it as a condition, on its "
+               "level's grid (the last tile of each row; at the last level the stored B itself).")
+    else:
+        how = "This model stores no B: Y and Z only."
+    return "\n".join([head, *rows]) + f"\n\n_{how}_"
 
 
 def _scores(x_hat: torch.Tensor, x: torch.Tensor, scale: int) -> dict:

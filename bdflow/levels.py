@@ -7,7 +7,7 @@
 A pre-hook on a level's first block sees the wavelet's output (times the flow's gain): the low-pass in channels
 0-2, the detail channels after them. A hook on its last block sees what the InvBlocks made of it: the low-pass
 slot (at the last level, Y), the detail slots (at the last level, B if the model stores it in a channel, then Z
-before its scale exp(a)). Hooking the blocks instead of re-implementing the transform keeps the view right for
+before its scale exp(a)). With B as a condition, the pre-hook also sees the B the level's couplings read. Hooking the blocks instead of re-implementing the transform keeps the view right for
 whatever wavelet and B layout the model uses.
 """
 
@@ -37,6 +37,7 @@ class LevelView:
     after_low: np.ndarray  # channels 0-2 after the level's InvBlocks (the last level's: Y)
     after_detail: np.ndarray  # RMS over the detail slots after the InvBlocks (the last level's: Z only)
     after_b: np.ndarray | None  # the last level's B channel (None elsewhere, and for a model without a B channel)
+    condition: np.ndarray | None  # the B this level's couplings read (B as a condition, on this level's grid), or None
     last: bool
     stats: dict  # detail_rms_before/after, low_change (mean |after - before| of the low-pass, 0-255 scale)
 
@@ -57,8 +58,9 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
 
 
 def summarise(index: int, before: torch.Tensor, after: torch.Tensor, hr_size: tuple[int, int], b_channels: int,
-              last: bool) -> LevelView:
-    """One level from its first block's input and last block's output, both (N, 3 * 4^index, h, w); item 0 only."""
+              last: bool, condition: torch.Tensor | None = None) -> LevelView:
+    """One level from its first block's input and last block's output, both (N, 3 * 4^index, h, w), and the
+    condition its blocks read ((N, 1, h, w) or None); item 0 only."""
     before, after = before[0].detach(), after[0].detach()
     size = tuple(-(-s // 2**index) for s in hr_size)  # the LR cells that cover the unpadded image
     nb = b_channels if last else 0
@@ -72,7 +74,8 @@ def summarise(index: int, before: torch.Tensor, after: torch.Tensor, hr_size: tu
         index=index, channels=int(before.shape[0]),
         before_low=_small(before[:Y_CHANNELS], size), before_detail=_small(_rms(before[Y_CHANNELS:]), size)[..., 0],
         after_low=_small(after[:Y_CHANNELS], size), after_detail=_small(_rms(detail_after), size)[..., 0],
-        after_b=_small(after[Y_CHANNELS : Y_CHANNELS + nb], size)[..., 0] if nb else None, last=last, stats=stats,
+        after_b=_small(after[Y_CHANNELS : Y_CHANNELS + nb], size)[..., 0] if nb else None,
+        condition=None if condition is None else _small(condition[0].detach(), size)[..., 0], last=last, stats=stats,
     )
 
 
@@ -90,11 +93,12 @@ def record(model, hr_size: tuple[int, int]) -> Iterator[list[LevelView]]:
         seen: dict = {}
 
         def before_hook(module, args, seen=seen):
-            seen["before"] = args[0]
+            seen["before"], seen["condition"] = args[0], (args[1] if len(args) > 1 else None)
 
         def after_hook(module, args, out, seen=seen, index=index):
             out = out[0] if isinstance(out, tuple) else out
-            views.append(summarise(index, seen.pop("before"), out, hr_size, b_channels, last=index == n))
+            views.append(summarise(index, seen.pop("before"), out, hr_size, b_channels, last=index == n,
+                                   condition=seen.pop("condition")))
 
         handles.append(blocks[0].register_forward_pre_hook(before_hook))
         handles.append(blocks[-1].register_forward_hook(after_hook))

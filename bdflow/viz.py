@@ -284,7 +284,8 @@ def tile_grid(rows: list[list[tuple[str, np.ndarray | None]]], tile_w: int = 150
 def levels_image(views, tile_w: int = 150) -> np.ndarray:
     """The level view (``bdflow.levels``) as uint8 RGB: one row per level; the wavelet's low-pass and the RMS of
     its detail channels, then the same slots after the level's InvBlocks, |after - before| of the low-pass (what
-    the blocks wrote into it), and at the last level B (or a note that the model has none). The two detail maps of
+    the blocks wrote into it), and B: the B channel at the last level, or, with B as a condition, the B each level's
+couplings read (at the last level the stored B itself), or a note that the model has none. The two detail maps of
     a row share one colour scale. Titles are ASCII (Pillow's default font has no Greek or math signs)."""
     rows = []
     for v in views:
@@ -298,28 +299,49 @@ def levels_image(views, tile_w: int = 150) -> np.ndarray:
                ("after: Z (RMS)" if v.last else "after: detail (RMS)", _colour(v.after_detail, "magma", vmax))]
         if v.after_b is not None:
             row.append(("after: B (channel 3)", _colour(np.repeat(v.after_b[..., None], 3, axis=2), None)))
+        elif v.condition is not None:
+            row.append(("stored B, read by its couplings" if v.last else "B read by its couplings",
+                        _colour(np.repeat(v.condition[..., None], 3, axis=2), None)))
         elif v.last:
-            row.append(("no B channel: Y and Z only", None))
+            row.append(("no B: Y and Z only", None))
         rows.append(row)
     return tile_grid(rows, tile_w)
 
 
+WIDE = 1.6  # a panel this much wider than high (the level view, the Z histograms) gets a row of its own
+FIGURE_COLS, TILE_IN = 3, 4.2  # up to 3 other panels per row, each TILE_IN inches wide
+
+
+def _wide(img: np.ndarray) -> bool:
+    return img.shape[1] >= WIDE * img.shape[0]
+
+
+def figure_rows(panels: dict[str, np.ndarray]) -> list[list[str]]:
+    """The rows of a figure: the panels of ordinary shape FIGURE_COLS to a row, then each wide panel (>= WIDE)
+    on a row of its own, at the figure's full width, so that its small tiles and labels stay readable."""
+    wide = [t for t, img in panels.items() if _wide(img)]
+    other = [t for t in panels if t not in wide]
+    return [other[i : i + FIGURE_COLS] for i in range(0, len(other), FIGURE_COLS)] + [[t] for t in wide]
+
+
 def export_figure(panels: dict[str, np.ndarray], caption: str, stem: str | Path) -> tuple[Path, Path]:
-    """Panels (title -> uint8 RGB) side by side (up to 3 per row) with ``caption`` under them, for slides:
+    """Panels (title -> uint8 RGB) laid out by :func:`figure_rows` with ``caption`` under them, for slides:
     written as ``stem``.png (150 dpi) and ``stem``.pdf. Returns both paths."""
     if not panels:
         raise ValueError("nothing to export")
-    n = len(panels)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows + 0.6), squeeze=False)
-    for ax, (title, img) in zip(axes.flat, panels.items()):
-        _tile(ax, img, title)
-        ax.title.set_fontsize(10)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
+    rows = figure_rows(panels)
+    spans = [_wide(panels[row[0]]) for row in rows]  # a wide panel spans every column
+    cols = FIGURE_COLS if any(spans) or len(rows) > 1 else len(rows[0])
+    width, title_in, caption_in = TILE_IN * cols, 0.35, 0.6
+    heights = [max((width if span else TILE_IN) * panels[t].shape[0] / panels[t].shape[1] for t in row) + title_in
+               for row, span in zip(rows, spans)]
+    fig = plt.figure(figsize=(width, sum(heights) + caption_in))
+    grid = fig.add_gridspec(len(rows), cols, height_ratios=heights, left=0.01, right=0.99, top=0.99,
+                            bottom=caption_in / (sum(heights) + caption_in), hspace=0.12, wspace=0.04)
+    for r, (row, span) in enumerate(zip(rows, spans)):
+        for c, title in enumerate(row):
+            _tile(fig.add_subplot(grid[r, :] if span else grid[r, c]), panels[title], title)
     fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=9, wrap=True)
-    fig.tight_layout(rect=(0, 0.6 / (3.6 * rows + 0.6), 1, 1))
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 import app as app_module
 from bdflow import viz
+from bdflow.accel import default_precision
 from bdflow.demo import Demo
 from tests.helpers import REPO, free_port, tiny_checkpoints
 
@@ -21,11 +23,10 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The real app (build + queue settings + launch settings) on tiny ×8 models, on a free localhost port."""
-    root = tmp_path_factory.mktemp("app")
-    demo = Demo.from_sources(tiny_checkpoints(root / "checkpoints"), max_side=128, device="cpu")
+def serve(root: Path, precision: str = "fp32"):
+    """The real app (build + queue settings + launch settings) on tiny ×8 models at ``precision``, on a free
+    localhost port: (its URL, the Blocks to close)."""
+    demo = Demo.from_sources(tiny_checkpoints(root / "checkpoints"), max_side=128, device="cpu", precision=precision)
     examples = root / "examples"
     examples.mkdir()
     shutil.copy(REPO / "assets" / "church.jpg", examples / "church.jpg")
@@ -33,8 +34,14 @@ def server(tmp_path_factory):
     port = free_port()
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                   **app_module.launch_kwargs())
+    return f"http://127.0.0.1:{port}/", blocks
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    url, blocks = serve(tmp_path_factory.mktemp("app"))
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         blocks.close()
 
@@ -42,6 +49,20 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(server):
     return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def bf16_client(tmp_path_factory):
+    """The same app with the subnets in bf16 (the app's default where the CPU has AVX512-BF16)."""
+    url, blocks = serve(tmp_path_factory.mktemp("app-bf16"), "bf16")
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        blocks.close()
+
+
+BF16 = pytest.mark.skipif(default_precision() != "bf16", reason="bf16 needs a CPU with AVX512-BF16")
+PRECISION_CLIENTS = ["client", pytest.param("bf16_client", marks=BF16)]
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +150,15 @@ def test_twin_b_panel_explains_there_is_no_b(client, face):
     assert np.array_equal(b, unframed(viz.framed(viz.no_b_image((80, 96)))))
 
 
-def test_levels(client, face):
+@pytest.mark.parametrize("which", PRECISION_CLIENTS)
+def test_levels(request, which, face):
+    client = request.getfixturevalue(which)
     img, table = client.predict(image=handle_file(face), model="×8", api_name="/levels")
     assert read(img).ndim == 3 and read(img).shape[0] > 300  # three rows of tiles
-    assert table.count("\n|") == 4 and "| 3 (Y, B, Z) | 192 |" in table
+    # the tiny models read B as a condition: the table says so instead of naming a B slot
+    assert table.count("\n|") == 4 and "| 3 (Y, Z) | 192 |" in table and "every coupling reads it" in table
     _, twin = client.predict(image=handle_file(face), model="×8 without B (IRN-style twin)", api_name="/levels")
-    assert "| 3 (Y, B, Z) | 192 |" in twin
+    assert "| 3 (Y, Z) | 192 |" in twin and "stores no B" in twin
 
 
 def test_swap_takes_b_from_the_other_image(client, face, tmp_path):
@@ -157,7 +181,9 @@ def test_swap_takes_b_from_the_other_image(client, face, tmp_path):
         client.predict(handle_file(face), handle_file(other), "×8 without B (IRN-style twin)", api_name="/swap")
 
 
-def test_figure_png_and_pdf_with_caption(client, face):
+@pytest.mark.parametrize("which", PRECISION_CLIENTS)
+def test_figure_png_and_pdf_with_caption(request, which, face):
+    client = request.getfixturevalue(which)
     png, pdf = client.predict(image=handle_file(face), model="×8", bits=2, tau=0.5, seed=3, api_name="/figure")
     assert png.endswith(".png") and pdf.endswith(".pdf") and Path(pdf).read_bytes()[:5] == b"%PDF-"
     assert read(png).shape[1] > 1000
@@ -167,25 +193,63 @@ def test_figure_png_and_pdf_with_caption(client, face):
         client.predict(image=handle_file(face), model="×8", panel="nope", api_name="/figure")
 
 
-def test_ui_errors_clear_every_output_and_show_the_message_once():
-    """Defect 2: in the UI a failure returns cleared outputs and the message for the status line (no toast)."""
-    def fails(image, model):
-        raise ValueError("holiday.png is not an image Pillow can read")
+def test_ui_errors_go_next_to_their_panel():
+    """In the UI a failure returns cleared outputs and the message once (no toast): under the input for a bad
+    input, in the panel's own status line for anything else."""
+    def bad_input(image, model):
+        raise app_module.InputError("holiday.png is not an image Pillow can read")
 
-    out = app_module.shown_errors(fails, 3)("holiday.png", "×8")
+    def bad_panel(image, model):
+        raise ValueError("upload an image B to take its B")
+
+    out = app_module.shown_errors(bad_input, 3)("holiday.png", "×8")
     assert out[:3] == [None, None, None] and out[3].count("holiday.png is not an image Pillow can read") == 1
-    assert app_module.shown_errors(fails, 2)(None, "×8") == [None, None, ""]
+    assert out[4] == ""
+    out = app_module.shown_errors(bad_panel, 3)("face.png", "×8")
+    assert out[:4] == [None, None, None, ""] and "upload an image B" in out[4]
+    assert app_module.shown_errors(bad_input, 2)(None, "×8") == [None, None, "", ""]
 
 
-def test_settings_changes_clear_the_diversity_map(tmp_path):
-    """Defect 3: every input the map depends on clears it (and the exported figure) when it changes."""
-    demo = Demo.from_sources(tiny_checkpoints(tmp_path), max_side=64, device="cpu")
-    blocks = app_module.build(demo, examples_dir=tmp_path)
+@pytest.fixture(scope="module")
+def wiring(tmp_path_factory):
+    """The built app's elem_id -> block id, and its event dependencies (no server)."""
+    root = tmp_path_factory.mktemp("wiring")
+    shutil.copy(REPO / "assets" / "church.jpg", root / "church.jpg")
+    blocks = app_module.build(Demo.from_sources(tiny_checkpoints(root), max_side=64, device="cpu"), examples_dir=root)
     ids = {b.elem_id: i for i, b in blocks.blocks.items() if getattr(b, "elem_id", None)}
-    cleared = {t[0] for dep in blocks.config["dependencies"] if ids["diversity"] in dep["outputs"]
-               for t in dep["targets"] if t[1] == "change"}
+    return ids, blocks.config["dependencies"]
+
+
+def test_each_panel_reports_its_errors_beside_it(wiring):
+    """Every UI event writes the input's status line and the status line of the panel its outputs belong to."""
+    ids, deps = wiring
+    panels = {"recon": "status-results", "zhist": "status-results", "diversity": "status-diversity",
+              "levels": "status-levels", "lab-rec": "status-lab", "canvas": "status-lab", "fig-files": "status-figure"}
+    for output, panel_status in panels.items():
+        events = [d for d in deps if ids[output] in d["outputs"] and d["api_visibility"] == "private"
+                  and ids["status"] in d["outputs"]]
+        assert events, output
+        assert all(ids[panel_status] in d["outputs"] for d in events), output
+
+
+def test_settings_changes_clear_the_diversity_map_and_the_lab(wiring):
+    """Every input a result depends on clears it (and the exported figure) when it changes: the lab's B source
+    and T too."""
+    ids, deps = wiring
+
+    def cleared_by(elem_id):
+        return {t[0] for dep in deps if ids[elem_id] in dep["outputs"] for t in dep["targets"] if t[1] == "change"}
+
     for name in ("hr-input", "model", "bits", "tau", "seed", "bicubic-lr", "jpeg-on", "jpeg-q", "drop-b"):
-        assert ids[name] in cleared, name
+        assert ids[name] in cleared_by("diversity") and ids[name] in cleared_by("fig-preview"), name
+    for name in ("hr-input", "image-b", "model", "bits", "tau", "seed", "b-source", "threshold"):
+        assert ids[name] in cleared_by("lab-rec"), name
+
+
+def test_first_open_shows_an_example(wiring):
+    """The page opens with an example in the input, and its load event runs the forward pass (no empty panels)."""
+    ids, deps = wiring
+    assert any(t[1] == "load" and ids["zhist"] in d["outputs"] for d in deps for t in d["targets"])
 
 
 def test_large_image_downscaled_with_notice(client, face_paths, tmp_path):
@@ -293,15 +357,75 @@ def test_integer_inputs_are_refused_like_tau(server, face, endpoint, kwargs, mes
     assert "cannot convert" not in stream and "Traceback" not in stream
 
 
-@pytest.mark.parametrize("image", [
-    {"path": "http://127.0.0.1:9/face.png", "meta": {"_type": "gradio.FileData"}},  # Gradio refuses local hosts
-    {"path": str(REPO / "assets" / "church.jpg"), "meta": {"_type": "gradio.FileData"}},  # a real image, not uploaded
-    {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}},
-    "/etc/hostname",
-])
-def test_urls_and_server_paths_are_refused_before_bdflow_reads_anything(server, image):
-    """docs/robustness.md: only uploads (and the clipboard, an upload too) reach bdflow. Gradio refuses a URL, a path it
-    did not receive as an upload (even a real image on the server) or a bare string before the function runs, with
-    its generic error (no message)."""
-    stream = raw_call(server, "/encode", [image, "×8"])
-    assert "event: error" in stream and "HR " not in stream and '"error": null' in stream
+def upload(server: str, path) -> dict:
+    """``path`` uploaded as a browser would: its FileData payload."""
+    import httpx
+
+    with open(path, "rb") as f:
+        uploaded = httpx.post(f"{server}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
+    return {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+
+
+# every endpoint that reads a file: its arguments, with FILE where the file under test goes
+FILE = object()
+FILE_ENDPOINTS = {
+    "/encode": [FILE, "×8"],
+    "/decode": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]]],
+    "/scores": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]]],
+    "/diversity": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:10]]],
+    "/levels": [FILE, "×8"],
+    "/swap (image A)": [FILE, "UPLOAD", "×8", 1, 0.0, 0],
+    "/swap (image B)": ["UPLOAD", FILE, "×8", 1, 0.0, 0],
+    "/figure": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]], "stored B"],
+}
+
+
+@pytest.mark.parametrize("endpoint", FILE_ENDPOINTS)
+def test_server_paths_are_refused_alike_on_every_endpoint(server, client, face, tmp_path, endpoint):
+    """A client may name any path in a file payload (a FileData dict without Gradio's tag skips Gradio's own
+    check, and so does a plain string): an image that exists on the server, a missing file, a folder, /etc/shadow,
+    a '..' escape out of the upload folder and a URL all get the same message, which names none of them; nothing
+    is read. The same paths with Gradio's tag get Gradio's refusal (its generic error), again the same for all."""
+    from gradio.utils import get_upload_folder
+
+    secret = tmp_path / "secret.png"
+    shutil.copy(face, secret)
+    paths = [secret, tmp_path / "missing.png", tmp_path, "/etc/shadow", f"{get_upload_folder()}/..{secret}",
+             "http://127.0.0.1:9/face.png"]  # Gradio downloads a tagged URL (refusing local hosts); bdflow reads none
+    api, args = endpoint.split(" ")[0], FILE_ENDPOINTS[endpoint]
+
+    def call(payload):
+        data = [payload if a is FILE else upload(server, face) if a == "UPLOAD" else a for a in args]
+        return raw_call(server, api, data)
+
+    for path in paths:
+        for payload in ({"path": str(path)}, str(path)):
+            stream = call(payload)
+            assert "event: error" in stream and app_module.FILE_ONLY in stream, (path, stream)
+            assert "secret" not in stream and "missing" not in stream and "shadow" not in stream
+        tagged = call({"path": str(path), "meta": {"_type": "gradio.FileData"}})
+        assert "event: error" in tagged and '"error": null' in tagged, (path, tagged)
+    # through gradio_client, a plain string is refused with the same message
+    if api != "/swap":
+        with pytest.raises(AppError, match=re.escape(app_module.FILE_ONLY)):
+            client.predict(str(secret), *[a for a in args[1:]], api_name=api)
+
+
+def test_uploads_and_examples_are_read(client, face, tmp_path):
+    """The check lets through what a user sends: an upload, and one of the app's examples by its path."""
+    _, _, notes = client.predict(handle_file(face), "×8", api_name="/encode")
+    assert "HR 96×80" in notes
+    examples = app_module.Uploads([REPO / "assets" / "church.jpg"])
+    assert examples(str(REPO / "assets" / "church.jpg")) == str((REPO / "assets" / "church.jpg").resolve())
+    assert examples(None) is None and examples({"path": None}) is None
+    with pytest.raises(Exception, match=re.escape(app_module.FILE_ONLY)):  # another file of the same folder
+        examples({"path": str(REPO / "assets" / "cat-125.jpg")})
+    from gradio.utils import get_upload_folder
+
+    link = Path(tempfile.mkdtemp(dir=get_upload_folder())) / "link.png"  # a link in the upload folder to outside
+    try:
+        link.symlink_to(face)
+        with pytest.raises(Exception, match=re.escape(app_module.FILE_ONLY)):
+            examples({"path": str(link)})
+    finally:
+        shutil.rmtree(link.parent)

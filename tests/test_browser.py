@@ -5,7 +5,8 @@ Upload an image, move tau and bits and see the outputs change, the diversity map
 level view, the decoupling lab (swap, paint, decode), a bad file after an example (outputs cleared, one message),
 save a screenshot: to ``$BDFLOW_SCREENSHOT`` when set (then with the real checkpoints of ``checkpoints/`` and a face from
 ``assets/``, for the README: ``BDFLOW_SCREENSHOT=docs/screenshot.png python -m pytest -q tests/test_browser.py``),
-else to a temporary folder with tiny untrained models (fast).
+else to a temporary folder with tiny untrained models (fast). Screenshots of the first open, an upload, the level
+view and the lab are saved too: to ``$BDFLOW_SHOTS`` when set (a folder), else to a temporary one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.helpers import REPO, free_port, tiny_checkpoints
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("BDFLOW_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = os.environ.get("BDFLOW_SCREENSHOT")
+SHOTS = os.environ.get("BDFLOW_SHOTS")
 TIMEOUT_MS = 180_000 if SCREENSHOT else 120_000  # generous: the CI machine may be busy
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
@@ -68,6 +70,32 @@ def browser():
             b.close()
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """The folder the screenshots of the page's stages go to."""
+    folder = Path(SHOTS) if SHOTS else tmp_path_factory.mktemp("shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def snap(page, folder: Path, name: str, elem_id: str | None = None) -> Path:
+    """A screenshot of the whole page, or of one element (scrolled into view), as ``folder/name.png``."""
+    path = folder / f"{name}.png"
+    if elem_id:
+        page.locator(f"#{elem_id}").scroll_into_view_if_needed()
+        page.locator(f"#{elem_id}").screenshot(path=str(path))
+    else:  # scroll through the page first: images below the fold load lazily
+        height = page.evaluate("document.body.scrollHeight")
+        for y in range(0, height, 800):
+            page.evaluate(f"window.scrollTo(0, {y})")
+            page.wait_for_timeout(100)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_function("[...document.images].every(i => i.complete)")
+        page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5_000
+    return path
+
+
 def set_number(page, elem_id: str, value) -> None:
     """Type into a slider's number box and commit it, as a user does."""
     box = page.locator(f"#{elem_id} input[data-testid=number-input]")
@@ -84,13 +112,68 @@ def numbers(page) -> str:
     return page.locator("#numbers").inner_text()
 
 
-def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path):
+def opened(page) -> None:
+    """Wait until the first open has filled the page (its last step is the lab's swap)."""
+    page.wait_for_selector("#lab-rec img", state="attached")
+    idle(page)
+
+
+def uploaded(page, image: Path) -> None:
+    """Upload ``image`` as the HR input (after the first open) and wait until its own panels are on the page."""
+    opened(page)
+    w, h = Image.open(image).size
+    replaced(page, lambda: page.locator("#hr-input input[type=file]").set_input_files(str(image)))
+    page.wait_for_function(f"document.querySelector('#notes')?.innerText.includes('HR {w}×{h}')")
+
+
+def replaced(page, action) -> None:
+    """Run ``action`` (a new input) and wait until the reconstruction and the level view (the last panel of a new
+    input) show the new one."""
+    js = "([id, src]) => { const i = document.querySelector(`#${id} img`); return i && i.src !== src; }"
+    before = {panel: page.locator(f"#{panel} img").first.get_attribute("src") for panel in ("recon", "levels")}
+    action()
+    for panel, src in before.items():
+        page.wait_for_function(js, arg=[panel, src])
+    page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
+    idle(page)
+
+
+def idle(page) -> None:
+    """Wait until no event runs or waits (no progress text on the page)."""
+    page.wait_for_function("!/processing \\||queue: /.test(document.body.innerText)")
+
+
+def test_first_open_shows_an_example_in_every_panel(served, browser, shots):
+    url, _, _ = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
+    opened(page)
+    for panel in ("hr-input", "recon", "bicubic", "lr-true", "lr-big", "bam", "b", "zhist", "diversity", "levels",
+                  "image-b", "lab-rec", "lab-b", "lab-change"):
+        assert page.locator(f"#{panel} img").count() >= 1, panel
+    assert "How to use it" in page.locator("#guide").inner_text()
+    # the guide sits above the panels, and each explanation beside its panel, not at the bottom of the page
+    top = page.evaluate("id => document.querySelector(`#${id}`).getBoundingClientRect().top + window.scrollY", "guide")
+    assert top < page.evaluate("document.querySelector('#recon').getBoundingClientRect().top + window.scrollY")
+    for panel, text in (("zhist", "explain-z"), ("b", "explain-b"), ("levels", "explain-levels")):
+        gap = page.evaluate("""([a, b]) => Math.abs(document.querySelector(`#${a}`).getBoundingClientRect().top -
+                                                  document.querySelector(`#${b}`).getBoundingClientRect().top)""",
+                            [panel, text])
+        assert gap < 400, (panel, gap)
+    assert page.locator("#status").inner_text().strip() == ""
+    snap(page, shots, "first-open")
+
+
+def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, shots):
     url, image, (lr_h, lr_w) = served
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.locator("#hr-input input[type=file]").set_input_files(str(image))
     page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
+    uploaded(page, image)
+    snap(page, shots, "upload")
     first_src, first_numbers = recon_src(page), numbers(page)
     assert first_src and f"{lr_h * lr_w * 3} (Y) + {math.ceil(lr_h * lr_w / 8)} (B)" in first_numbers
     assert page.locator("#zhist img").count() == 1 and page.locator("#bam img").count() == 1
@@ -110,7 +193,7 @@ def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path):
     page.locator("#div-btn").click()
     page.wait_for_selector("#diversity img")
     assert "τ = 0.20" in page.locator("#div-note").inner_text()
-    assert page.locator("#levels img").count() == 1 and "(Y, B, Z)" in page.locator("#levels-table").inner_text()
+    assert page.locator("#levels img").count() == 1 and "3 (Y" in page.locator("#levels-table").inner_text()
     label_clear_of_titles(page, "zhist")
 
     shot = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "screenshot.png"
@@ -138,23 +221,33 @@ def label_clear_of_titles(page, elem_id: str) -> None:
     assert covered < LABEL_BAND, covered
 
 
-def test_lab_swap_paint_decode_and_level_view(served, browser, tmp_path):
+def test_lab_swap_paint_decode_and_level_view(served, browser, tmp_path, shots):
     url, image, _ = served
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.locator("#hr-input input[type=file]").set_input_files(str(image))
     page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
+    uploaded(page, image)
+    page.wait_for_function("document.querySelector('#levels-table')?.innerText.includes('3 (Y')")
     page.wait_for_selector("#levels img")
     rows = page.locator("#levels-table tbody tr").count()
-    assert rows >= 3 and "(Y, B, Z)" in page.locator("#levels-table").inner_text()
+    assert rows >= 3 and "reads it as a condition" in page.locator("#levels-table").inner_text()
+    snap(page, shots, "levels", "level-view")
 
     # swap: image A's Y with image B's B
     page.locator("#image-b input[type=file]").set_input_files(str(REPO / "assets" / "church.jpg"))
     page.locator("#swap-btn").click()
     page.wait_for_function("document.querySelector('#lab-numbers')?.innerText.includes('B cells differ')")
+    idle(page)
     assert page.locator("#lab-rec img").count() == 1 and page.locator("#lab-change img").count() == 1
-    assert page.locator("#status").inner_text().strip() == ""
+    assert page.locator("#status").inner_text().strip() == "" and page.locator("#status-lab").inner_text().strip() == ""
+    for panel in ("lab-rec", "lab-b", "lab-change"):  # each label fits its panel: not cut off
+        assert page.evaluate("""id => { const l = document.querySelector(`#${id} [data-testid=block-label]`);
+                                        return l.scrollWidth <= l.clientWidth + 1; }""", panel), panel
+    snap(page, shots, "lab", "lab")
+    page.locator("#threshold input[data-testid=number-input]").fill("60")  # T changed: the lab's results go
+    page.locator("#threshold input[data-testid=number-input]").press("Enter")
+    page.wait_for_function("!document.querySelector('#lab-rec img')")
 
     # B := 0 on the canvas, decoded as it is, then with a white stroke painted on it
     page.locator("#b-source label", has_text="B := 0").click()
@@ -194,9 +287,9 @@ def test_bad_upload_after_an_example_clears_the_panels(served, browser, tmp_path
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.locator("img[src$='cat-125.jpg']").first.click()
-    page.wait_for_function("document.querySelector('#numbers')?.innerText.includes('bicubic round trip')")
-    page.wait_for_selector("#levels img")
+    opened(page)
+    if "cat-125" not in (page.locator("#hr-input img").first.get_attribute("src") or ""):  # not the first example
+        replaced(page, lambda: page.locator("img[src$='cat-125.jpg']").first.click())
     page.locator("#div-btn").click()
     page.wait_for_selector("#diversity img")
     bad = tmp_path / "holiday.png"

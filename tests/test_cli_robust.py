@@ -162,6 +162,36 @@ def test_encode_output_must_be_a_bdf(odd_face, tiny_x8, tmp_path, capsys):
     assert "must end in .bdf" in capsys.readouterr().err and not (tmp_path / "face.png").exists()
 
 
+@pytest.mark.parametrize("case", ["folder to a .bdf name", "unwritable", "under a file", "corrupt", "folder to .png"])
+def test_output_and_corrupt_file_errors_are_clear(odd_face, tiny_x8, bdf, tmp_path, capsys, case):
+    """A folder is never encoded into a new folder named like a file; an output that cannot be written is named
+    (never the temporary file); a path under a file says so; a corrupt file is named once."""
+    model = ["--model", str(tiny_x8)]
+    if case.startswith("folder"):
+        src = tmp_path / "in"
+        src.mkdir()
+        shutil.copy(odd_face if case.endswith("name") else bdf, src / ("face.png" if case.endswith("name") else "f.bdf"))
+        argv = ["encode", str(src), str(tmp_path / "x.bdf"), *model] if case.endswith("name") else \
+            ["decode", str(src), str(tmp_path / "out.png")]
+        expected = "is a folder, so the output"
+    elif case == "unwritable":
+        argv, expected = ["encode", str(odd_face), "/proc/x.bdf", *model], "cannot write /proc/x.bdf: "
+    elif case == "under a file":
+        shutil.copy(odd_face, tmp_path / "face.jpg")
+        argv = ["encode", str(odd_face), str(tmp_path / "face.jpg" / "x.bdf"), *model]
+        expected = f"cannot write {tmp_path / 'face.jpg' / 'x.bdf'}: {tmp_path / 'face.jpg'} is a file, not a folder"
+    else:
+        (tmp_path / "trunc.bdf").write_bytes(bdf.read_bytes()[:60])
+        argv, expected = ["decode", str(tmp_path / "trunc.bdf"), str(tmp_path / "o.png")], "trunc.bdf: checksum mismatch"
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert expected in err and ".tmp" not in err and "Errno" not in err, err
+    assert err.count("trunc.bdf") <= 1 and not (tmp_path / "x.bdf").exists() and not (tmp_path / "out.png").exists()
+    if case == "corrupt":
+        assert main(["info", str(tmp_path / "trunc.bdf")]) == 1
+        assert capsys.readouterr().err.count("trunc.bdf") == 1
+
+
 # ----------------------------------------------------------------------------------------------------
 # Defect 7: info and argument errors import neither torch nor gradio
 # ----------------------------------------------------------------------------------------------------
@@ -204,9 +234,18 @@ def test_console_script_is_declared():
 @pytest.mark.skipif(shutil.which("pip") is None, reason="pip not found")
 def test_console_script_works_from_any_folder(bdf, tmp_path):
     """The README's install (pip install -e . into an environment that has the requirements) gives a `bdflow`
-    command that works outside the repository: a venv over the installed requirements, offline."""
+    command that works outside the repository: a venv over the installed requirements, offline.
+
+    The venv sees this environment's packages (the requirements, pip and the setuptools they brought), not the
+    base interpreter's, which is what --system-site-packages would give inside a virtualenv: a Debian python3's
+    setuptools 66 without `wheel` cannot build the editable install."""
+    import site
+
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    (Path(purelib) / "requirements.pth").write_text("".join(f"{p}\n" for p in site.getsitepackages()))
     pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                           "--no-index", "-q", "-e", str(REPO)], capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-2000:]

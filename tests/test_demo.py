@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from bdflow import BDFlow, BDFlowConfig, Rescaler, bam
-from bdflow.demo import Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources, scores_markdown
+from bdflow.accel import default_precision
+from bdflow.demo import FIGURE_PANELS, Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources, scores_markdown
 from tests.helpers import perturb_, small_face, tiny_checkpoints
 
 
@@ -127,6 +128,10 @@ def test_large_input_downscaled_with_note_and_bad_input_refused(demo, face_paths
         demo.analyse(tmp_path / "missing.png", "×8")
     with pytest.raises(ValueError, match="needs at least 8x8"):
         demo.analyse(np.zeros((5, 30, 3), np.uint8), "×8")
+    # a long thin upload is named at the size it was uploaded at, and the downscaling that made it too small
+    with pytest.raises(ValueError, match=r"the image is 2000x12 \(downscaled to 96x1: the app's limit is 96 px per "
+                                         r"side\): at ×8 it needs at least 8x8 pixels"):
+        demo.analyse(np.zeros((12, 2000, 3), np.uint8), "×8")
     an = demo.analyse(np.full((10, 10, 3), 128, np.uint8), "×8")
     tiny_scores = demo.scores(an, demo.decode(an))["reconstruction"]  # too small for SSIM: NaN, no error
     assert np.isnan(tiny_scores["ssim"]) and not np.isnan(tiny_scores["psnr"])
@@ -157,3 +162,19 @@ def test_bam_panel_uses_the_models_bam_settings(tmp_path, image):
     default = bam(an.x, bits=1)[0, 0].numpy() > 0
     assert not np.array_equal(own, default)  # the settings matter on this face
     assert np.array_equal(an.edges, own)
+
+
+BF16 = pytest.mark.skipif(default_precision() != "bf16", reason="bf16 needs a CPU with AVX512-BF16")
+PRECISIONS = ["fp32", pytest.param("bf16", marks=BF16)]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_level_view_and_figure_at_each_precision(ckpts, image, precision):
+    """The level view is recorded on the network that runs (the bf16 copy at bf16), so it and the figure that
+    holds it exist at both precisions, and its last level is the Y that was decoded from."""
+    demo = Demo.from_checkpoints(ckpts, max_side=96, device="cpu", precision=precision)
+    an = demo.analyse(image, "×8")
+    assert [v.index for v in an.levels] == [1, 2, 3]
+    np.testing.assert_allclose(an.levels[-1].after_low, an.y[0, :, :9, :10].permute(1, 2, 0).numpy(), atol=1e-6)
+    panels = demo.figure_panels(an, demo.decode(an), 1)
+    assert list(panels) == list(FIGURE_PANELS) and panels["level by level"].ndim == 3

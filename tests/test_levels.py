@@ -36,6 +36,11 @@ def test_records_the_wavelet_and_the_blocks(boundary, wavelet, b_mode, face):
         np.testing.assert_allclose(last.after_b, b[0, 0, :8, :9].numpy(), atol=1e-6)
     else:  # the twin has no B; a condition B is not one of the flow's channels
         assert last.after_b is None and (b is None) == (not boundary)
+    # with B as a condition, every level records the B its couplings read; the last level's is B itself
+    assert all((v.condition is not None) == config.conditioned for v in views)
+    if config.conditioned:
+        np.testing.assert_allclose(last.condition, b[0, 0, :8, :9].numpy(), atol=1e-6)
+        assert views[0].condition.shape == (30, 35)
     assert all(v.stats["detail_rms_before"] > 0 and v.stats["low_change"] >= 0 for v in views)
     # the hooks are gone afterwards
     assert not any(blk._forward_hooks or blk._forward_pre_hooks for lvl in model.levels for blk in lvl)

@@ -85,3 +85,17 @@ def test_export_figure_png_and_pdf(tmp_path):
     assert Image.open(one_png).size[0] < Image.open(png).size[0]
     with pytest.raises(ValueError, match="nothing to export"):
         viz.export_figure({}, "", tmp_path / "none")
+
+
+def test_wide_panels_get_a_full_row_and_stay_readable(tmp_path):
+    """The level view and the Z histograms are wide: each gets a row of its own at the figure's full width, so it
+    is drawn at least at its own size (its small tiles and labels readable), not squeezed into a third."""
+    rng = np.random.default_rng(0)
+    panels = {f"p{i}": rng.integers(0, 255, (120, 120, 3), dtype=np.uint8) for i in range(4)}
+    panels["level by level"] = np.zeros((300, 940, 3), np.uint8)
+    panels["level by level"][..., 0] = 255  # pure red, to find it in the PNG
+    assert viz.figure_rows(panels) == [["p0", "p1", "p2"], ["p3"], ["level by level"]]
+    png, _ = viz.export_figure(panels, "caption", tmp_path / "fig")
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 60) & (rgb[..., 2] < 60)
+    assert red.sum(axis=1).max() >= 940 and red.sum(axis=0).max() >= 300
