@@ -408,7 +408,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                 model = gr.Dropdown(labels, value=labels[0], label="scale (checkpoints found)", elem_id="model")
                 bits = gr.Slider(1, 4, value=1, step=1, label="bits of B (k)", elem_id="bits")
                 tau = gr.Slider(0, 1.5, value=demo.rescaler(labels[0]).default_tau, step=0.05, label="Z temperature τ",
-                                elem_id="tau", info="starts at the model's training temperature (at most 0.8)")
+                                elem_id="tau", info="starts at the model's own default τ (written by its training)")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
                     again = gr.Button("sample again", elem_id="again")
@@ -547,7 +547,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         then(then(shown, diversity, [*dec_in, samples], [div_map, div_note], div_status), lab_decode,
              [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
-        # each model starts at the tau it decodes best at (Rescaler.default_tau): 0 for the recipe's, 0.8 for older
+        # each model starts at its own default tau (Rescaler.default_tau: the checkpoint's, written by training)
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
         on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note], div_status)
         on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out,

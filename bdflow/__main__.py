@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .codec import CodecError, decode_file, encode_file, read_file, write_atomic
-from .limits import BDF_SUFFIX, DEFAULT_TAU, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, check_bits, check_seed, check_tau, image_format
+from .limits import BDF_SUFFIX, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, check_bits, check_seed, check_tau, image_format
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -211,7 +211,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="the model (default: the one named in the file, found as a folder, "
                    "checkpoints/NAME or a cached Hub repo); its weights must match the file's")
     d.add_argument("--tau", type=argument(check_tau, float), default=None,
-                   help=f"Z temperature, 0..10 (default: the model's training temperature, at most {DEFAULT_TAU})")
+                   help="Z temperature, 0..10 (default: the model's own, Rescaler.default_tau)")
     d.add_argument("--seed", type=argument(check_seed), default=0,
                    help="Z seed, 0..2^63-1: same file, model, tau and seed give the same image (default 0)")
     d.set_defaults(func=cmd_decode)

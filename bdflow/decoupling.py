@@ -7,11 +7,13 @@ on held-out images in one pass:
 - whether Z still carries the boundaries: mean z^2 in the LR cells where the stored 1-bit B is 1 against the cells
   where it is 0 (1.0: Z is as loud at the boundaries as elsewhere);
 - what the temperature does: PSNR-Y and LPIPS of the decode at each tau (seed 0);
-- the diversity map at the model's default tau: the per-pixel std over ``seeds`` decodes (0-255 scale), its mean
-  in the HR pixels of B's boundary cells and in the rest (Z should decide texture, not boundaries).
+- the diversity map at the model's default tau (the highest tau scored where that is 0): the per-pixel std over
+  ``seeds`` decodes (0-255 scale), its mean in the HR pixels of B's boundary cells and in the rest (Z should decide
+  texture, not boundaries).
 
     python -m bdflow.decoupling --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val --limit 20 \\
         --json docs/results/decoupling/face-x16.json
+    python -m bdflow.decoupling --table docs/results/gaussian-z-x8     # ARM/decoupling.json -> one table (.md)
 
 The mean and the std are the values' own; "std" is sigma (not sigma^2).
 """
@@ -84,6 +86,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
     """Every measure of the module docstring over ``files``, as one dict (``summary`` per tau, ``z``, ``diversity``)."""
     taus = tuple(check_tau(t) for t in taus)
     default = rescaler.default_tau
+    sampled = default if default > 0 else max(taus)  # the tau of the diversity map
     stats, scores = ZStats(), {t: {"psnr": [], "lpips": []} for t in taus}
     diversity = {"in_b": [0.0, 0], "out_b": [0.0, 0]}
     s = rescaler.scale
@@ -98,8 +101,8 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
             x_hat = to_8bit(rescaler.reconstruct(y, b, tau=tau, seed=0)[..., :h, :w].cpu())
             scores[tau]["psnr"].append(float(psnr_y(x_hat, x, border=s)))
             scores[tau]["lpips"].append(float(lpips_rgb(x_hat, x)))
-        if default > 0 and cells is not None:
-            outs = torch.cat([rescaler.reconstruct(y, b, tau=default, seed=i) for i in range(seeds)])
+        if sampled > 0 and cells is not None:
+            outs = torch.cat([rescaler.reconstruct(y, b, tau=sampled, seed=i) for i in range(seeds)])
             std = (outs[..., :h, :w].cpu() * 255).std(dim=0).mean(dim=0)  # (H, W)
             hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
             for key, mask in (("in_b", hr_cells), ("out_b", ~hr_cells)):
@@ -109,7 +112,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
            "z": stats.summary(),
            "taus": {str(t): {k: float(np.mean(v)) for k, v in scores[t].items()} for t in taus}}
     if diversity["in_b"][1]:
-        out["diversity"] = {"tau": default, "seeds": seeds,
+        out["diversity"] = {"tau": sampled, "seeds": seeds,
                             **{k: total / count for k, (total, count) in diversity.items()}}
     return out
 
@@ -117,24 +120,38 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
 def markdown_row(result: dict) -> str:
     """One row of the decoupling table (the header is :data:`MARKDOWN_HEAD`)."""
     z, taus, d = result["z"], result["taus"], result.get("diversity")
-    t0, td = taus.get("0.0"), taus.get(str(float(result["default_tau"])))
-    cells = [result["checkpoint"], f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}", f"{100 * z['tail_share']:.1f}",
-             f"{z['total_variation']:.3f}", f"{z['z2_ratio_b']:.2f}",
+    t0 = taus.get("0.0")
+    tau = max(float(t) for t in taus)  # the sampled column: the highest tau scored
+    ts = taus[str(tau)] if tau > 0 else None
+    cells = [result["checkpoint"], f"{result['default_tau']:g}", f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}",
+             f"{100 * z['tail_share']:.1f}", f"{z['total_variation']:.3f}", f"{z['z2_ratio_b']:.2f}",
              f"{t0['psnr']:.2f} / {t0['lpips']:.3f}" if t0 else "",
-             f"{result['default_tau']:g}: {td['psnr']:.2f} / {td['lpips']:.3f}" if td and result["default_tau"] else "",
-             f"{d['out_b']:.2f} / {d['in_b']:.2f}" if d else ""]
+             f"{tau:g}: {ts['psnr']:.2f} / {ts['lpips']:.3f}" if ts else "",
+             f"{d['out_b']:.2f} / {d['in_b']:.2f} (τ {d['tau']:g})" if d else ""]
     return "| " + " | ".join(cells) + " |"
 
 
-MARKDOWN_HEAD = ("| model | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | z² in B cells / elsewhere | "
-                 "τ 0: PSNR-Y / LPIPS | default τ: PSNR-Y / LPIPS | diversity outside / inside B cells |\n"
-                 "|---|---|---|---|---|---|---|---|---|")
+MARKDOWN_HEAD = ("| model | default τ | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | z² in B cells / elsewhere "
+                 "| τ 0: PSNR-Y / LPIPS | sampled τ: PSNR-Y / LPIPS | diversity outside / inside B cells |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def study_table(folder: Path) -> str:
+    """The table of a study's arms: FOLDER/ARM/decoupling.json, one row each (the arm's folder names the row)."""
+    rows = []
+    for path in sorted(folder.glob("*/decoupling.json")):
+        result = json.loads(path.read_text())
+        rows.append(markdown_row({**result, "checkpoint": path.parent.name}))
+    if not rows:
+        raise FileNotFoundError(f"no ARM/decoupling.json under {folder}")
+    return "\n".join([MARKDOWN_HEAD, *rows]) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bdflow.decoupling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, nargs="+", help="checkpoint folder(s) or Hub repo id(s)")
+    parser.add_argument("--checkpoint", nargs="+", help="checkpoint folder(s) or Hub repo id(s)")
+    parser.add_argument("--table", type=Path, help="instead: write FOLDER/decoupling.md from FOLDER/ARM/decoupling.json")
     parser.add_argument("--data", default="../shared/data/faces/val", help="folder of held-out images")
     parser.add_argument("--limit", type=int, default=20, help="the first N images (default 20)")
     parser.add_argument("--taus", type=float, nargs="+", default=None,
@@ -143,6 +160,17 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--json", type=Path, help="write the results (one object per checkpoint) here")
     args = parser.parse_args(argv)
+    if args.table:
+        try:
+            table = study_table(args.table)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        (args.table / "decoupling.md").write_text(table)
+        print(table + f"wrote {args.table / 'decoupling.md'}")
+        return 0
+    if not args.checkpoint:
+        parser.error("name --checkpoint (or --table)")
     keep_freed_memory()
     try:
         files = list_images(args.data)[: args.limit]

@@ -55,3 +55,14 @@ def test_cli_refuses_a_missing_folder(tmp_path, capsys):
     ckpt = tiny_checkpoint(tmp_path / "tiny")
     assert main(["--checkpoint", str(ckpt), "--data", str(tmp_path / "nowhere")]) == 1
     assert "image folder not found" in capsys.readouterr().err
+
+
+def test_table_gathers_a_studys_arms(tmp_path, data_dir, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "tiny")
+    for arm in ("a", "b"):
+        assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--limit", "1",
+                     "--taus", "0", "0.5", "--seeds", "2", "--json", str(tmp_path / "study" / arm / "decoupling.json")]) == 0
+    assert main(["--table", str(tmp_path / "study")]) == 0
+    table = (tmp_path / "study" / "decoupling.md").read_text()
+    assert "| a | 0 |" in table and "| b | 0 |" in table and "0.5: " in table
+    assert main(["--table", str(tmp_path / "nothing")]) == 1
