@@ -130,10 +130,13 @@ def read_scores(path: Path) -> dict[str, dict[str, np.ndarray]]:
             for m, rs in rows.items()}
 
 
-def arm_scores(path: Path) -> tuple[dict, dict]:
-    """(the arm's one flow row, the bicubic row) of an evaluate CSV; a clear error for anything else."""
+def arm_scores(path: Path, tau: float | None = None) -> tuple[dict, dict]:
+    """(the arm's one flow row, the bicubic row) of an evaluate CSV - its row at ``tau`` when it decoded at several
+    (evaluate --tau 0 0.5) - and a clear error for anything else."""
     scores = read_scores(path)
     flows = [m for m in scores if m != BICUBIC]
+    if tau is not None and len(flows) > 1:
+        flows = [m for m in flows if m.endswith(f" tau={tau:g}")]
     if len(flows) != 1 or BICUBIC not in scores:
         raise ValueError(f"{path}: expected the bicubic row and one model row, found {sorted(scores)}")
     return scores[flows[0]], scores[BICUBIC]
@@ -155,16 +158,17 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"mean": float(d.mean()), "ci95": float(half)}
 
 
-def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str] | None = None) -> dict:
+def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str] | None = None,
+             tau: float | None = None) -> dict:
     """Tables 3/4: the arms (RUNS/ARM/SCORES; ``names`` in that order, else all) beside the reference arm on the
-    same images; writes OUT.md and OUT.json."""
+    same images, each arm's row at ``tau`` where its CSV holds several; writes OUT.md and OUT.json."""
     names = names or sorted(p.parent.name for p in runs.glob(f"*/{scores}"))
     missing = [n for n in dict.fromkeys([reference, *names]) if not (runs / n / scores).is_file()]
     if missing:
         raise FileNotFoundError(f"no scores for arm(s) {missing} (expected {runs}/ARM/{scores}; score them first)")
-    arms = {name: arm_scores(runs / name / scores) for name in names}
+    arms = {name: arm_scores(runs / name / scores, tau) for name in names}
     if reference not in arms:  # compared with, not listed
-        arms[reference] = arm_scores(runs / reference / scores)
+        arms[reference] = arm_scores(runs / reference / scores, tau)
     ref, bicubic = arms[reference]
     for name, (flow, _) in arms.items():
         if not np.array_equal(flow["image"], ref["image"]):
@@ -172,7 +176,7 @@ def ablation(runs: Path, scores: str, reference: str, out: Path, names: list[str
     table = {name: {"images": int(flow["image"].size), **{k: float(flow[k].mean()) for k in METRICS},
                     "b_entropy": b_entropy(runs / name / scores), "vs_reference": {k: paired(flow[k], ref[k]) for k in METRICS}}
              for name, (flow, _) in arms.items()}
-    result = {"runs": str(runs), "scores": scores, "reference": reference,
+    result = {"runs": str(runs), "scores": scores, "reference": reference, "tau": tau,
               "bicubic": {k: float(bicubic[k].mean()) for k in METRICS}, "arms": table}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
@@ -246,7 +250,7 @@ def _print_fig2(args) -> None:
 
 
 def _print_ablation(args) -> None:
-    result = ablation(args.runs, args.scores, args.reference, args.out, args.arms)
+    result = ablation(args.runs, args.scores, args.reference, args.out, args.arms, args.tau)
     print(ablation_markdown(result) + f"\nwrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
 
 
@@ -267,6 +271,7 @@ def main(argv=None) -> int:
     pa.add_argument("--reference", default="both", help="the arm every other is compared with (default: both)")
     pa.add_argument("--arms", nargs="+", help="the arms, in the table's order (default: every scored arm)")
     pa.add_argument("--out", type=Path, default=Path("docs/results/ablation"), help="writes OUT.md and OUT.json")
+    pa.add_argument("--tau", type=float, help="the rows at this Z temperature, where the CSVs hold several")
     pa.set_defaults(run=_print_ablation)
     pc = sub.add_parser("crops", help="one crop: HR, bicubic round trip and each checkpoint, with PSNR-Y and grid ratio")
     pc.add_argument("--image", required=True, help="an HR image (its sides multiples of the scale)")

@@ -99,6 +99,19 @@ def test_ablation_refuses_unpaired_or_missing_arms(tmp_path, capsys, arms, messa
     assert message in capsys.readouterr().err
 
 
+def test_ablation_picks_the_rows_of_one_tau(tmp_path):
+    """Arms scored at several temperatures (evaluate --tau 0 0.5) are compared at the tau asked for."""
+    for arm, offset in (("shipped", 0.0), ("new", 1.0)):
+        write_arm(tmp_path, arm, [21.0 + offset, 22.0 + offset], images=("a.png", "b.png"), model="BDFlow m tau=0")
+        with open(tmp_path / arm / "val50.csv", "a", newline="") as f:
+            csv.writer(f).writerows([["BDFlow m tau=0.5", im, 19.0 + 2 * offset, 0.4, 0.5, 200] for im in ("a.png", "b.png")])
+    for tau, delta in ((0.0, 1.0), (0.5, 2.0)):
+        assert main(["ablation", "--runs", str(tmp_path), "--reference", "shipped", "--tau", str(tau),
+                     "--out", str(tmp_path / "t")]) == 0
+        assert json.loads((tmp_path / "t.json").read_text())["arms"]["new"]["vs_reference"]["psnr"]["mean"] == pytest.approx(delta)
+    assert main(["ablation", "--runs", str(tmp_path), "--reference", "shipped", "--out", str(tmp_path / "t")]) == 1
+
+
 def test_ablation_keeps_the_order_asked_for(tmp_path):
     for arm in ("both", "T20", "T100"):
         write_arm(tmp_path, arm, [21.0, 22.0, 23.0])

@@ -210,6 +210,29 @@ def budgets(root: Path = RESULTS_DIR) -> str:
     return "\n".join(lines)
 
 
+# Fig. 2 and the decoupling the app teaches: python -m bdflow.decoupling on each shipped model (20 held-out faces:
+# faces/val at x8 and x16, test1024 at x32 and x64; tau 0 and 0.5) -> docs/results/decoupling/NAME.json
+DECOUPLING = {"face-x8": "val", "face-x16": "val", "face-x16-noB": "val", "face-x32": "test1024",
+              "face-x64": "test1024", "face-x64-noB": "test1024"}
+
+
+def decoupling_command(name: str, data: str = "../shared/data") -> list[str]:
+    return ["python", "-m", "bdflow.decoupling", "--checkpoint", f"checkpoints/{name}", "--data",
+            f"{data}/faces/{DECOUPLING[name]}", "--limit", "20", "--taus", "0", "0.5", "--json",
+            f"docs/results/decoupling/{name}.json"]
+
+
+def decoupling_table(root: Path = RESULTS_DIR) -> str:
+    """The forward Z of each shipped model against N(0, 1), Z in B's cells, the cost of tau, the diversity map."""
+    sys.path.insert(0, str(REPO))
+    from bdflow.decoupling import MARKDOWN_HEAD, markdown_row
+
+    rows = [markdown_row(json.loads((root / "decoupling" / f"{name}.json").read_text())) for name in DECOUPLING]
+    return "\n".join([MARKDOWN_HEAD, *rows, "", "First 20 faces of " + ", ".join(
+        f"{SPLITS[split]} ({', '.join(n for n, s in DECOUPLING.items() if s == split)})" for split in SPLITS)
+        + "; `python -m bdflow.decoupling` (the command of each row: `python tools/results.py --evaluate`)."])
+
+
 BLOCKS = {  # file -> {block name: renderer}
     "README.md": {"summary": summary_table},
     "docs/results.md": {"summary": summary_table, "details": detail_tables},
@@ -250,10 +273,11 @@ def side(spec: str, metric: str) -> dict[str, float]:
 
 
 def evaluate(data: Path, only: list[str]) -> None:
-    for run in RESULTS:
-        if only and run.name not in only:
+    commands = [(run.name, run.command(str(data))) for run in RESULTS]
+    commands += [(f"decoupling-{name}", decoupling_command(name, str(data))) for name in DECOUPLING]
+    for name, cmd in commands:
+        if only and name not in only:
             continue
-        cmd = run.command(str(data))
         print("+", " ".join(cmd), flush=True)
         subprocess.run([sys.executable, *cmd[1:]], cwd=REPO, check=True)
 
@@ -265,7 +289,7 @@ def main(argv=None) -> int:
                         help="re-create docs/results/*.json|csv with python -m bdflow.evaluate on checkpoints/* "
                         "(and re-record the model cards' metrics), then render")
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME", help=f"with --evaluate: only these runs "
-                        f"({', '.join(r.name for r in RESULTS)})")
+                        f"({', '.join([r.name for r in RESULTS] + [f'decoupling-{n}' for n in DECOUPLING])})")
     parser.add_argument("--data", type=Path, default=DATA, help=f"the data folder (default: $BDFLOW_DATA or {DATA})")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table differs from its data")
     parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="print the paired per-image difference A - B "
