@@ -27,8 +27,9 @@ CHROMIUM = os.environ.get("BDFLOW_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = os.environ.get("BDFLOW_SCREENSHOT")
 TIMEOUT_MS = 180_000 if SCREENSHOT else 120_000  # generous: the CI machine may be busy
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BDFLOW_CHROMIUM)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                                 reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BDFLOW_CHROMIUM)")]
 
 
 @pytest.fixture(scope="module")
