@@ -1,4 +1,4 @@
-"""The Rescaler API: sizes, type families, conversions and clear errors for bad input (issue: core §8)."""
+"""The Rescaler API: sizes, type families, conversions and clear errors for bad input."""
 
 import io
 
