@@ -39,6 +39,7 @@ def test_shapes_and_exact_invertibility(scale, wavelet, b_mode):
     assert err <= 1e-4
 
 
+@pytest.mark.slow
 def test_perturbation_makes_the_flow_nontrivial(face):
     model = BDFlow(BDFlowConfig(scale=8, wavelet="haar"))
     with torch.no_grad():

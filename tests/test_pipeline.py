@@ -37,6 +37,7 @@ def test_any_size_padded_and_cropped_back(rescaler, face_pil, size):
     assert isinstance(out, Image.Image) and out.size == size and out.mode == "RGB"
 
 
+@pytest.mark.slow
 def test_decode_reproducible_per_seed_and_tau_zero_is_deterministic(rescaler, face_pil):
     enc = rescaler.encode(face_pil)
     a, b, c = (np.asarray(rescaler.decode(enc, tau=1.0, seed=s)) for s in (3, 3, 4))
