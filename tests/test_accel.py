@@ -43,6 +43,7 @@ def test_bf16_round_trip_is_invertible_and_leaves_the_model_alone(model, face):
     assert not any(type(m).__name__.startswith("Mkldnn") for m in model.modules())
 
 
+@pytest.mark.slow
 @needs_bf16
 def test_bf16_decode_agrees_with_fp32_on_a_real_face(face):
     hwc = face[0].permute(1, 2, 0).numpy()

@@ -1,4 +1,4 @@
-"""The Gradio app through gradio_client (issue: app §2, §4-6): every named endpoint, the error path, Hub loading."""
+"""The Gradio app through gradio_client: every named endpoint, the error path, Hub loading."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def read(path) -> np.ndarray:
 
 
 def unframed(img: np.ndarray, px: int = 2) -> np.ndarray:
-    """A map panel without its frame, after checking the frame is there (issue: app defect 6)."""
+    """A map panel without its frame, after checking the frame is there."""
     border = np.concatenate([img[:px].reshape(-1, 3), img[-px:].reshape(-1, 3), img[:, :px].reshape(-1, 3),
                              img[:, -px:].reshape(-1, 3)])
     assert (border == viz.FRAME_RGB).all()
@@ -121,7 +121,7 @@ def test_scores_and_toggles(client, face):
     table, s = client.predict(image=handle_file(face), model="×8", tau=0.5, jpeg_on=True, jpeg_q=20, drop_b=True,
                               bicubic_lr=True, api_name="/scores")
     assert set(plain["reconstruction"]) == {"psnr", "ssim", "lpips"} and plain["bytes_b"] == 15
-    # LPIPS is a number with nothing but requirements.txt installed: its weights ship in the package (defect 1)
+    # LPIPS is a number with nothing but requirements.txt installed: its weights ship in the package
     assert all(isinstance(m["lpips"], float) and m["lpips"] > 0 for m in (plain["reconstruction"], plain["bicubic"]))
     assert s["bytes_b"] == 0 and s["bytes_y"] != plain["bytes_y"] and s["reconstruction"] != plain["reconstruction"]
     assert "B dropped" in table and "JPEG q20" in table and "bicubic LR" in table
@@ -135,7 +135,7 @@ def test_diversity(client, face):
 
 
 def test_stored_b_panel_framed_even_when_all_white(client, tmp_path):
-    """Defect 6: B's white cells at the image's edge must not merge into the page: the panel has a frame."""
+    """B's white cells at the image's edge must not merge into the page: the panel has a frame."""
     stripes = tmp_path / "stripes.png"
     Image.fromarray(np.tile(np.repeat([0, 255], 2).astype(np.uint8), (64, 16))[..., None].repeat(3, 2)).save(stripes)
     _, _, b, *_ = client.predict(image=handle_file(stripes), model="×8", api_name="/decode")
@@ -143,7 +143,7 @@ def test_stored_b_panel_framed_even_when_all_white(client, tmp_path):
 
 
 def test_twin_b_panel_explains_there_is_no_b(client, face):
-    """Defect 5: the B-less twin's stored-B panel is not a flat grey square but says why it is empty."""
+    """The B-less twin's stored-B panel is not a flat grey square but says why it is empty."""
     _, _, b, *_ = client.predict(image=handle_file(face), model="×8 without B (IRN-style twin)", api_name="/decode")
     b = unframed(read(b))
     assert len(np.unique(b.reshape(-1, 3), axis=0)) > 10  # hatching and text, not one grey

@@ -17,6 +17,7 @@ from irn_peer import IRN  # noqa: E402
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
 
+@pytest.mark.slow
 def test_irn_peer_is_the_published_x8_size_and_invertible(face):
     torch.manual_seed(0)  # the default init is random; in float32 its round trip error ranged up to ~1e-4 (a CI flake)
     peer = perturb_(IRN(scale=8), std=0.01).eval().double()

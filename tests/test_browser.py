@@ -1,4 +1,4 @@
-"""The app in a real browser (issue: app §6): Playwright drives Debian's Chromium (``apt-get install -y chromium``;
+"""The app in a real browser: Playwright drives Debian's Chromium (``apt-get install -y chromium``;
 Playwright's own browser download does not work offline, hence ``executable_path``).
 
 Upload an image, move tau and bits and see the outputs change, the diversity map cleared when they change, the
@@ -29,8 +29,9 @@ SCREENSHOT = os.environ.get("BDFLOW_SCREENSHOT")
 SHOTS = os.environ.get("BDFLOW_SHOTS")
 TIMEOUT_MS = 180_000 if SCREENSHOT else 120_000  # generous: the CI machine may be busy
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BDFLOW_CHROMIUM)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                                 reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set BDFLOW_CHROMIUM)")]
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +202,13 @@ def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, s
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
-    set_number(page, "tau", 0.4)  # defect 3: a map of other settings does not stay on screen
+    set_number(page, "tau", 0.4)  # a map of other settings does not stay on screen
     page.wait_for_function("!document.querySelector('#diversity img')")
     assert "press the button" in page.locator("#div-note").inner_text()
 
 
 def label_clear_of_titles(page, elem_id: str) -> None:
-    """Defect 4: the panel's label covers only the figure's empty top band (viz.LABEL_BAND), not a plot title."""
+    """The panel's label covers only the figure's empty top band (viz.LABEL_BAND), not a plot title."""
     from bdflow.viz import LABEL_BAND
 
     covered = page.evaluate("""id => {
@@ -282,7 +283,7 @@ def lab_notes(page) -> str:
 
 
 def test_bad_upload_after_an_example_clears_the_panels(served, browser, tmp_path):
-    """Defect 2: pick the cat example, then upload a text file named holiday.png."""
+    """Pick the cat example, then upload a text file named holiday.png."""
     url, _, _ = served
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)

@@ -42,7 +42,7 @@ def usage_error(argv, capsys) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Defects 1 and 2: tau and the seed, one rule for CLI, Rescaler and app
+# Tau and the seed, one rule for CLI, Rescaler and app
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -81,7 +81,7 @@ def test_bits_are_integers_only(odd_face, tiny_x8, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Defects 3 and 4: folder mode
+# Folder mode
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -113,7 +113,7 @@ def test_folder_mode_takes_the_same_images_as_single_file_mode(odd_face, tiny_x8
 
 
 # ----------------------------------------------------------------------------------------------------
-# Defect 5: permissions
+# Permissions
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -136,7 +136,7 @@ def test_outputs_get_the_usual_permissions(odd_face, tiny_x8, bdf, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Defect 6: the output format is the one the suffix names
+# The output format is the one the suffix names
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -193,7 +193,7 @@ def test_output_and_corrupt_file_errors_are_clear(odd_face, tiny_x8, bdf, tmp_pa
 
 
 # ----------------------------------------------------------------------------------------------------
-# Defect 7: info and argument errors import neither torch nor gradio
+# Info and argument errors import neither torch nor gradio
 # ----------------------------------------------------------------------------------------------------
 
 NO_HEAVY_IMPORTS = """
@@ -220,7 +220,7 @@ def test_info_and_argument_errors_import_neither_torch_nor_gradio(bdf, argv, sta
 
 
 # ----------------------------------------------------------------------------------------------------
-# Defect 8: the `bdflow` console script, usable from any folder
+# The `bdflow` console script, usable from any folder
 # ----------------------------------------------------------------------------------------------------
 
 

@@ -258,6 +258,7 @@ def test_module_entry_point_help():
     assert out.returncode == 0 and "exit codes" in out.stdout and "encode" in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO / "checkpoints" / "face-x16" / "config.json").is_file(), reason="no checkpoints/face-x16")
 def test_real_checkpoint(face_paths, tmp_path):
     r = Rescaler.from_pretrained(REPO / "checkpoints" / "face-x16", device="cpu")

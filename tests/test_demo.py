@@ -1,4 +1,4 @@
-"""The app's engine without Gradio (issue: app §1-2): forward_image/quantize, the cache, toggles, numbers."""
+"""The app's engine without Gradio: forward_image/quantize, the cache, toggles, numbers."""
 
 import json
 

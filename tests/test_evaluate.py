@@ -21,6 +21,7 @@ def small_faces(face_paths, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_table(small_faces, tmp_path, capsys):
     perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.005).save_pretrained(tmp_path / "m")
     BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=False)).save_pretrained(tmp_path / "twin")
@@ -53,6 +54,7 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
     assert "tau must be between 0 and 10" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_probes_decode_from_altered_y_and_b(small_faces, tmp_path, capsys):
     """--probe bicubic-y feeds the bicubic LR: a fresh flow is a Haar pyramid, so Y is the box mean, not bicubic."""
     model = BDFlow(BDFlowConfig(scale=8, hidden=8, wavelet="haar", b_mode="channel"))

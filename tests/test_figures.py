@@ -40,6 +40,7 @@ def pair(tmp_path):
     return tmp_path / "bd", tmp_path / "twin"
 
 
+@pytest.mark.slow
 def test_fig2_writes_png_and_json(pair, data_dir, tmp_path):
     bd, twin = pair
     out = tmp_path / "fig2"
@@ -119,6 +120,7 @@ def test_ablation_keeps_the_order_asked_for(tmp_path):
     assert list(json.loads((tmp_path / "t.json").read_text())["arms"]) == ["T20", "both", "T100"]
 
 
+@pytest.mark.slow
 def test_crops_scores_each_checkpoint_beside_bicubic(pair, tmp_path):
     """The crop figure of #14: one tile per row, whole-image PSNR-Y and grid ratio recorded, bad input refused."""
     face = "assets/face-female-015248.jpg"

@@ -39,6 +39,7 @@ def test_shapes_and_exact_invertibility(scale, wavelet, b_mode):
     assert err <= 1e-4
 
 
+@pytest.mark.slow
 def test_perturbation_makes_the_flow_nontrivial(face):
     model = BDFlow(BDFlowConfig(scale=8, wavelet="haar"))
     with torch.no_grad():
@@ -57,6 +58,7 @@ def test_fresh_flow_keeps_a_flat_image_in_y(wavelet):
     assert torch.allclose(y, torch.full_like(y, 0.3), atol=1e-5) and z.abs().max() < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [8, 16])
 def test_fresh_97_pyramid_beats_the_bicubic_round_trip_and_haar_does_not(face_paths, scale):
     """The untrained start (design: 'Wavelet'): a fresh flow decoded from its 8-bit Y, 1-bit B and Z = 0, on real
@@ -115,12 +117,14 @@ def test_z_scale_init_gives_unit_variance_and_stays_exact(face, boundary):
 
 @pytest.mark.parametrize("cond_channels", [0, 1])
 def test_invblock_exact_for_large_weights(cond_channels):
+    torch.manual_seed(0)  # the default init and the draws must not depend on which tests ran before
     subnet = partial(Subnet, hidden=8, res_blocks=2, max_3x3_channels=1024)
     block = perturb_(InvBlock(12, subnet, clamp=1.0, cond_channels=cond_channels), std=0.5).double()
     u = torch.randn(2, 12, 8, 8, dtype=torch.float64)
     cond = torch.rand(2, 1, 8, 8, dtype=torch.float64) if cond_channels else None
     with torch.no_grad():
-        assert torch.allclose(block.inverse(block(u, cond), cond), u, atol=1e-10)
+        out = block(u, cond)  # large weights: |out| reaches ~1e6, so exact means exact to float64 rounding of that
+        assert torch.allclose(block.inverse(out, cond), u, rtol=0, atol=1e-12 * float(out.abs().max()))
         if cond_channels:  # the condition is read: another B gives another output
             assert not torch.allclose(block(u, cond), block(u, 1 - cond))
     with pytest.raises(ValueError, match="condition"):
@@ -241,6 +245,7 @@ def test_b_from_level_conditions_only_the_coarser_levels(b_from_level):
         assert (model.inverse(y, 1 - b, z) - x).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [8, 16, 64])
 def test_centred_y_lines_up_with_the_bicubic_lr(face, scale):
     """y_phase: a fresh 9/7 flow's Y is the pyramid's low-pass. Centred (the coarsest level lifts on the odd

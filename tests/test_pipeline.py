@@ -1,4 +1,4 @@
-"""The Rescaler API: sizes, type families, conversions and clear errors for bad input (issue: core §8)."""
+"""The Rescaler API: sizes, type families, conversions and clear errors for bad input."""
 
 import io
 
@@ -25,6 +25,7 @@ def face_pil(face_paths) -> Image.Image:
     return Image.open(face_paths[1]).convert("RGB")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(512, 512), (100, 37), (8, 8), (333, 250)])
 def test_any_size_padded_and_cropped_back(rescaler, face_pil, size):
     img = face_pil.resize(size)
@@ -36,6 +37,7 @@ def test_any_size_padded_and_cropped_back(rescaler, face_pil, size):
     assert isinstance(out, Image.Image) and out.size == size and out.mode == "RGB"
 
 
+@pytest.mark.slow
 def test_decode_reproducible_per_seed_and_tau_zero_is_deterministic(rescaler, face_pil):
     enc = rescaler.encode(face_pil)
     a, b, c = (np.asarray(rescaler.decode(enc, tau=1.0, seed=s)) for s in (3, 3, 4))
@@ -179,6 +181,7 @@ def test_encoded_validated_on_decode(rescaler, face_pil):
     assert enc.nbytes == enc.y.size + enc.b.size // 8
 
 
+@pytest.mark.slow
 def test_a_loaded_tensor_encodes_as_its_file_and_decode_gives_each_output_type(rescaler, face_paths):
     """forward_image/encode take an already loaded tensor (no round trip through a file); decode's output_type."""
     path = face_paths[3]

@@ -62,3 +62,18 @@ def test_every_file_a_page_cites_exists():
         for cited in re.findall(r"docs/results/[\w./-]+\.(?:json|csv|md|png|txt)", text):
             if not re.search(r"/[A-Z]+[/.]", cited):
                 assert (REPO / cited).is_file(), (page.name, cited)
+
+
+def test_pair_gives_the_paired_difference_of_two_runs(capsys):
+    """--pair (what the study pages quote): BDFlow - twin of one run equals the summary table's column, and
+    several files on one side average per image (seeds)."""
+    csv_path = str(REPO / "docs" / "results" / "face-x64-test1024.csv")
+    assert results.main(["--pair", csv_path, csv_path + ":twin"]) == 0
+    out = capsys.readouterr().out
+    res = results.load(next(r for r in results.RESULTS if r.name == "face-x64-test1024"))
+    assert f"{res['vs_twin']['mean']:+.4f} ± {res['vs_twin']['ci95']:.4f}" in out
+    assert f"on {res['vs_twin']['ahead']} of 56" in out
+    assert results.main(["--pair", f"{csv_path},{csv_path}", csv_path + ":twin"]) == 0
+    assert capsys.readouterr().out == out  # the mean of a file with itself is the file
+    with pytest.raises(ValueError, match="no tau-0 twin rows"):
+        results.side(str(REPO / "docs" / "results" / "face-x8-val50.csv") + ":twin", "psnr")

@@ -34,6 +34,7 @@ def test_tiles_cover_the_grid_once():
 SMALL_MARGIN_DB = 60
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["face-x8", "face-x16"])
 @torch.inference_mode()
 def test_tiled_agrees_with_whole_on_a_real_face(face, name):
@@ -63,6 +64,7 @@ def test_exact_margin_bounds_the_receptive_field():
     assert exact_margin(model) == math.ceil(24 + 12 / 2 + 6 / 4)
 
 
+@pytest.mark.slow
 def test_rescaler_tiles_only_above_1024(face, monkeypatch):
     r = Rescaler.from_pretrained(CKPTS / "face-x16", device="cpu")
     calls = []

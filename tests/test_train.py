@@ -24,6 +24,7 @@ def _losses(out) -> list[float]:
         return [float(r["total"]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_few_steps_decrease_the_loss_on_real_faces(data_dir, tmp_path):
     out = tmp_path / "run"
     assert main(_args(data_dir, out, "--iters", "40", "--lr", "1e-3", "--lambda-lpips", "0")) == 0
@@ -46,6 +47,7 @@ def test_lr_schedule_warmup_constant_then_cosine():
     assert paper(0) == 1.0 and paper(50) == pytest.approx((1e-5 + 0.5 * (1e-3 - 1e-5)) / 1e-3)
 
 
+@pytest.mark.slow
 def test_untrained_start_is_validated_and_logged(data_dir, tmp_path):
     """Training must improve on its own starting point: step 0 carries the untrained model's validation PSNR."""
     out = tmp_path / "run"
@@ -57,6 +59,7 @@ def test_untrained_start_is_validated_and_logged(data_dir, tmp_path):
     assert rows[2]["val_psnr"] and (out / "curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_for_bit(data_dir, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train(*parse_args(_args(data_dir, straight, "--iters", "6", "--checkpoint-minutes", "100")))

@@ -27,6 +27,8 @@ from bdflow import BDFlow
 from bdflow.train import parse_args, state_step, train
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.slow  # real training runs killed and resumed
+
 TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "2", "--workers", "0", "--val-images", "0",
         "--lambda-lpips", "0", "--seed", "3"]
 

@@ -23,7 +23,7 @@ def test_viz_panels():
 
 
 def test_z_histogram_leaves_the_panel_label_room():
-    """Defect 4: the app's panel label sits over the image's top-left corner; no plot title may be there."""
+    """The app's panel label sits over the image's top-left corner; no plot title may be there."""
     rng = np.random.default_rng(0)
     hist = viz.z_histogram(rng.normal(0, 0.7, 5000), rng.laplace(0, 0.05, 5000), tau=0.8)
     assert hist.dtype == np.uint8 and hist.ndim == 3 and hist.shape[2] == 3 and hist.std() > 0
@@ -46,7 +46,7 @@ def test_z_histogram_names_sigma_prints_the_distances_and_shows_every_value():
 
 
 def test_no_b_panel_explains_itself():
-    """Defect 5: a model without B gets a hatched panel with a sentence, not a flat grey square."""
+    """A model without B gets a hatched panel with a sentence, not a flat grey square."""
     img = viz.codes_image(None, 1, size=(80, 96))
     assert img.dtype == np.uint8 and img.shape[1] >= 320
     assert img.shape[0] / img.shape[1] == pytest.approx(80 / 96, abs=0.01)  # the panel's shape is kept
@@ -57,7 +57,7 @@ def test_no_b_panel_explains_itself():
 
 
 def test_frame_keeps_white_cells_visible():
-    """Defect 6: a white B cell at the image's edge is told apart from the white page by the frame."""
+    """A white B cell at the image's edge is told apart from the white page by the frame."""
     white = viz.codes_image(np.ones((2, 2), np.uint8), bits=1, factor=8)
     out = viz.framed(white)
     assert out.shape == (20, 20, 3) and (out[2:-2, 2:-2] == 255).all()
