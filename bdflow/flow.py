@@ -8,7 +8,7 @@ and with B as a condition (``b_mode="condition"``, the default; design: "B as a 
 
     B = BAM target of X (N,1,H/s,W/s);  X --[wavelet, InvBlock(. | B) x blocks_per_level] x n--> [Y (3) | Z (3 s^2 - 3)]
 
-where every coupling also reads B, upsampled to its level's grid (bilinear; nearest for session 6's models). The
+where every coupling also reads B, upsampled to its level's grid (bilinear; nearest for the first conditioned models). The
 flow is then exact for any B, and the k-bit rounding of the stored B no longer enters the inverse as an error in
 one of its channels.
 
@@ -148,7 +148,7 @@ class BDFlow(nn.Module):
         level whose couplings do not read B (every level of an unconditioned model; ``config.b_from_level``).
 
         ``config.b_upsample``: bilinear (smooth, no LR-pixel blocks for the couplings to copy into X) or nearest
-        (session 6's models; their B blocks showed as a grid at x16, design: 'B as a condition').
+        (the first conditioned models; their B blocks showed as a grid at x16, design: 'B as a condition').
         """
         c = self.config
         conds = []

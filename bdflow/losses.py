@@ -1,7 +1,7 @@
 """The training loss of BDFlow (paper §3.3, Eq. 4 and 7-11); each term is a function of its own.
 
     L = lambda_1 L_forw(Y) + L_back(X; lambda_BAW) + lambda_3 L_LPIPS + lambda_4 L_BAM(B) + lambda_5 L_latent(Z)
-        (+ lambda_grid L_grid, beyond the paper: issue #14's grid)
+        (+ lambda_grid L_grid, beyond the paper: docs/studies/x64-grid.md)
 
 Every term is a mean over its elements (the paper's 1/N sums), so the lambdas of §4.2 (2, 2, 1, 16, 4)
 weigh per-pixel errors. The reconstruction X_back is decoded from the *quantised* Y and B and a Z sampled
@@ -54,7 +54,7 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
 
 
 def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float) -> torch.Tensor:
-    """L_back's weight per offset inside the LR cell (beyond the paper; ``LossConfig.grid_gamma``, issue #14's grid):
+    """L_back's weight per offset inside the LR cell (beyond the paper; ``LossConfig.grid_gamma``, docs/studies/x64-grid.md):
     (1,1,H,W), ``(e_o / mean e)^gamma`` normalised to mean 1, where e_o is the batch's squared error at offset o of
     the s x s cell (``metrics.fold_cells``, the grid check's fold, here on RGB and without gradient). An offset the
     decoder gets wrong in every cell - a faint lattice of dots at period s, what the check's max finds - weighs more
@@ -66,7 +66,7 @@ def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float)
 
 
 def grid_energy_loss(x_back: torch.Tensor, x: torch.Tensor, y: torch.Tensor, scale: int) -> torch.Tensor:
-    """L_grid (beyond the paper; ``LossConfig.lambda_grid``, issue #14's grid): where inside the LR cell the decoder
+    """L_grid (beyond the paper; ``LossConfig.lambda_grid``, docs/studies/x64-grid.md): where inside the LR cell the decoder
     puts its detail. x_back, x (N,3,H,W), y (N,3,H/s,W/s) the stored LR; H and W multiples of ``scale``.
 
     The detail is what the reconstruction adds to Y's bicubic upsampling; its energy at each offset o of the s x s

@@ -1,9 +1,11 @@
 """Train BDFlow (paper §4.2): ``python -m bdflow.train --data ../shared/data/faces/train --out runs/face-x8``.
 
 Built on Hugging Face Accelerate: the same command runs on CPU or one GPU, and ``accelerate launch
---multi_gpu -m bdflow.train ...`` runs DDP over several GPUs or machines. The paper's recipe is the default:
-Adam (0.9, 0.999), lr 2e-4 cosine-annealed to 1e-6, lambda = 2, 2, 1, 16, 4, BAW after 30 % of the
-iterations, random crops and flips, ``bits`` drawn from 1..4 per batch (one checkpoint serves every bits).
+--multi_gpu -m bdflow.train ...`` runs DDP over several GPUs or machines. Each shipped model's recipe is a file,
+``--config training/recipes/NAME.json`` (docs/training.md); without one the defaults are Adam (0.9, 0.999), lr 2e-4
+cosine-annealed to 1e-6, lambda = 2, 2, 0.1, 16, 0 (``LossConfig``), BAW after 30 % of the iterations, random crops
+and flips, ``bits`` drawn from 1..4 per batch (one checkpoint serves every bits). The step is the fast one where it
+pays (``--compile``, ``--precision``; docs/speed.md).
 
 Every ``--checkpoint-minutes`` the run writes ``OUT/last`` (config.json + safetensors weights, and the
 optimizer/scheduler/step/RNG state as safetensors + JSON, no pickle); ``--resume`` continues it exactly (the

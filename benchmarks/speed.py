@@ -170,7 +170,7 @@ def irn_round_trip(net, x: torch.Tensor) -> torch.Tensor:
 
 
 LIGHT_VARIANTS = {  # x8 designs timed beside the shipped one (random weights; one equal to the shipped design is
-    # not timed twice): session 12's shipped x8, the same with level 2 light too, and session 14's
+    # not timed twice): residual blocks from level 2 or 3, and the shipped design with one InvBlock at level 1
     "res_from_level 2": dict(res_from_level=2, level1_blocks=0),
     "res_from_level 3": dict(res_from_level=3, level1_blocks=0),
     "res_from_level 3, level1_blocks 1": dict(res_from_level=3, level1_blocks=1),
