@@ -487,7 +487,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                         gr.Markdown(LAB, elem_classes="explain", elem_id="explain-lab")
                     lab_table = gr.Markdown(elem_id="lab-numbers")
                     lab_json = gr.JSON(visible=False)
-        with gr.Accordion("figures for slides", open=False):  # the preview appears once a figure is exported
+        with gr.Accordion("figures for slides", open=False, elem_id="figures"):  # a preview once one is exported
             explain("figure")
             with gr.Row():
                 fig_panel = gr.Dropdown(["all panels", *FIGURE_PANELS], value="all panels", label="panel",
