@@ -123,7 +123,8 @@ def test_upload_sends_the_bundle_as_one_commit_and_the_checkpoints_as_model_repo
     FakeHub.calls = []
     assert deploy_space.main(["--space", "org/bdflow"]) == 0
     (create, (space,), kw), (upload, _, up) = FakeHub.calls
-    assert create == "create_repo" and space == "org/bdflow" and kw["repo_type"] == "space" and kw["space_sdk"] == "gradio"
+    assert create == "create_repo" and space == "org/bdflow"
+    assert kw["repo_type"] == "space" and kw["space_sdk"] == "gradio"
     assert upload == "upload_folder" and up["repo_id"] == "org/bdflow" and up["repo_type"] == "space"
     assert {"README.md", ".gitattributes", "app.py", "requirements.txt", "checkpoints/face-x64/model.safetensors",
             "bdflow/weights/README.md"} <= set(up["files"])
