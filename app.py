@@ -487,7 +487,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                         gr.Markdown(LAB, elem_classes="explain", elem_id="explain-lab")
                     lab_table = gr.Markdown(elem_id="lab-numbers")
                     lab_json = gr.JSON(visible=False)
-        with gr.Accordion("figures for slides", open=False):  # the preview appears once a figure is exported
+        with gr.Accordion("figures for slides", open=False, elem_id="figures"):  # a preview once one is exported
             explain("figure")
             with gr.Row():
                 fig_panel = gr.Dropdown(["all panels", *FIGURE_PANELS], value="all panels", label="panel",
@@ -528,7 +528,8 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
 
         controls = (bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)
         gr.on([c.change for c in (image, model, *controls)], stale, None,
-              [div_map, div_note, fig_files, fig_preview, div_status, fig_status], api_visibility="private", queue=False)
+              [div_map, div_note, fig_files, fig_preview, div_status, fig_status], api_visibility="private",
+              queue=False)
         # the lab's results belong to its settings too: B's source and T included
         gr.on([c.change for c in (image, image_b, model, bits, tau, seed, b_source, threshold)],
               lambda: (None, None, None, "", None, ""), None, [*lab_out, lab_status], api_visibility="private",

@@ -387,7 +387,8 @@ def levels_markdown(views: list[LevelView]) -> str:
     if any(v.after_b is not None for v in views):
         how = "B is the last level's channel 3, split off beside Y and Z."
     elif reading:
-        which = "every coupling" if len(reading) == len(views) else f"every coupling of levels {reading[0]}–{reading[-1]}"
+        which = ("every coupling" if len(reading) == len(views)
+                 else f"every coupling of levels {reading[0]}–{reading[-1]}")
         how = (f"B is stored beside Y, not as a channel of the flow: {which} reads it as a condition, on its "
                "level's grid (the last tile of each row; at the last level the stored B itself).")
     else:

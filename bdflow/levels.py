@@ -7,7 +7,8 @@
 A pre-hook on a level's first block sees the wavelet's output (times the flow's gain): the low-pass in channels
 0-2, the detail channels after them. A hook on its last block sees what the InvBlocks made of it: the low-pass
 slot (at the last level, Y), the detail slots (at the last level, B if the model stores it in a channel, then Z
-before its scale exp(a)). With B as a condition, the pre-hook also sees the B the level's couplings read. Hooking the blocks instead of re-implementing the transform keeps the view right for
+before its scale exp(a)). With B as a condition, the pre-hook also sees the B the level's couplings
+read. Hooking the blocks instead of re-implementing the transform keeps the view right for
 whatever wavelet and B layout the model uses.
 """
 

@@ -166,6 +166,14 @@ def test_first_open_shows_an_example_in_every_panel(served, browser, shots):
     assert page.locator("#status").inner_text().strip() == ""
     snap(page, shots, "first-open")
 
+    # the figure for slides: exported, previewed on the page, both files offered
+    page.locator("#figures").get_by_role("button", name="figures for slides").click()
+    page.locator("#fig-btn").click()
+    page.wait_for_selector("#fig-preview img", state="attached")
+    idle(page)
+    assert page.locator("#fig-files a").count() >= 2 and page.locator("#status-figure").inner_text().strip() == ""
+    snap(page, shots, "figure", "fig-preview")
+
 
 def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, shots):
     url, image, (lr_h, lr_w) = served

@@ -167,13 +167,15 @@ def test_output_and_corrupt_file_errors_are_clear(odd_face, tiny_x8, bdf, tmp_pa
     """A folder is never encoded into a new folder named like a file; an output that cannot be written is named
     (never the temporary file); a path under a file says so; a corrupt file is named once."""
     model = ["--model", str(tiny_x8)]
-    if case.startswith("folder"):
-        src = tmp_path / "in"
+    src = tmp_path / "in"
+    if case == "folder to a .bdf name":
         src.mkdir()
-        shutil.copy(odd_face if case.endswith("name") else bdf, src / ("face.png" if case.endswith("name") else "f.bdf"))
-        argv = ["encode", str(src), str(tmp_path / "x.bdf"), *model] if case.endswith("name") else \
-            ["decode", str(src), str(tmp_path / "out.png")]
-        expected = "is a folder, so the output"
+        shutil.copy(odd_face, src / "face.png")
+        argv, expected = ["encode", str(src), str(tmp_path / "x.bdf"), *model], "is a folder, so the output"
+    elif case == "folder to .png":
+        src.mkdir()
+        shutil.copy(bdf, src / "f.bdf")
+        argv, expected = ["decode", str(src), str(tmp_path / "out.png")], "is a folder, so the output"
     elif case == "unwritable":
         argv, expected = ["encode", str(odd_face), "/proc/x.bdf", *model], "cannot write /proc/x.bdf: "
     elif case == "under a file":
@@ -182,7 +184,8 @@ def test_output_and_corrupt_file_errors_are_clear(odd_face, tiny_x8, bdf, tmp_pa
         expected = f"cannot write {tmp_path / 'face.jpg' / 'x.bdf'}: {tmp_path / 'face.jpg'} is a file, not a folder"
     else:
         (tmp_path / "trunc.bdf").write_bytes(bdf.read_bytes()[:60])
-        argv, expected = ["decode", str(tmp_path / "trunc.bdf"), str(tmp_path / "o.png")], "trunc.bdf: checksum mismatch"
+        argv = ["decode", str(tmp_path / "trunc.bdf"), str(tmp_path / "o.png")]
+        expected = "trunc.bdf: checksum mismatch"
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert expected in err and ".tmp" not in err and "Errno" not in err, err
@@ -243,7 +246,8 @@ def test_console_script_works_from_any_folder(bdf, tmp_path):
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_path('purelib'))"],
                              capture_output=True, text=True, check=True, timeout=120).stdout.strip()
     (Path(purelib) / "requirements.pth").write_text("".join(f"{p}\n" for p in site.getsitepackages()))
     pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-build-isolation",

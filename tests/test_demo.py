@@ -9,7 +9,8 @@ from PIL import Image
 
 from bdflow import BDFlow, BDFlowConfig, Rescaler, bam
 from bdflow.accel import default_precision
-from bdflow.demo import FIGURE_PANELS, Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources, scores_markdown
+from bdflow.demo import (FIGURE_PANELS, Demo, Toggles, fit_side, jpeg_round_trip, model_label, model_sources,
+                         scores_markdown)
 from tests.helpers import perturb_, small_face, tiny_checkpoints
 
 

@@ -20,9 +20,6 @@ from tests.helpers import REPO, free_port
 sys.path.insert(0, str(REPO / "tools"))
 import deploy_space  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("space") / "bundle"
@@ -32,6 +29,7 @@ def bundle(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_bundle_holds_what_a_space_runs_and_nothing_else(bundle):
     files = [p.relative_to(bundle) for p in bundle.rglob("*") if p.is_file()]
     top = {f.parts[0] for f in files}
@@ -48,6 +46,7 @@ def test_bundle_holds_what_a_space_runs_and_nothing_else(bundle):
         assert any(fnmatch.fnmatch(f.as_posix(), r) or fnmatch.fnmatch(f.name, r) for r in rules), f
 
 
+@pytest.mark.slow
 def test_dry_run_refuses_a_folder_in_use_and_help_works(bundle):
     run = subprocess.run([sys.executable, str(REPO / "tools" / "deploy_space.py"), "--dry-run", str(bundle)],
                          capture_output=True, text=True, timeout=120)
@@ -57,6 +56,7 @@ def test_dry_run_refuses_a_folder_in_use_and_help_works(bundle):
     assert help_.returncode == 0 and "--dry-run OUT" in help_.stdout and "--models-org" in help_.stdout
 
 
+@pytest.mark.slow
 def test_bundle_runs_on_its_requirements_alone(bundle, tmp_path, face_paths):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -99,3 +99,42 @@ def test_bundle_runs_on_its_requirements_alone(bundle, tmp_path, face_paths):
         server.terminate()
         server.wait(timeout=60)
         log.close()
+
+
+class FakeHub:
+    """HfApi's calls as the tool makes them, recorded (with the files of each uploaded folder), nothing sent."""
+
+    calls: list = []
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            if "folder_path" in kwargs:
+                folder = Path(kwargs["folder_path"])
+                kwargs["files"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+            FakeHub.calls.append((name, args, kwargs))
+
+        return call
+
+
+def test_upload_sends_the_bundle_as_one_commit_and_the_checkpoints_as_model_repos(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    assert deploy_space.main(["--space", "org/bdflow"]) == 0
+    (create, (space,), kw), (upload, _, up) = FakeHub.calls
+    assert create == "create_repo" and space == "org/bdflow"
+    assert kw["repo_type"] == "space" and kw["space_sdk"] == "gradio"
+    assert upload == "upload_folder" and up["repo_id"] == "org/bdflow" and up["repo_type"] == "space"
+    assert {"README.md", ".gitattributes", "app.py", "requirements.txt", "checkpoints/face-x64/model.safetensors",
+            "bdflow/weights/README.md"} <= set(up["files"])
+    assert not any(f.startswith(("tests/", "training/", "docs/")) for f in up["files"])
+
+    FakeHub.calls = []
+    assert deploy_space.main(["--space", "org/bdflow", "--models-org", "org"]) == 0
+    models = [kw["repo_id"] for name, _, kw in FakeHub.calls if name == "upload_folder" and kw["repo_type"] == "model"]
+    assert "org/bdflow-face-x16" in models and len(models) == len(list((REPO / "checkpoints").glob("*/config.json")))
+    (variable,) = [args for name, args, _ in FakeHub.calls if name == "add_space_variable"]
+    assert variable == ("org/bdflow", "BDFLOW_MODELS", ",".join(models))
+    space_files = FakeHub.calls[-1][2]["files"]
+    assert FakeHub.calls[-1][2]["repo_type"] == "space" and not any(f.startswith("checkpoints/") for f in space_files)

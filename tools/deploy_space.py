@@ -43,8 +43,8 @@ def tracked_files(root: Path, names=BUNDLE) -> list[Path]:
                              check=True, timeout=60).stdout.decode()
         files = [Path(p) for p in out.split("\0") if p]
     except (OSError, subprocess.CalledProcessError):
-        files = [p.relative_to(root) for n in names for p in ([root / n] if (root / n).is_file() else (root / n).rglob("*"))
-                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+        found = [p for n in names for p in ([root / n] if (root / n).is_file() else (root / n).rglob("*"))]
+        files = [p.relative_to(root) for p in found if p.is_file() and "__pycache__" not in p.parts]
     return sorted(f for f in files if (root / f).is_file())  # a tracked file deleted in the worktree is left out
 
 
@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--dry-run", type=Path, metavar="OUT", help="write the bundle to the new folder OUT, upload nothing")
+    target.add_argument("--dry-run", type=Path, metavar="OUT",
+                        help="write the bundle to the new folder OUT, upload nothing")
     target.add_argument("--space", metavar="ORG/NAME", help="the Space to create or update")
     p.add_argument("--models-org", metavar="ORG", help="upload the checkpoints as model repos ORG/bdflow-NAME "
                    "and leave them out of the Space (it loads them through BDFLOW_MODELS)")
