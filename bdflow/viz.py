@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .codec import write_atomic  # noqa: E402
 from .metrics import normal_bin_counts, tv_to_normal  # noqa: E402
 from .quantize import max_code  # noqa: E402
 
@@ -345,8 +347,10 @@ def export_figure(panels: dict[str, np.ndarray], caption: str, stem: str | Path)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
-    fig.savefig(png, dpi=150)
-    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": "bdflow"})
+    for path, kwargs in ((png, {"dpi": 150}), (pdf, {"metadata": {"CreationDate": None, "Creator": "bdflow"}})):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=path.suffix[1:], **kwargs)
+        write_atomic(path, buf.getvalue(), force=True)  # a reader (the app's download) never sees a part
     plt.close(fig)
     return png, pdf
 
