@@ -36,7 +36,7 @@ from .image_io import load_image
 from .limits import check_tau
 from .metrics import Moments, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
 from .pipeline import Rescaler
-from .quantize import b_to_codes, to_8bit
+from .quantize import boundary_cells, to_8bit
 
 TAIL = 3.0
 
@@ -76,11 +76,6 @@ class ZStats:
         return out
 
 
-def boundary_cells(b: torch.Tensor | None) -> torch.Tensor | None:
-    """The raw forward B (N,1,h,w) -> bool (N,1,h,w): the LR cells where B stored at 1 bit is 1."""
-    return None if b is None else b_to_codes(b, 1) > 0
-
-
 @torch.inference_mode()
 def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seeds: int = 4) -> dict:
     """Every measure of the module docstring over ``files``, as one dict (``summary`` per tau, ``z``, ``diversity``)."""
@@ -93,7 +88,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
     for path in tqdm(files, desc=f"decoupling x{s}", leave=False):
         x, _ = load_image(path)
         f = rescaler.forward_image(x)
-        cells = boundary_cells(f.b)
+        cells = None if f.b is None else boundary_cells(f.b)
         stats.add(f.z, cells)
         y, b = rescaler.stored_tensors(rescaler.quantize(f.y, f.b, 1, f.meta))
         h, w = x.shape[-2:]
@@ -102,8 +97,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
             scores[tau]["psnr"].append(float(psnr_y(x_hat, x, border=s)))
             scores[tau]["lpips"].append(float(lpips_rgb(x_hat, x)))
         if sampled > 0 and cells is not None:
-            outs = torch.cat([rescaler.reconstruct(y, b, tau=sampled, seed=i) for i in range(seeds)])
-            std = (outs[..., :h, :w].cpu() * 255).std(dim=0).mean(dim=0)  # (H, W)
+            std = rescaler.spread(y, b, sampled, samples=seeds)[:h, :w]
             hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
             for key, mask in (("in_b", hr_cells), ("out_b", ~hr_cells)):
                 diversity[key][0] += float(std[mask].sum())

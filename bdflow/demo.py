@@ -31,7 +31,7 @@ from .bam import bam
 from .hub import find_checkpoints
 from .image_io import load_image, to_output
 from .levels import LevelView, record
-from .limits import MAX_SEED, check_bits, check_int, check_seed, check_tau
+from .limits import check_bits, check_int, check_seed, check_tau
 from .lpips import LPIPSWeightsNotFound
 from .metrics import lpips_rgb, psnr_y, sample_values, ssim_y
 from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler
@@ -324,10 +324,8 @@ class Demo:
         tau, seed, samples = check_tau(tau), check_seed(seed), check_int(samples, "samples", 2, 32)
         r = self.rescaler(an.label)
         y, b = r.stored_tensors(self.stored(an, bits, toggles).enc)
-        outs = [r.reconstruct(y, b, tau=tau, seed=(seed + i) % (MAX_SEED + 1)) for i in range(samples)]
         h, w = an.x.shape[-2:]
-        stack = torch.cat(outs)[..., :h, :w].cpu() * 255
-        return stack.std(dim=0).mean(dim=0).numpy().astype(np.float32)
+        return r.spread(y, b, tau, seed, samples)[:h, :w].numpy().astype(np.float32)
 
     def bicubic_scores(self, an: Analysis) -> dict:
         if an.bicubic_scores is None:

@@ -24,7 +24,7 @@ from .config import BDFlowConfig, LossConfig
 from .flow import BDFlow, sample_z
 from .lpips import get_lpips, lpips
 from .metrics import fold_cells
-from .quantize import quantize_b, quantize_y
+from .quantize import boundary_cells, quantize_b, quantize_y
 from .resize import bicubic_down, bicubic_up
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -194,7 +194,7 @@ def bdflow_loss(
     b_target = model.boundary_map(x, b_s) if c.boundary else None  # b_s computed once, for B's target and BAW
     y, b, z = passes.forward(x, b_target) if c.conditioned else passes.forward(x)
     forw = forward_loss(y, bicubic_down(x, c.scale))
-    cells = quantize_b(b, 1) > 0.5 if c.boundary and lc.latent == "w2_b" else None
+    cells = boundary_cells(b) if c.boundary and lc.latent == "w2_b" else None
     latent = latent_term(z, lc.latent, cells, generator) if lc.lambda_latent > 0 else zero
     z_prior = sample_z(y, c.z_channels, tau=lc.tau_train, generator=generator)
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back

@@ -21,7 +21,7 @@ from .accel import accelerate
 from .encoded import Encoded
 from .flow import BDFlow, sample_z
 from .image_io import load_image, pad_to_multiple, to_output
-from .limits import DEFAULT_MAX_PIXELS, DEFAULT_TAU, check_bits, check_precision, check_seed, check_tau
+from .limits import DEFAULT_MAX_PIXELS, DEFAULT_TAU, MAX_SEED, check_bits, check_precision, check_seed, check_tau
 from .quantize import b_to_codes, y_to_uint8
 from .tiles import tiled_forward, tiled_inverse
 
@@ -140,6 +140,13 @@ class Rescaler:
         if max(y.shape[-2:]) * self.scale > TILE_ABOVE:
             return tiled_inverse(self.net, y, b, z, *self.tiling).clamp(0, 1)
         return self.net.inverse(y, b, z).clamp(0, 1)
+
+    def spread(self, y: torch.Tensor, b: torch.Tensor | None, tau: float, seed: int = 0, samples: int = 4) -> torch.Tensor:
+        """The diversity map: per-pixel standard deviation (mean over RGB, 0-255 scale) of ``samples`` decodes of
+        (y, b) with seeds seed, seed + 1, ... (modulo 2^63), where the sampled Z changes the picture. (H, W) on the
+        CPU at the padded size."""
+        outs = [self.reconstruct(y, b, tau=tau, seed=(seed + i) % (MAX_SEED + 1)) for i in range(samples)]
+        return (torch.cat(outs).cpu() * 255).std(dim=0).mean(dim=0)
 
     def stored_tensors(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What the decoder reads from ``enc``, checked against this model: y (1,3,h,w) in [0, 1] and b (1,1,h,w)

@@ -65,6 +65,11 @@ def b_to_codes(b: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.floor(b.clamp(0, 1) * max_code(bits) + 0.5).to(torch.uint8)
 
 
+def boundary_cells(b: torch.Tensor) -> torch.Tensor:
+    """B (N,1,h,w) in [0, 1] -> bool (N,1,h,w): the LR cells where B stored at k = 1 is 1 (nearest rounding)."""
+    return b_to_codes(b, 1) > 0
+
+
 def codes_to_b(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """uint8 codes 0 .. 2^k - 1 -> B in [0, 1] (float32)."""
     n = max_code(bits)
