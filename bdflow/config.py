@@ -24,6 +24,7 @@ B_INITS = ("random", "zero")
 Y_PHASES = ("centred", "corner")
 Z_SCALES = ("learned", "fixed", "none")
 LATENTS = ("nll", "w2", "w2_b")
+TAU_DRAWS = ("fixed", "uniform")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
 LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0,
@@ -152,11 +153,14 @@ class LossConfig:
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
     baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
     tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
+    tau_draw: str = option("fixed", "how each training decode's temperature is drawn: fixed (every image at tau_train, the paper's) | uniform (each image's tau from U(0, tau_train): the decoder trains at every temperature the app's slider offers, tau 0 included; docs/studies/gaussian-z.md)")
 
     def __post_init__(self):
         check_tau(self.tau_train)
         if self.latent not in LATENTS:
             raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
+        if self.tau_draw not in TAU_DRAWS:
+            raise ValueError(f"tau_draw must be one of {TAU_DRAWS}, got {self.tau_draw!r}")
         for name in ("grid_gamma", "lambda_grid"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

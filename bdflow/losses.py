@@ -172,6 +172,15 @@ class LossTerms:
         return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "grid")}
 
 
+def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The prior Z (N, channels, h, w) the training decode reads beside y (N, C, h, w): N(0, tau_train^2) for every image
+    (``tau_draw`` fixed, the paper's), or each image at its own tau ~ U(0, tau_train) (uniform)."""
+    z = sample_z(y, channels, tau=lc.tau_train, generator=generator)
+    if lc.tau_draw == "uniform" and lc.tau_train > 0:
+        z = z * torch.rand(len(z), 1, 1, 1, generator=generator, device=z.device, dtype=z.dtype)
+    return z
+
+
 def bdflow_loss(
     model: BDFlow,
     x: torch.Tensor,
@@ -196,7 +205,7 @@ def bdflow_loss(
     forw = forward_loss(y, bicubic_down(x, c.scale))
     cells = boundary_cells(b) if c.boundary and lc.latent == "w2_b" else None
     latent = latent_term(z, lc.latent, cells, generator) if lc.lambda_latent > 0 else zero
-    z_prior = sample_z(y, c.z_channels, tau=lc.tau_train, generator=generator)
+    z_prior = training_z(y, c.z_channels, lc, generator)
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     y_q = quantize_y(y)

@@ -8,7 +8,7 @@ import torch
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
 from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_energy_loss,
-                           grid_weight, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops)
+                           grid_weight, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops, training_z)
 from bdflow.metrics import grid_map
 from bdflow.resize import bicubic_up
 from tests.helpers import perturb_
@@ -197,6 +197,20 @@ def test_tau_train_sets_the_temperature_of_the_training_decode(face):
         model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lambda_lpips=0, tau_train=tau)), std=0.01)
         a, b = (bdflow_loss(model, x, 1, 0.0, generator=torch.Generator().manual_seed(s)).back for s in (0, 1))
         assert bool(a == b) == same
+
+
+def test_uniform_tau_draw_gives_each_image_its_own_temperature():
+    """tau_draw uniform: image i's Z is N(0, t_i^2) with t_i ~ U(0, tau_train), so the batch spans 0..tau_train; fixed:
+    every image at tau_train; tau_train 0: zeros either way."""
+    y = torch.zeros(64, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    stds = training_z(y, 9, LossConfig(tau_train=1.0, tau_draw="uniform"), g).std(dim=(1, 2, 3))
+    assert stds.max() <= 1.05 and stds.min() < 0.1 and 0.4 < stds.mean() < 0.6  # E[U(0, 1)] = 0.5
+    fixed = training_z(y, 9, LossConfig(tau_train=1.0), g).std(dim=(1, 2, 3))
+    assert torch.allclose(fixed, torch.ones(64), atol=0.05)
+    assert not training_z(y, 9, LossConfig(tau_train=0.0, tau_draw="uniform"), g).any()
+    with pytest.raises(ValueError, match="tau_draw"):
+        LossConfig(tau_draw="normal")
 
 
 @pytest.mark.parametrize("config, loss", [(dict(), dict()), (dict(boundary=False), dict(baw_twin=True))], ids=["bdflow", "twin-baw-only"])
