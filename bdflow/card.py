@@ -92,6 +92,11 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
     ) or "- (not recorded)"
+    stages = meta.get("stages", [])  # a staged recipe's earlier runs (train.record_stages), newest last
+    budget = "".join(
+        f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, τ_train {st['loss'].get('tau_train'):g}"
+        f" {st['loss'].get('tau_draw', 'fixed')}), {(st.get('seconds') or 0) / 3600:.2f} h\n" for i, st in enumerate(stages)
+    ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget
     parent = meta.get("parent")
     if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
         where = f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .accel import train_precision
+from .codec import write_atomic
 from .config import BDFlowConfig, LossConfig, option
 from .data import CropBatches, list_images
 from .flow import BDFlow
@@ -106,22 +107,59 @@ def _pick(cls, args: argparse.Namespace, base: dict) -> dict:
 
 
 def parse_args(argv=None) -> tuple[BDFlowConfig, LossConfig, TrainConfig]:
+    """The run the command line asks for: of a staged recipe, its last stage (:func:`parse_stages`)."""
+    return parse_stages(argv)[-1]
+
+
+def parse_stages(argv=None) -> list[tuple[BDFlowConfig, LossConfig, TrainConfig]]:
+    """Every run of the command line, in order. A recipe's ``"stages"`` (a list of dicts of loss and run fields) are
+    runs before its own fields' run, each the recipe with that dict's fields replaced: the first starts from the
+    recipe's ``init_from`` and writes OUT/stage-1, each next one starts from the previous one's final, the last
+    (the recipe's own fields) writes OUT. A fine-tune grown over several schedules is one recipe and one command."""
     parser = argparse.ArgumentParser(prog="python -m bdflow.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON file with BDFlowConfig, LossConfig and/or TrainConfig fields; flags override it")
+    parser.add_argument("--config", help="JSON file with BDFlowConfig, LossConfig and/or TrainConfig fields and optional \"stages\"; flags override it")
     _add_fields(parser, TrainConfig, "run (TrainConfig)")
     _add_fields(parser, BDFlowConfig, "model (BDFlowConfig); --no-boundary trains the IRN-style twin")
     _add_fields(parser, LossConfig, "loss (LossConfig)")
     args = parser.parse_args(argv)
     base = json.loads(Path(args.config).read_text()) if args.config else {}
+    stages = base.pop("stages", [])
     by_class = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (BDFlowConfig, LossConfig)}
+    runs = []
     try:
-        model, loss = (cls(**_pick(cls, args, {k: v for k, v in base.items() if k in names})) for cls, names in by_class.items())
-        others = {k: v for k, v in base.items() if not any(k in names for names in by_class.values())}
-        run = TrainConfig(**_pick(TrainConfig, args, others))
-        _check_run(model, loss, run)
+        for i, fields in enumerate([*stages, {}]):
+            if set(fields) & by_class[BDFlowConfig]:
+                raise ValueError(f"stage {i + 1} changes the model ({sorted(set(fields) & by_class[BDFlowConfig])}); stages change the loss and the run only")
+            recipe = {**base, **fields}
+            model, loss = (cls(**_pick(cls, args, {k: v for k, v in recipe.items() if k in names})) for cls, names in by_class.items())
+            others = {k: v for k, v in recipe.items() if not any(k in names for names in by_class.values())}
+            run = TrainConfig(**_pick(TrainConfig, args, others))
+            if i < len(stages):
+                run = dataclasses.replace(run, out=str(Path(run.out) / f"stage-{i + 1}"))
+            if i:
+                run = dataclasses.replace(run, init_from=str(Path(runs[-1][2].out) / "final"))
+            _check_run(model, loss, run)
+            runs.append((model, loss, run))
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    return model, loss, run
+    return runs
+
+
+def record_stages(final: Path, stages: list[Path]) -> None:
+    """Fold a staged run's earlier runs into OUT/final's meta: ``stages`` lists each one's run, loss, iterations,
+    seconds and sessions, and ``parent`` becomes the first one's (the recipe's ``init_from``), so the card and the
+    recipe test see the whole budget and the true start."""
+    path = Path(final) / "config.json"
+    config = json.loads(path.read_text())
+    metas = [json.loads((Path(s) / "config.json").read_text()) for s in stages]
+    config["meta"]["stages"] = [
+        {"training": m["meta"]["training"], "loss": LossConfig.from_dict({k: v for k, v in m.items() if k != "meta"}).to_dict(),
+         **{k: m["meta"].get(k) for k in ("iterations", "seconds", "sessions")}} for m in metas]
+    if "parent" in metas[0]["meta"]:
+        config["meta"]["parent"] = metas[0]["meta"]["parent"]
+    else:
+        config["meta"].pop("parent", None)
+    write_atomic(path, (json.dumps(config, indent=2) + "\n").encode(), force=True)
 
 
 def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
@@ -428,9 +466,18 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
 
 
 def main(argv=None) -> int:
-    model_config, loss_config, run = parse_args(argv)
+    runs = parse_stages(argv)
     try:
-        final = train(model_config, loss_config, run)
+        for i, (model_config, loss_config, run) in enumerate(runs):
+            if i < len(runs) - 1 and (Path(run.out) / "final" / "config.json").exists():
+                print(f"stage {i + 1} of {len(runs)}: {run.out}/final exists, kept")
+                continue
+            final = train(model_config, loss_config, run)
+            if final.name != "final":  # stopped early (--stop-at, --stop-after-minutes): --resume goes on
+                print(f"stopped; continue with --resume (written to {final})")
+                return 0
+        if len(runs) > 1:
+            record_stages(final, [Path(run.out) / "final" for _, _, run in runs[:-1]])
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """The training CLI on real faces: the loss goes down, --resume continues bit for bit, bad flags are refused."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from safetensors.torch import load_file
 from bdflow import BDFlow
 from bdflow.hub import model_card
 from bdflow.data import CropBatches
-from bdflow.train import TrainConfig, fast_step, lr_lambda, main, parse_args, train
+from bdflow.train import TrainConfig, fast_step, lr_lambda, main, parse_args, parse_stages, train
 from bdflow.viz import main as viz_main
 
 TINY = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "4", "--workers", "0", "--val-images", "0"]
@@ -143,3 +144,35 @@ def test_init_from_a_smaller_scale_records_the_parent(data_dir, tmp_path):
     # two Adam steps at lr 2e-4 move a weight by ~4e-4; a fresh initialisation would differ by ~0.1
     drift = max((v - parent_weights[k]).abs().max().item() for k, v in first_level.items())
     assert first_level and 0 < drift < 1e-2
+
+
+def test_staged_recipe_runs_its_stages_and_records_them(data_dir, tmp_path):
+    """A recipe with "stages": each earlier run writes OUT/stage-i and starts the next; the final's meta lists them
+    (run, loss, iterations) and names the recipe's init_from as its parent, and the card shows every stage."""
+    parent, out = tmp_path / "parent", tmp_path / "staged"
+    assert main(_args(data_dir, parent, "--iters", "2")) == 0
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"init_from": str(parent / "final"), "iters": 3, "tau_train": 1.0,
+                                  "stages": [{"iters": 2}, {"iters": 1, "lr": 1e-4, "tau_draw": "uniform"}]}))
+    runs = parse_stages(["--config", str(recipe), *_args(data_dir, out)])
+    assert [r.iters for _, _, r in runs] == [2, 1, 3] and [l.tau_draw for _, l, _ in runs] == ["fixed", "uniform", "fixed"]
+    assert runs[1][2].init_from == str(out / "stage-1" / "final") and runs[2][2].init_from == str(out / "stage-2" / "final")
+    assert main(["--config", str(recipe), *_args(data_dir, out)]) == 0
+    model = BDFlow.from_pretrained(out / "final")
+    stages = model.meta["stages"]
+    assert [st["iterations"] for st in stages] == [2, 1] and stages[1]["training"]["lr"] == 1e-4
+    assert stages[1]["loss"]["tau_draw"] == "uniform" and model.meta["parent"]["checkpoint"] == str(parent / "final")
+    card = model_card("x4", model.config.to_dict(), model.meta)
+    assert "- stage 1: 2 iterations" in card and "- stage 3, this run:" in card
+    first = out / "stage-1" / "final" / "config.json"
+    stamp = first.stat().st_mtime_ns  # a second call keeps the stages' finals and resumes the last run
+    assert main(["--config", str(recipe), *_args(data_dir, out), "--resume"]) == 0
+    assert first.stat().st_mtime_ns == stamp and "stages" in BDFlow.from_pretrained(out / "final").meta
+
+
+def test_a_stage_cannot_change_the_model(tmp_path, capsys):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"stages": [{"hidden": 16}]}))
+    with pytest.raises(SystemExit):
+        parse_stages(["--config", str(recipe)])
+    assert "stages change the loss and the run only" in capsys.readouterr().err
