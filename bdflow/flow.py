@@ -191,7 +191,8 @@ class BDFlow(nn.Module):
         With fresh (identity) levels on top, this model starts as the parent followed by 2x2 mean pooling: its Y
         and B are the pooled Y and B of the parent (exactly so for Haar and for ``y_phase="corner"``; with a centred
         Y the parent's coarsest level lifts on the odd samples and becomes an even one here, a one-pixel shift of its
-        sampling that training absorbs). Z's scale is not copied (``init_z_scale`` sets it).
+        sampling that training absorbs). A grown model's Z scale is set anew (``init_z_scale``); a fine-tune (equal
+        scale) copies the parent's, so its Z starts as the parent's Z and not as one batch's per-channel estimate.
 
         ``y_phase`` may differ where every level of the parent keeps its phase (``BDFlowConfig.phase``): a corner
         parent grows into a centred child of more levels, whose new coarsest level alone lifts on the odd samples
@@ -209,6 +210,8 @@ class BDFlow(nn.Module):
                              f"parent's phases kept); differs: {differ or ['scale']}")
         for mine, theirs in zip(self.levels, parent.levels):
             mine.load_state_dict(theirs.state_dict())
+        if parent.config.levels == self.config.levels:  # a fine-tune keeps the parent's Z scale as well
+            self.z_log_scale.copy_(parent.z_log_scale)
 
     def split(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The last level's 3 s^2 channels read as [Y, B, Z] (design §1; [Y, Z] unless B is a channel), Z through its scale exp(a)."""

@@ -373,7 +373,8 @@ def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig
             parent = BDFlow.from_pretrained(run.init_from)
             model.grow_from(parent)
             meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
-        if model.config.z_scale != "none":  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
+        fine_tune = bool(run.init_from) and parent.scale == model.scale  # Z's scale copied by grow_from
+        if model.config.z_scale != "none" and not fine_tune:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
             model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
     if resuming and (model.config, model.loss_config) != (model_config, loss_config):
         accelerator.print("note: --resume continues with the model and loss config saved in OUT/last")

@@ -366,6 +366,18 @@ def test_grow_from_a_smaller_scale_starts_as_the_pooled_parent(face, boundary):
         assert (child.inverse(y16, b16, z16) - x).abs().max() <= 1e-4
 
 
+def test_a_fine_tune_starts_as_its_parent_z_scale_included(face):
+    """grow_from at equal scale copies every level and Z's scale: the child's Y, B and Z are the parent's."""
+    parent = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), seed=1)
+    x = face[..., :64, :64]
+    with torch.no_grad():
+        parent.init_z_scale(x)
+        child = BDFlow(BDFlowConfig(scale=8, hidden=8))
+        child.grow_from(parent)
+        for mine, theirs in zip(child(x), parent(x)):
+            assert torch.equal(mine, theirs)
+
+
 @pytest.mark.parametrize("parent_config", [dict(scale=32), dict(scale=4, hidden=16), dict(scale=4, boundary=False), dict(scale=4, wavelet="haar"),
                                            dict(scale=16, y_phase="corner")])
 def test_grow_from_refuses_an_incompatible_parent(parent_config):
