@@ -84,6 +84,12 @@ class TrainConfig:
     stop_after_minutes: float = option(0.0, "checkpoint and exit after this many minutes (0: no limit)")
 
 
+# TrainConfig fields that decide the schedule and the data: what a recipe fixes (the rest is bookkeeping: where to
+# write, when to stop, threads)
+SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "lr", "lr_min", "warmup", "decay_from", "bits",
+                      "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from"})
+
+
 # ----------------------------------------------------------------------------------------------------
 # Command line: flags are generated from the three dataclasses, so --help documents every option
 # ----------------------------------------------------------------------------------------------------

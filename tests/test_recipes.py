@@ -3,18 +3,16 @@ re-creates that checkpoint's model, loss and schedule (its config.json and the r
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 
 from bdflow.config import BDFlowConfig, LossConfig
-from bdflow.train import TrainConfig, parse_args
+from bdflow.train import SCHEDULE, TrainConfig, parse_args, parse_stages
 from tests.helpers import REPO
 
 RECIPES = REPO / "training" / "recipes"
 SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-x64-noB"]
-# TrainConfig fields that decide the schedule and the data (the rest is bookkeeping: where to write, when to stop)
-SCHEDULE = {"data", "val_data", "iters", "batch_size", "crop", "lr", "lr_min", "warmup", "decay_from", "bits",
-            "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from"}
 # what the checkpoints' runs recorded before --precision replaced accelerate's mixed_precision ("auto": fp32 on a CPU)
 RECORDED_PRECISION = {"auto": "fp32", "no": "fp32", "bf16": "bf16"}
 
@@ -33,21 +31,55 @@ def test_recipe_recreates_the_checkpoints_config_and_schedule(name):
     recipe = json.loads((RECIPES / f"{name}.json").read_text())
     assert set(recipe) <= names(BDFlowConfig) | names(LossConfig) | names(TrainConfig), "unknown fields"
     assert SCHEDULE <= set(recipe), "the recipe leaves part of the schedule to the CLI's defaults"
-    model, loss, run = parse_args(["--config", str(RECIPES / f"{name}.json"), "--out", "runs/x"])
+    runs = parse_stages(["--config", str(RECIPES / f"{name}.json"), "--out", "runs/x"])
+    meta = stored["meta"]
     fields = {k: v for k, v in stored.items() if k != "meta"}
-    assert model == BDFlowConfig.from_dict(fields)
-    assert loss == LossConfig.from_dict(fields)
-    recorded = dict(stored["meta"]["training"])
-    if "precision" not in recorded:
-        recorded["precision"] = RECORDED_PRECISION[recorded.pop("mixed_precision")]
-    for key in SCHEDULE:
-        assert getattr(run, key) == recorded[key], key
-    if "parent" in stored["meta"]:  # a fine-tune or a grown model starts from its parent
-        assert run.init_from == stored["meta"]["parent"]["checkpoint"]
+    stages = meta.get("stages", [])  # a staged recipe: its earlier runs, each from the previous one's final
+    assert len(runs) == len(stages) + 1
+    assert all(model == BDFlowConfig.from_dict(fields) for model, _, _ in runs)
+    recorded_runs = [(LossConfig.from_dict(st["loss"]), st["training"]) for st in stages] + [(LossConfig.from_dict(fields), meta["training"])]
+    for (_, loss, run), (recorded_loss, training) in zip(runs, recorded_runs):
+        assert loss == recorded_loss
+        recorded = dict(training)
+        if "precision" not in recorded:
+            recorded["precision"] = RECORDED_PRECISION[recorded.pop("mixed_precision")]
+        for key in SCHEDULE - {"init_from"}:  # init_from: the recipe's start, then each stage's final
+            assert getattr(run, key) == recorded[key], key
+    if "parent" in meta:  # a fine-tune or a grown model starts from its parent
+        assert runs[0][2].init_from == meta["parent"]["checkpoint"]
     else:
-        assert run.init_from == ""
+        assert runs[0][2].init_from == ""
 
 
 def test_flags_override_the_recipe():
     model, _, run = parse_args(["--config", str(RECIPES / "face-x16.json"), "--iters", "7", "--no-boundary"])
     assert run.iters == 7 and model.boundary is False and model.scale == 16
+
+
+def test_ship_writes_the_checkpoint_and_a_recipe_that_recreates_its_stages(data_dir, tmp_path):
+    """tools/ship.py on a two-stage run started from a shipped checkpoint: the recipe it writes parses back into the
+    same runs (the first from checkpoints/NAME, the second from the first's final) and the card names the start."""
+    from bdflow.train import main
+    from tools.ship import ship
+
+    tiny = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "2", "--workers", "0", "--val-images", "0",
+            "--data", str(data_dir / "faces" / "train")]
+    root = tmp_path / "repo"
+    assert main([*tiny, "--out", str(root / "checkpoints" / "tiny"), "--iters", "1"]) == 0
+    (root / "checkpoints" / "tiny" / "final").rename(tmp_path / "parent")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"init_from": str(tmp_path / "parent"), "iters": 2, "tau_train": 1.0, "stages": [{"iters": 1, "tau_draw": "uniform"}]}))
+    assert main(["--config", str(recipe), *tiny, "--out", str(tmp_path / "run")]) == 0
+    final = tmp_path / "run" / "final"
+    shutil.rmtree(root / "checkpoints")
+    shutil.copytree(tmp_path / "parent", root / "checkpoints" / "tiny")  # the start, as shipped
+    config = json.loads((final / "config.json").read_text())  # as if started from checkpoints/tiny
+    config["meta"]["parent"]["checkpoint"] = "checkpoints/tiny"
+    (final / "config.json").write_text(json.dumps(config))
+    ship("tiny", final, [], "abc1234", root=root)
+    written = json.loads((root / "training" / "recipes" / "tiny.json").read_text())
+    assert written["init_from"] == "checkpoints/tiny" and written["stages"] == [{"iters": 1, "tau_draw": "uniform"}]
+    runs = parse_stages(["--config", str(root / "training" / "recipes" / "tiny.json"), "--out", "runs/x"])
+    assert [r.iters for _, _, r in runs] == [1, 2] and [l.tau_draw for _, l, _ in runs] == ["uniform", "fixed"]
+    card = (root / "checkpoints" / "tiny" / "README.md").read_text()
+    assert "fine-tuned from `checkpoints/tiny` as of commit abc1234" in card and "- stage 1: 1 iterations" in card

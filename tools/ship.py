@@ -1,0 +1,91 @@
+"""Ship a trained run as ``checkpoints/NAME``: weights, config.json with its whole lineage, the model card and
+``training/recipes/NAME.json`` (the one command that re-creates it).
+
+    python tools/ship.py face-x16 runs/face-x16/final --stages runs/face-x16/stage-1/final \\
+        --parent-revision 3638bdd --notes "..."
+
+``--stages`` are the earlier runs of a staged recipe, oldest first (what ``python -m bdflow.train`` records itself
+when one recipe runs them all: ``train.record_stages``). The first run's ``init_from`` must be ``checkpoints/NAME``
+or another shipped checkpoint; ``--parent-revision`` is the commit whose weights that was, since the file is
+replaced. The metrics of the replaced weights are dropped: ``python tools/results.py --evaluate --only ...``
+records the new ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bdflow.card import model_card  # noqa: E402
+from bdflow.config import BDFlowConfig, LossConfig  # noqa: E402
+from bdflow.train import SCHEDULE, record_stages  # noqa: E402
+
+
+def recipe_of(config: dict) -> dict:
+    """The recipe JSON of a shipped config.json: model and loss fields, the last run's schedule from the recipe's
+    start (meta.parent), and each earlier stage as the loss and run fields it changed."""
+    meta = config["meta"]
+    fields = {k: v for k, v in config.items() if k != "meta"}
+    recipe = {**fields, **{k: meta["training"][k] for k in sorted(SCHEDULE)}}
+    recipe["init_from"] = meta["parent"]["checkpoint"] if "parent" in meta else ""
+    stages = []
+    for stage in meta.get("stages", []):
+        changed = {k: stage["training"][k] for k in sorted(SCHEDULE - {"init_from"}) if stage["training"][k] != recipe[k]}
+        changed |= {k: v for k, v in stage["loss"].items() if v != fields[k]}
+        stages.append(changed)
+    return {**recipe, "stages": stages} if stages else recipe
+
+
+def ship(name: str, final: Path, stages: list[Path], revision: str, notes: str | None = None, root: Path = REPO) -> Path:
+    folder = root / "checkpoints" / name
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "final"
+        shutil.copytree(final, staged)
+        if stages:
+            record_stages(staged, stages)
+        config = json.loads((staged / "config.json").read_text())
+    meta = config["meta"]
+    parent = meta.get("parent")
+    if parent:
+        if not str(parent["checkpoint"]).startswith("checkpoints/"):
+            raise SystemExit(f"error: the first run starts from {parent['checkpoint']}, not a shipped checkpoint; "
+                             "name its earlier runs with --stages")
+        parent["revision"] = revision
+    meta.pop("metrics", None)
+    if notes:
+        meta["notes"] = notes
+    fields = {k: v for k, v in config.items() if k != "meta"}
+    BDFlowConfig.from_dict(fields), LossConfig.from_dict(fields)  # refuse a config this version cannot load
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(final / "model.safetensors", folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card(name, fields, meta))
+    recipe = root / "training" / "recipes" / f"{name}.json"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(json.dumps(recipe_of(config), indent=2) + "\n")
+    return folder
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python tools/ship.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="checkpoints/NAME to write (replaced if it exists)")
+    parser.add_argument("final", type=Path, help="the run's final folder (config.json + model.safetensors)")
+    parser.add_argument("--stages", nargs="*", type=Path, default=[], help="the earlier runs' final folders, oldest first")
+    parser.add_argument("--parent-revision", required=True, help="commit of the checkpoint the first run started from")
+    parser.add_argument("--notes", help="the card's Limits text (meta.notes)")
+    args = parser.parse_args(argv)
+    folder = ship(args.name, args.final, args.stages, args.parent_revision, args.notes)
+    print(f"shipped {folder.relative_to(REPO)} and training/recipes/{args.name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
