@@ -8,7 +8,8 @@ on held-out images in one pass:
   where it is 0 (1.0: Z is as loud at the boundaries as elsewhere);
 - what the temperature does: PSNR-Y and LPIPS of the decode at each tau (seed 0);
 - the diversity map at the model's default tau (the highest tau scored where that is 0): the per-pixel std over
-  ``seeds`` decodes (0-255 scale), its mean in the HR pixels of B's boundary cells and in the rest (Z should decide
+  ``seeds`` decodes (0-255 scale), its mean in the HR pixels of B's boundary cells and in the rest, and on the
+  boundaries themselves (BAM's 1-bit edges at full resolution, :func:`hr_edges`) and off them (Z should decide
   texture, not boundaries).
 
     python -m bdflow.decoupling --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val --limit 20 \\
@@ -28,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .accel import keep_freed_memory
+from .bam import bam
 from .data import list_images
 from .image_io import load_image
 from .limits import check_tau
@@ -83,7 +86,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
     default = rescaler.default_tau
     sampled = default if default > 0 else max(taus)  # the tau of the diversity map
     stats, scores = ZStats(), {t: {"psnr": [], "lpips": []} for t in taus}
-    diversity = {"in_b": [0.0, 0], "out_b": [0.0, 0]}
+    diversity = {}  # key -> [sum of the per-pixel std, pixels]
     s = rescaler.scale
     for path in tqdm(files, desc=f"decoupling x{s}", leave=False):
         x, _ = load_image(path)
@@ -96,19 +99,32 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
             x_hat = to_8bit(rescaler.reconstruct(y, b, tau=tau, seed=0)[..., :h, :w].cpu())
             scores[tau]["psnr"].append(float(psnr_y(x_hat, x, border=s)))
             scores[tau]["lpips"].append(float(lpips_rgb(x_hat, x)))
-        if sampled > 0 and cells is not None:
+        if sampled > 0:
             std = rescaler.spread(y, b, sampled, samples=seeds)[:h, :w]
-            hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
-            for key, mask in (("in_b", hr_cells), ("out_b", ~hr_cells)):
+            edges = hr_edges(x, rescaler.model.config)
+            masks = {"on_edges": edges, "off_edges": ~edges}
+            if cells is not None:
+                hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
+                masks |= {"in_b": hr_cells, "out_b": ~hr_cells}
+            for key, mask in masks.items():
+                diversity.setdefault(key, [0.0, 0])
                 diversity[key][0] += float(std[mask].sum())
                 diversity[key][1] += int(mask.sum())
     out = {"checkpoint": rescaler.model.name, "scale": s, "images": len(files), "default_tau": default,
            "z": stats.summary(),
            "taus": {str(t): {k: float(np.mean(v)) for k, v in scores[t].items()} for t in taus}}
-    if diversity["in_b"][1]:
+    if diversity:
         out["diversity"] = {"tau": sampled, "seeds": seeds,
-                            **{k: total / count for k, (total, count) in diversity.items()}}
+                            **{k: total / max(count, 1) for k, (total, count) in diversity.items()}}
     return out
+
+
+def hr_edges(x: torch.Tensor, config) -> torch.Tensor:
+    """The boundaries at full resolution: BAM's 1-bit map of x (1,3,H,W) (Canny edges, the model's sigma, norm and
+    T), widened by one pixel each side, as a (H, W) bool mask. B's cells at x16 are 16 px wide and hold the hair's
+    texture too; these are the boundaries themselves."""
+    edges = bam(x, sigma=config.bam_sigma, norm=config.bam_norm, threshold=config.bam_threshold, bits=1) > 0
+    return F.max_pool2d(edges.float(), 3, stride=1, padding=1)[0, 0].bool()
 
 
 def markdown_row(result: dict) -> str:
@@ -121,13 +137,15 @@ def markdown_row(result: dict) -> str:
              f"{100 * z['tail_share']:.1f}", f"{z['total_variation']:.3f}", f"{z['z2_ratio_b']:.2f}",
              f"{t0['psnr']:.2f} / {t0['lpips']:.3f}" if t0 else "",
              f"{tau:g}: {ts['psnr']:.2f} / {ts['lpips']:.3f}" if ts else "",
-             f"{d['out_b']:.2f} / {d['in_b']:.2f} (τ {d['tau']:g})" if d else ""]
+             f"{d['out_b']:.2f} / {d['in_b']:.2f}" if d and "in_b" in d else "",
+             f"{d['off_edges']:.2f} / {d['on_edges']:.2f} (τ {d['tau']:g})" if d and "on_edges" in d else ""]
     return "| " + " | ".join(cells) + " |"
 
 
 MARKDOWN_HEAD = ("| model | default τ | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | z² in B cells / elsewhere "
-                 "| τ 0: PSNR-Y / LPIPS | sampled τ: PSNR-Y / LPIPS | diversity outside / inside B cells |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|")
+                 "| τ 0: PSNR-Y / LPIPS | sampled τ: PSNR-Y / LPIPS | diversity outside / inside B cells "
+                 "| diversity off / on the edges |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def study_table(folder: Path) -> str:

@@ -48,7 +48,22 @@ def test_cli_measures_a_checkpoint(tmp_path, data_dir, capsys):
     result = json.loads(out.read_text())
     assert set(result["taus"]) == {"0.0", "0.5"} and result["images"] == 2
     assert result["z"]["count"] > 0 and 0 <= result["z"]["total_variation"] <= 1
+    d = result["diversity"]  # the map at tau 0.5 (tiny's default is 0): in/out B's cells, on/off the HR edges
+    assert d["tau"] == 0.5 and {"in_b", "out_b", "on_edges", "off_edges"} <= set(d) and d["on_edges"] >= 0
     assert "| tiny |" in capsys.readouterr().out
+
+
+def test_hr_edges_are_bams_canny_edges_widened_by_a_pixel():
+    """A vertical step: the 1-bit BAM marks one column at full resolution; hr_edges widens it to three."""
+    from bdflow.config import BDFlowConfig
+    from bdflow.decoupling import hr_edges
+
+    x = torch.zeros(1, 3, 32, 32)
+    x[..., 16:] = 1.0
+    edges = hr_edges(x, BDFlowConfig(scale=8, hidden=8))
+    cols = edges[8:24].any(dim=0).nonzero().flatten().tolist()
+    assert edges.shape == (32, 32) and 3 <= len(cols) <= 4 and all(13 <= c <= 18 for c in cols)
+    assert not edges[:, :10].any() and not edges[:, 22:].any()
 
 
 def test_cli_refuses_a_missing_folder(tmp_path, capsys):
