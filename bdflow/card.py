@@ -94,8 +94,9 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     ) or "- (not recorded)"
     stages = meta.get("stages", [])  # a staged recipe's earlier runs (train.record_stages), newest last
     budget = "".join(
-        f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, τ_train {st['loss'].get('tau_train'):g}"
-        f" {st['loss'].get('tau_draw', 'fixed')}), {(st.get('seconds') or 0) / 3600:.2f} h\n" for i, st in enumerate(stages)
+        f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
+        f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
+        for i, st in enumerate(stages)
     ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget
     parent = meta.get("parent")
     if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
@@ -142,7 +143,7 @@ out = r.decode(r.encode("face.png", bits=1), tau=0.8, seed=0)
 Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)},
 {baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
 {training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
-{meta.get('iterations', '?')} iterations, {meta.get('seconds', 0) / 3600:.2f} h in all:
+{meta.get('iterations', 0) + sum(st.get('iterations') or 0 for st in stages)} iterations, {(meta.get('seconds', 0) + sum(st.get('seconds') or 0 for st in stages)) / 3600:.2f} h in all:
 {budget}
 
 Flow: {_flow(c)}.

@@ -61,8 +61,9 @@ def ship(name: str, final: Path, stages: list[Path], revision: str, notes: str |
     meta.pop("metrics", None)
     if notes:
         meta["notes"] = notes
-    fields = {k: v for k, v in config.items() if k != "meta"}
-    BDFlowConfig.from_dict(fields), LossConfig.from_dict(fields)  # refuse a config this version cannot load
+    raw = {k: v for k, v in config.items() if k != "meta"}  # every field spelled out (a run older than a field lacks it)
+    fields = {**BDFlowConfig.from_dict(raw).to_dict(), **LossConfig.from_dict(raw).to_dict()}
+    config = {**fields, "meta": meta}
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(final / "model.safetensors", folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
