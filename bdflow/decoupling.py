@@ -134,7 +134,7 @@ def markdown_row(result: dict) -> str:
     tau = max(float(t) for t in taus)  # the sampled column: the highest tau scored
     ts = taus[str(tau)] if tau > 0 else None
     cells = [result["checkpoint"], f"{result['default_tau']:g}", f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}",
-             f"{100 * z['tail_share']:.1f}", f"{z['total_variation']:.3f}", f"{z['z2_ratio_b']:.2f}",
+             f"{100 * z['tail_share']:.1f}", f"{z['total_variation']:.3f}", f"{z['z2_ratio_b']:.2f}" if math.isfinite(z["z2_ratio_b"]) else "–",
              f"{t0['psnr']:.2f} / {t0['lpips']:.3f}" if t0 else "",
              f"{tau:g}: {ts['psnr']:.2f} / {ts['lpips']:.3f}" if ts else "",
              f"{d['out_b']:.2f} / {d['in_b']:.2f}" if d and "in_b" in d else "",

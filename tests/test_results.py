@@ -43,6 +43,17 @@ def test_every_run_has_its_files_and_its_command():
         assert cmd[:3] == ["python", "-m", "bdflow.evaluate"] and f"docs/results/{run.name}.json" in cmd
 
 
+def test_every_shipped_model_has_its_decoupling_measures():
+    """docs/results/decoupling/NAME.json for each model of the decoupling table: its own checkpoint, 20 faces of its
+    split, tau 0 and 0.5 decoded, the diversity map measured in and out of B's cells and on and off the edges."""
+    for name, split in results.DECOUPLING.items():
+        result = json.loads((REPO / "docs" / "results" / "decoupling" / f"{name}.json").read_text())
+        assert result["checkpoint"] == name and result["images"] == 20
+        assert set(result["taus"]) == {"0.0", "0.5"} and {"on_edges", "off_edges"} <= set(result["diversity"])
+        assert results.decoupling_command(name)[-1] == f"docs/results/decoupling/{name}.json"
+        assert f"faces/{split}" in " ".join(results.decoupling_command(name))
+
+
 def test_missing_markers_are_an_error():
     with pytest.raises(ValueError, match="missing markers"):
         results.render("no table here", results.BLOCKS["README.md"])
