@@ -527,13 +527,6 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             return None, "_no map for the current settings yet: press the button_", None, None, "", ""
 
         controls = (bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)
-        gr.on([c.change for c in (image, model, *controls)], stale, None,
-              [div_map, div_note, fig_files, fig_preview, div_status, fig_status], api_visibility="private",
-              queue=False)
-        # the lab's results belong to its settings too: B's source and T included
-        gr.on([c.change for c in (image, image_b, model, bits, tau, seed, b_source, threshold)],
-              lambda: (None, None, None, "", None, ""), None, [*lab_out, lab_status], api_visibility="private",
-              queue=False)
         for control in controls:
             then(on(control.change, decode, dec_in, dec_out, results_status, trigger_mode="always_last"),
                  scores, dec_in, [table, numbers], results_status)
@@ -545,17 +538,27 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                               [table, numbers], results_status), levels, [image, model], [level_img, level_table],
                          level_status)
         # the first open fills the panels that otherwise wait for a button: the diversity map and a swap
-        then(then(shown, diversity, [*dec_in, samples], [div_map, div_note], div_status), lab_decode,
-             [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out, lab_status)
+        first_map = then(shown, diversity, [*dec_in, samples], [div_map, div_note], div_status)
+        first_swap = then(first_map, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold],
+                          lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
         # each model starts at its own default tau (Rescaler.default_tau: the checkpoint's, written by training)
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
-        on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note], div_status)
-        on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold], lab_out,
-           lab_status)
+        asked_map = on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note], div_status)
+        asked_swap = on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold],
+                        lab_out, lab_status)
         on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas], lab_status)
-        on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out, lab_status)
-        on(fig_btn.click, figure_shown, [*dec_in, fig_panel], [fig_preview, fig_files], fig_status)
+        painted = on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out, lab_status)
+        asked_figure = on(fig_btn.click, figure_shown, [*dec_in, fig_panel], [fig_preview, fig_files], fig_status)
+        # ... and are cleared when the settings change, a computation still running for the old ones cancelled
+        # (a diversity map at tau > 0 takes seconds: it must not fill its panel after the input changed)
+        gr.on([c.change for c in (image, model, *controls)], stale, None,
+              [div_map, div_note, fig_files, fig_preview, div_status, fig_status], api_visibility="private",
+              queue=False, cancels=[first_map, asked_map, asked_figure])
+        # the lab's results belong to its settings too: B's source and T included
+        gr.on([c.change for c in (image, image_b, model, bits, tau, seed, b_source, threshold)],
+              lambda: (None, None, None, "", None, ""), None, [*lab_out, lab_status], api_visibility="private",
+              queue=False, cancels=[first_swap, asked_swap, painted])
     return app
 
 
