@@ -76,6 +76,13 @@ def _flow(c: BDFlowConfig) -> str:
     return f"{wavelet} wavelets{phase}, {b}, Z scale {c.z_scale}"
 
 
+def total_budget(meta: dict) -> tuple[int, float]:
+    """(iterations, seconds) of a checkpoint's own runs: its last run's and those of a staged recipe's earlier
+    stages (``meta["stages"]``); a parent's budget is not included."""
+    runs = [*meta.get("stages", []), meta]
+    return sum(r.get("iterations") or 0 for r in runs), sum(r.get("seconds") or 0 for r in runs)
+
+
 def model_card(name: str, config: dict, meta: dict) -> str:
     """README.md of a checkpoint folder: what it is, data and licence, training budget, metrics, limits. The data
     section comes from ``meta`` (:func:`training_data`)."""
@@ -98,6 +105,7 @@ def model_card(name: str, config: dict, meta: dict) -> str:
         f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
         for i, st in enumerate(stages)
     ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget
+    iterations, seconds = total_budget(meta)
     parent = meta.get("parent")
     if parent:  # progressive init (train --init-from): the parent's budget is part of this model's
         where = f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
@@ -143,7 +151,7 @@ out = r.decode(r.encode("face.png", bits=1), tau=0.8, seed=0)
 Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)},
 {baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
 {training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
-{meta.get('iterations', 0) + sum(st.get('iterations') or 0 for st in stages)} iterations, {(meta.get('seconds', 0) + sum(st.get('seconds') or 0 for st in stages)) / 3600:.2f} h in all:
+{iterations} iterations, {seconds / 3600:.2f} h in all:
 {budget}
 
 Flow: {_flow(c)}.

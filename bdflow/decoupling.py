@@ -115,7 +115,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
            "taus": {str(t): {k: float(np.mean(v)) for k, v in scores[t].items()} for t in taus}}
     if diversity:
         out["diversity"] = {"tau": sampled, "seeds": seeds,
-                            **{k: total / max(count, 1) for k, (total, count) in diversity.items()}}
+                            **{k: total / count if count else float("nan") for k, (total, count) in diversity.items()}}
     return out
 
 

@@ -184,7 +184,7 @@ class BDFlow(nn.Module):
         return std
 
     @torch.no_grad()
-    def grow_from(self, parent: "BDFlow") -> None:
+    def grow_from(self, parent: "BDFlow") -> bool:
         """Progressive init (docs/design.md): copy the levels of a model of smaller (or equal: a fine-tune) scale;
         the extra levels stay identity.
 
@@ -193,6 +193,7 @@ class BDFlow(nn.Module):
         Y the parent's coarsest level lifts on the odd samples and becomes an even one here, a one-pixel shift of its
         sampling that training absorbs). A grown model's Z scale is set anew (``init_z_scale``); a fine-tune (equal
         scale) copies the parent's, so its Z starts as the parent's Z and not as one batch's per-channel estimate.
+        Returns whether Z's scale was copied (the caller sets it otherwise).
 
         ``y_phase`` may differ where every level of the parent keeps its phase (``BDFlowConfig.phase``): a corner
         parent grows into a centred child of more levels, whose new coarsest level alone lifts on the odd samples
@@ -212,6 +213,8 @@ class BDFlow(nn.Module):
             mine.load_state_dict(theirs.state_dict())
         if parent.config.levels == self.config.levels:  # a fine-tune keeps the parent's Z scale as well
             self.z_log_scale.copy_(parent.z_log_scale)
+            return True
+        return False
 
     def split(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The last level's 3 s^2 channels read as [Y, B, Z] (design §1; [Y, Z] unless B is a channel), Z through its scale exp(a)."""

@@ -151,12 +151,12 @@ def parse_stages(argv=None) -> list[tuple[BDFlowConfig, LossConfig, TrainConfig]
     return runs
 
 
-def record_stages(final: Path, stages: list[Path]) -> None:
-    """Fold a staged run's earlier runs into OUT/final's meta: ``stages`` lists each one's run, loss, iterations,
-    seconds and sessions, and ``parent`` becomes the first one's (the recipe's ``init_from``), so the card and the
-    recipe test see the whole budget and the true start."""
-    path = Path(final) / "config.json"
-    config = json.loads(path.read_text())
+def fold_stages(config: dict, stages: list[Path]) -> dict:
+    """A final config.json (dict) with a staged run's earlier runs folded into its meta: ``stages`` lists each one's
+    run, loss, iterations, seconds and sessions (from its final folder, oldest first), and ``parent`` becomes the
+    first one's (the recipe's ``init_from``), so the card and the recipe test see the whole budget and the true
+    start."""
+    config = {**config, "meta": dict(config["meta"])}
     metas = [json.loads((Path(s) / "config.json").read_text()) for s in stages]
     config["meta"]["stages"] = [
         {"training": m["meta"]["training"], "loss": LossConfig.from_dict({k: v for k, v in m.items() if k != "meta"}).to_dict(),
@@ -165,6 +165,13 @@ def record_stages(final: Path, stages: list[Path]) -> None:
         config["meta"]["parent"] = metas[0]["meta"]["parent"]
     else:
         config["meta"].pop("parent", None)
+    return config
+
+
+def record_stages(final: Path, stages: list[Path]) -> None:
+    """:func:`fold_stages` on OUT/final/config.json, in place."""
+    path = Path(final) / "config.json"
+    config = fold_stages(json.loads(path.read_text()), stages)
     write_atomic(path, (json.dumps(config, indent=2) + "\n").encode(), force=True)
 
 
@@ -377,10 +384,11 @@ def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig
     if not resuming:
         if run.init_from:  # progressive init: the parent's levels, its budget recorded in meta
             parent = BDFlow.from_pretrained(run.init_from)
-            model.grow_from(parent)
+            z_scale_kept = model.grow_from(parent)  # a fine-tune keeps the parent's Z scale
             meta = {"parent": {"checkpoint": run.init_from, "scale": parent.scale, **{k: parent.meta.get(k) for k in ("iterations", "seconds")}}}
-        fine_tune = bool(run.init_from) and parent.scale == model.scale  # Z's scale copied by grow_from
-        if model.config.z_scale != "none" and not fine_tune:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
+        else:
+            z_scale_kept = False
+        if model.config.z_scale != "none" and not z_scale_kept:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
             model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
     if resuming and (model.config, model.loss_config) != (model_config, loss_config):
         accelerator.print("note: --resume continues with the model and loss config saved in OUT/last")

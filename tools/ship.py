@@ -17,7 +17,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from bdflow.card import model_card  # noqa: E402
 from bdflow.config import BDFlowConfig, LossConfig  # noqa: E402
-from bdflow.train import SCHEDULE, record_stages  # noqa: E402
+from bdflow.train import SCHEDULE, fold_stages  # noqa: E402
 
 
 def recipe_of(config: dict) -> dict:
@@ -45,12 +44,9 @@ def recipe_of(config: dict) -> dict:
 
 def ship(name: str, final: Path, stages: list[Path], revision: str, notes: str | None = None, root: Path = REPO) -> Path:
     folder = root / "checkpoints" / name
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "final"
-        shutil.copytree(final, staged)
-        if stages:
-            record_stages(staged, stages)
-        config = json.loads((staged / "config.json").read_text())
+    config = json.loads((final / "config.json").read_text())
+    if stages:
+        config = fold_stages(config, stages)
     meta = config["meta"]
     parent = meta.get("parent")
     if parent:
