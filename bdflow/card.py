@@ -95,6 +95,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
         baw += f", each offset of the LR cell weighed by its error (γ = {loss.grid_gamma:g})"
     if loss.lambda_grid:
         baw += f", plus λ_grid = {loss.lambda_grid:g} on the detail's energy per offset of the LR cell"
+    if loss.lambda_channels:
+        baw += f", plus λ_channels = {loss.lambda_channels:g} holding each Z channel at mean 0 and std 1"
     sessions = meta.get("sessions", [])
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions
@@ -102,6 +104,7 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     stages = meta.get("stages", [])  # a staged recipe's earlier runs (train.record_stages), newest last
     budget = "".join(
         f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
+        f"{' λ_channels ' + format(st['loss']['lambda_channels'], 'g') + ',' if st['loss'].get('lambda_channels') else ''}"
         f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
         for i, st in enumerate(stages)
     ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget

@@ -150,6 +150,7 @@ class LossConfig:
     lambda_bam: float = option(16.0, "lambda_4, L2 on B against the BAM target (Eq. 10)")
     lambda_latent: float = option(0.0, "lambda_5, weight of L_latent (paper 4 with Eq. 11; design: 'Recipe')")
     latent: str = option("nll", "L_latent: nll (Eq. 11, E[z^2]/2: fixes Z's scale, not its tails) | w2 (the 1-D Wasserstein-2 distance of the batch's Z values to N(0, 1)) | w2_b (w2 in B's boundary cells and in the rest apart: Z no louder at the boundaries); docs/studies/gaussian-z.md")
+    lambda_channels: float = option(0.0, "weight of L_channels: each Z channel's batch mean held at 0 and its std at 1 (the pooled latent terms leave a channel at its own offset; beyond the paper; docs/studies/gaussian-z.md; 0: off)")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
     baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
     tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
@@ -161,7 +162,7 @@ class LossConfig:
             raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
         if self.tau_draw not in TAU_DRAWS:
             raise ValueError(f"tau_draw must be one of {TAU_DRAWS}, got {self.tau_draw!r}")
-        for name in ("grid_gamma", "lambda_grid"):
+        for name in ("grid_gamma", "lambda_grid", "lambda_channels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -1,7 +1,8 @@
 """The training loss of BDFlow (paper §3.3, Eq. 4 and 7-11); each term is a function of its own.
 
     L = lambda_1 L_forw(Y) + L_back(X; lambda_BAW) + lambda_3 L_LPIPS + lambda_4 L_BAM(B) + lambda_5 L_latent(Z)
-        (+ lambda_grid L_grid, beyond the paper: docs/studies/x64-grid.md)
+        (+ lambda_grid L_grid, beyond the paper: docs/studies/x64-grid.md;
+         + lambda_channels L_channels(Z), beyond the paper: docs/studies/gaussian-z.md)
 
 Every term is a mean over its elements (the paper's 1/N sums), so the lambdas of §4.2 (2, 2, 1, 16, 4)
 weigh per-pixel errors. The reconstruction X_back is decoded from the *quantised* Y and B and a Z sampled
@@ -133,6 +134,16 @@ def latent_term(z: torch.Tensor, kind: str, cells: torch.Tensor | None, generato
     return sum(parts) / len(parts)
 
 
+def latent_channels(z: torch.Tensor) -> torch.Tensor:
+    """L_channels for z (N,C,h,w) (beyond the paper; ``LossConfig.lambda_channels``): each channel's batch mean held at 0
+    and its std at 1, mean over channels of m_c^2 + (s_c - 1)^2. The pooled terms (Eq. 11, "w2", "w2_b") see Z's values
+    as one sample, so a Z whose channels sit at their own offsets (N(m_c, s_c^2), pooled to N(0, 1)) passes them; the
+    decoder then reads Z = 0 where the forward Z never is (docs/studies/gaussian-z.md "Channel means")."""
+    m = z.mean(dim=(0, 2, 3))
+    s = z.std(dim=(0, 2, 3))
+    return (m.pow(2) + (s - 1).pow(2)).mean()
+
+
 @dataclass
 class Passes:
     """The three networks a loss evaluation runs, as callables: the flow's forward (x, b) -> (y, b, z), its inverse
@@ -166,10 +177,11 @@ class LossTerms:
     lpips: torch.Tensor
     bam: torch.Tensor
     latent: torch.Tensor
+    channels: torch.Tensor
     grid: torch.Tensor
 
     def items(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "grid")}
+        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid")}
 
 
 def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -225,6 +237,7 @@ def bdflow_loss(
         lpips=lc.lambda_lpips * perceptual,
         bam=lc.lambda_bam * bam_term,
         latent=lc.lambda_latent * latent,
+        channels=lc.lambda_channels * latent_channels(z) if lc.lambda_channels > 0 else zero,
         grid=lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale) if lc.lambda_grid > 0 else zero,
     )
     return LossTerms(total=sum(terms.values()), **terms)

@@ -27,6 +27,20 @@ def test_a_gaussian_sample_is_n01_and_a_heavy_tailed_one_is_not():
     assert t["total_variation"] > 0.05
 
 
+def test_channel_mean_share_sees_channels_at_their_own_offsets():
+    """Channels N(m_c, 1 - m_c^2) with m_c = +-0.6 pool to mean 0, variance 1 (a histogram cannot tell), but their
+    means hold 0.36 of E[z^2]; an N(0, 1) sample's share is about 1 / the values per channel."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 30, 32, 32, generator=g)
+    offsets = 0.6 * torch.tensor([1.0, -1.0]).repeat(15).view(1, 30, 1, 1)
+    stats, gauss = ZStats(), ZStats()
+    stats.add(offsets + 0.8 * z)
+    gauss.add(z)
+    s = stats.summary()
+    assert s["std"] == pytest.approx(1, abs=0.01) and s["channel_mean_share"] == pytest.approx(0.36, abs=0.01)
+    assert gauss.summary()["channel_mean_share"] < 5 / 4096
+
+
 def test_tv_to_normal_is_one_for_a_far_away_sample():
     assert tv_to_normal(normal_bin_counts(np.full(1000, 50.0))) == pytest.approx(1.0, abs=1e-6)
 

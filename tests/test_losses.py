@@ -8,7 +8,7 @@ import torch
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
 from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_energy_loss,
-                           grid_weight, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops, training_z)
+                           grid_weight, latent_channels, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops, training_z)
 from bdflow.metrics import grid_map
 from bdflow.resize import bicubic_up
 from tests.helpers import perturb_
@@ -38,6 +38,16 @@ def test_latent_w2_is_zero_for_a_gaussian_and_sees_scale_and_tails():
     assert latent_nll(heavy) == pytest.approx(float(latent_nll(z)), abs=0.05)  # Eq. 11 cannot tell them apart
     q = normal_quantiles(4)
     assert torch.allclose(q, -q.flip(0)) and q[2] == pytest.approx(0.3186, abs=1e-4)
+
+
+def test_latent_channels_sees_offsets_the_pooled_terms_miss():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 12, 16, 16, generator=g)
+    shifted = 0.6 * torch.tensor([1.0, -1.0]).repeat(6).view(1, 12, 1, 1) + 0.8 * z  # pooled: still ~N(0, 1)
+    assert latent_channels(z) < 0.01 and latent_channels(shifted) == pytest.approx(0.36 + 0.04, abs=0.02)
+    assert latent_w2(shifted, generator=g) < 0.02  # what the pooled W2 sees of it
+    with pytest.raises(ValueError, match="lambda_channels"):
+        LossConfig(lambda_channels=-1)
 
 
 def test_latent_w2_b_holds_each_side_of_b_to_n01():
@@ -155,6 +165,13 @@ def loss_terms(face, **loss):
     torch.manual_seed(0)
     model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), LossConfig(lpips_from=0.0, **loss)), std=0.01)
     return bdflow_loss(model, face[..., 128:192, 128:192], 1, progress=0.5, generator=torch.Generator().manual_seed(0))
+
+
+def test_lambda_channels_adds_its_own_term_only(face):
+    terms = {lam: loss_terms(face, lambda_channels=lam) for lam in (0.0, 1.0)}
+    assert float(terms[0.0].channels) == 0 and float(terms[1.0].channels) > 0
+    assert terms[0.0].back == terms[1.0].back and terms[0.0].latent == terms[1.0].latent
+    assert float(terms[1.0].total - terms[0.0].total) == pytest.approx(float(terms[1.0].channels), rel=1e-5)
 
 
 def test_grid_gamma_changes_only_the_reconstruction_term(face):
