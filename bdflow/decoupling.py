@@ -40,7 +40,7 @@ from .bam import bam
 from .data import list_images
 from .image_io import load_image
 from .limits import check_tau
-from .metrics import Moments, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
+from .metrics import Moments, channel_mean_share, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
 from .pipeline import Rescaler
 from .quantize import boundary_cells, to_8bit
 
@@ -78,7 +78,7 @@ class ZStats:
         out = {"count": m["count"], "mean": m["mean"], "std": math.sqrt(m["var"]),
                "excess_kurtosis": m["excess_kurtosis"], "tail_share": self.tail / m["count"],
                "total_variation": tv_to_normal(self.counts),
-               "channel_mean_share": float((self.channel_sums / self.per_channel).pow(2).mean()) / (m["var"] + m["mean"] ** 2)}
+               "channel_mean_share": channel_mean_share(self.channel_sums / self.per_channel, m["var"] + m["mean"] ** 2)}
         (s_in, n_in), (s_out, n_out) = self.z2[True], self.z2[False]
         out["z2_in_b"] = s_in / n_in if n_in else float("nan")
         out["z2_out_b"] = s_out / n_out if n_out else float("nan")

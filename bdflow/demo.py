@@ -33,7 +33,7 @@ from .image_io import load_image, to_output
 from .levels import LevelView, record
 from .limits import check_bits, check_int, check_seed, check_tau
 from .lpips import LPIPSWeightsNotFound
-from .metrics import lpips_rgb, psnr_y, sample_values, ssim_y
+from .metrics import channel_mean_share, lpips_rgb, psnr_y, sample_values, ssim_y
 from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler
 from .quantize import to_8bit
 from .resize import bicubic_lr_codes, bicubic_round_trip
@@ -77,6 +77,7 @@ class Analysis:
     edges: np.ndarray  # bool (H,W): BAM of the HR image at k = 1 (Canny) under the model's BAM settings
     z: np.ndarray  # a sample of the forward Z values
     z_gt: np.ndarray  # a sample of Z_GT = HR - bicubic round trip (paper Fig. 2)
+    z_channel_share: float  # the share of E[z^2] in Z's per-channel means (metrics.channel_mean_share)
     notes: list[str] = field(default_factory=list)
     bicubic_scores: dict | None = None
     levels: list[LevelView] = field(default_factory=list)  # the level view, recorded during the forward pass
@@ -272,7 +273,8 @@ class Demo:
         return Analysis(
             key=key, label=label, x=x, y=f.y, b=f.b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
             bicubic=to_8bit(bicubic), edges=edges,
-            z=sample_values(f.z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE), notes=notes, levels=views,
+            z=sample_values(f.z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE),
+            z_channel_share=channel_mean_share(f.z.mean(dim=(0, 2, 3)), float(f.z.pow(2).mean())), notes=notes, levels=views,
         )
 
     def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> Stored:

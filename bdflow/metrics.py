@@ -121,6 +121,13 @@ def normal_bin_counts(values) -> np.ndarray:
     return np.bincount(np.searchsorted(TV_EDGES, v, side="right"), minlength=len(TV_EDGES) + 1).astype(np.float64)
 
 
+def channel_mean_share(channel_means: torch.Tensor, mean_square: float) -> float:
+    """The share of E[z^2] (``mean_square``) that Z's per-channel means (C,) hold: mean_c m_c^2 / E[z^2]. A pooled
+    histogram cannot see it: channels N(m_c, s_c^2) pool to N(0, 1) whenever the offsets and spreads balance. For
+    an N(0, 1) Z about 1 / the values per channel; 1 for channels that are constants."""
+    return float(channel_means.double().pow(2).mean()) / max(float(mean_square), 1e-30)
+
+
 def tv_to_normal(counts: np.ndarray) -> float:
     """Total variation distance between a histogram (:func:`normal_bin_counts`) and N(0, 1): half the L1 distance
     of their masses over the same bins of width TV_BIN (0: the same distribution, at this resolution; 1: disjoint)."""

@@ -206,3 +206,10 @@ def test_pooled_grid_map_averages_the_noise_out(face):
     gridded = noisy.clone()
     gridded[..., ::64, :] = (gridded[..., ::64, :] + 0.2).clamp(0, 1)  # every LR cell's first row is off
     assert peak_ratio(grid_map(gridded, ref, 64).mean(dim=0)) > 3
+
+
+def test_channel_mean_share_is_the_offsets_part_of_e_z2():
+    z = torch.randn(1, 40, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert M.channel_mean_share(z.mean(dim=(0, 2, 3)), float(z.pow(2).mean())) < 3 / 4096  # N(0, 1): ~1 / 4096
+    offsets = torch.linspace(-1, 1, 40).view(1, 40, 1, 1)  # constants: all of E[z^2] is in the means
+    assert M.channel_mean_share(offsets.mean(dim=(0, 2, 3)), float(offsets.pow(2).mean())) == pytest.approx(1)
