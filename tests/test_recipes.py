@@ -6,8 +6,10 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from bdflow.config import BDFlowConfig, LossConfig
+from bdflow.hub import read_tensors
 from bdflow.train import SCHEDULE, TrainConfig, parse_args, parse_stages
 from tests.helpers import REPO
 
@@ -83,3 +85,7 @@ def test_ship_writes_the_checkpoint_and_a_recipe_that_recreates_its_stages(data_
     assert [r.iters for _, _, r in runs] == [1, 2] and [l.tau_draw for _, l, _ in runs] == ["uniform", "fixed"]
     card = (root / "checkpoints" / "tiny" / "README.md").read_text()
     assert "fine-tuned from `checkpoints/tiny` as of commit abc1234" in card and "- stage 1: 1 iterations" in card
+    ship("tiny", final, [], "abc1234", root=root, dtype="float16")  # the x64 pair's storage: same weights, rounded
+    half, full = (read_tensors(p) for p in (root / "checkpoints" / "tiny", final))
+    assert half.keys() == full.keys() and all(half[k].dtype == torch.float16 for k in half if full[k].is_floating_point())
+    assert all(torch.equal(half[k], full[k].half()) for k in half if full[k].is_floating_point())
