@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's bdflow, whose rules the renderers use (imported where used: --pair needs no torch)
 RESULTS_DIR = REPO / "docs" / "results"
 DATA = Path(os.environ.get("BDFLOW_DATA", REPO.parent / "shared" / "data"))
 
@@ -194,7 +195,6 @@ SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-
 
 def budgets(root: Path = RESULTS_DIR) -> str:
     """Each shipped model's recipe file and training budget, from its config.json "meta" (``root`` is unused)."""
-    sys.path.insert(0, str(REPO))
     from bdflow.card import total_budget
     lines = ["| model | command | iterations (stages) × batch, crop | hours | hardware | started from |",
              "|---|---|---|---|---|---|"]
@@ -228,7 +228,6 @@ def decoupling_command(name: str, data: str = "../shared/data") -> list[str]:
 
 def decoupling_table(root: Path = RESULTS_DIR) -> str:
     """The forward Z of each shipped model against N(0, 1), Z in B's cells, the cost of tau, the diversity map."""
-    sys.path.insert(0, str(REPO))
     from bdflow.decoupling import MARKDOWN_HEAD, markdown_row
 
     rows = [markdown_row(json.loads((root / "decoupling" / f"{name}.json").read_text())) for name in DECOUPLING]
