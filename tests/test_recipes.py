@@ -89,3 +89,5 @@ def test_ship_writes_the_checkpoint_and_a_recipe_that_recreates_its_stages(data_
     half, full = (read_tensors(p) for p in (root / "checkpoints" / "tiny", final))
     assert half.keys() == full.keys() and all(half[k].dtype == torch.float16 for k in half if full[k].is_floating_point())
     assert all(torch.equal(half[k], full[k].half()) for k in half if full[k].is_floating_point())
+    ship("tiny", final, [], "abc1234", root=root)  # replacing it keeps its type unless told
+    assert all(t.dtype == torch.float16 for t in read_tensors(root / "checkpoints" / "tiny").values() if t.is_floating_point())

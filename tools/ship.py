@@ -47,9 +47,19 @@ def recipe_of(config: dict) -> dict:
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
+def stored_dtype(folder: Path) -> str:
+    """The type of the floating-point weights ``folder`` holds; float32 where there are none yet (a new checkpoint)."""
+    if not (folder / "config.json").is_file():
+        return "float32"
+    kinds = {t.dtype for t in read_tensors(folder).values() if t.is_floating_point()}
+    return next(k for k, v in DTYPES.items() if v in kinds)
+
+
 def ship(name: str, final: Path, stages: list[Path], revision: str, notes: str | None = None, root: Path = REPO,
-         dtype: str = "float32") -> Path:
+         dtype: str | None = None) -> Path:
+    """``dtype`` None: the type of the weights it replaces (the x32 and x64 checkpoints are float16), else as told."""
     folder = root / "checkpoints" / name
+    dtype = dtype or stored_dtype(folder)
     config = json.loads((final / "config.json").read_text())
     if stages:
         config = fold_stages(config, stages)
@@ -85,7 +95,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", nargs="*", type=Path, default=[], help="the earlier runs' final folders, oldest first")
     parser.add_argument("--parent-revision", required=True, help="commit of the checkpoint the first run started from")
     parser.add_argument("--notes", help="the card's Limits text (meta.notes)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="the stored weights' type (float16: the x64 pair)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), help="the stored weights' type (default: that of the checkpoint it replaces, float32 for a new one)")
     args = parser.parse_args(argv)
     folder = ship(args.name, args.final, args.stages, args.parent_revision, args.notes, dtype=args.dtype)
     print(f"shipped {folder.relative_to(REPO)} and training/recipes/{args.name}.json")
