@@ -284,8 +284,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         lr_h, lr_w = an.y.shape[-2:]
         z_channels = demo.rescaler(model).model.config.z_channels
         lines = [f"**{model}** · HR {w}×{h} · LR {lr_w}×{lr_h} · Z has {z_channels} channels",
-                 f"- the histogram pools Z's channels; their own means hold {100 * an.z_channel_share:.0f} % of E[z²] "
-                 f"(each channel N(0, 1): {100 / (lr_w * lr_h):.1g} %)", *[f"- {n}" for n in an.notes]]
+                 f"- the histogram pools Z's channels; their own means hold {100 * an.z_channels['channel_mean_share']:.0f} % "
+                 f"of E[z²] (each channel N(0, 1): {100 / (lr_w * lr_h):.1g} %), and within a channel the excess kurtosis "
+                 f"is {an.z_channels['channel_kurtosis']:.1f} (N(0, 1): 0)", *[f"- {n}" for n in an.notes]]
         return png(viz.framed(viz.edges_image(an.edges))), png(viz.z_histogram(an.z, an.z_gt)), "\n".join(lines)
 
     def decode(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False):

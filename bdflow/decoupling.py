@@ -6,7 +6,8 @@ on held-out images in one pass:
   ``metrics.TV_BIN`` (:class:`ZStats`);
 - whether each channel of Z is N(0, 1) and not only their pool: the share of E[z^2] that the channels' own means
   hold, mean_c m_c^2 / E[z^2] over all images (N(0, 1): about 1 / the values per channel; a pooled N(0, 1) made of
-  channels at their own offsets shows here, not in the histogram);
+  channels at their own offsets shows here, not in the histogram), and the excess kurtosis within the channels
+  (``metrics.channel_measures``: Z with each channel standardised by its own mean and std; N(0, 1): 0);
 - whether Z still carries the boundaries: mean z^2 in the LR cells where the stored 1-bit B is 1 against the cells
   where it is 0 (1.0: Z is as loud at the boundaries as elsewhere);
 - what the temperature does: PSNR-Y and LPIPS of the decode at each tau (seed 0);
@@ -40,7 +41,7 @@ from .bam import bam
 from .data import list_images
 from .image_io import load_image
 from .limits import check_tau
-from .metrics import Moments, channel_mean_share, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
+from .metrics import Moments, channel_measures, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
 from .pipeline import Rescaler
 from .quantize import boundary_cells, to_8bit
 
@@ -51,18 +52,15 @@ class ZStats:
     """Running moments, histogram, tail count and z^2 in and out of B's boundary cells of the Z values added."""
 
     def __init__(self):
-        self.moments = Moments()
+        self.moments = Moments(channel_dim=1)  # pooled and per channel
         self.counts = 0.0  # histogram over metrics.normal_bin_counts' bins
         self.tail = 0
         self.z2 = {True: [0.0, 0], False: [0.0, 0]}  # in B cells / elsewhere: sum of z^2, count
-        self.channel_sums, self.per_channel = 0.0, 0  # per channel: sum of z (C,), values added
 
     def add(self, z: torch.Tensor, cells: torch.Tensor | None = None) -> None:
         """z (N,C,h,w); cells (N,1,h,w) bool, the LR cells where the 1-bit B is 1 (None: a model without B)."""
         z = z.detach().double()
         self.moments.add(z)
-        self.channel_sums = self.channel_sums + z.sum(dim=(0, 2, 3)).cpu()
-        self.per_channel += z.numel() // z.shape[1]
         v = z.flatten().cpu().numpy()
         self.counts = self.counts + normal_bin_counts(v)
         self.tail += int((np.abs(v) > TAIL).sum())
@@ -78,7 +76,7 @@ class ZStats:
         out = {"count": m["count"], "mean": m["mean"], "std": math.sqrt(m["var"]),
                "excess_kurtosis": m["excess_kurtosis"], "tail_share": self.tail / m["count"],
                "total_variation": tv_to_normal(self.counts),
-               "channel_mean_share": channel_mean_share(self.channel_sums / self.per_channel, m["var"] + m["mean"] ** 2)}
+               **channel_measures(self.moments)}
         (s_in, n_in), (s_out, n_out) = self.z2[True], self.z2[False]
         out["z2_in_b"] = s_in / n_in if n_in else float("nan")
         out["z2_out_b"] = s_out / n_out if n_out else float("nan")
@@ -142,7 +140,9 @@ def markdown_row(result: dict) -> str:
     ts = taus[str(tau)] if tau > 0 else None
     cells = [result["checkpoint"], f"{result['default_tau']:g}", f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}",
              f"{100 * z['tail_share']:.1f}", f"{z['total_variation']:.3f}",
-             f"{z['channel_mean_share']:.3f}" if "channel_mean_share" in z else "–", f"{z['z2_ratio_b']:.2f}" if math.isfinite(z["z2_ratio_b"]) else "–",
+             f"{z['channel_mean_share']:.3f}" if "channel_mean_share" in z else "–",
+             f"{z['channel_kurtosis']:.1f}" if "channel_kurtosis" in z else "–",
+             f"{z['z2_ratio_b']:.2f}" if math.isfinite(z["z2_ratio_b"]) else "–",
              f"{t0['psnr']:.2f} / {t0['lpips']:.3f}" if t0 else "",
              f"{tau:g}: {ts['psnr']:.2f} / {ts['lpips']:.3f}" if ts else "",
              f"{d['out_b']:.2f} / {d['in_b']:.2f}" if d and "in_b" in d else "",
@@ -151,10 +151,10 @@ def markdown_row(result: dict) -> str:
 
 
 MARKDOWN_HEAD = ("| model | default τ | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | channel means' share of E[z²] "
-                 "| z² in B cells / elsewhere "
+                 "| excess kurtosis within channels | z² in B cells / elsewhere "
                  "| τ 0: PSNR-Y / LPIPS | sampled τ: PSNR-Y / LPIPS | diversity outside / inside B cells "
                  "| diversity off / on the edges |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def study_table(folder: Path) -> str:

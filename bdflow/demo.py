@@ -33,7 +33,7 @@ from .image_io import load_image, to_output
 from .levels import LevelView, record
 from .limits import check_bits, check_int, check_seed, check_tau
 from .lpips import LPIPSWeightsNotFound
-from .metrics import channel_mean_share, lpips_rgb, psnr_y, sample_values, ssim_y
+from .metrics import Moments, channel_measures, lpips_rgb, psnr_y, sample_values, ssim_y
 from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler
 from .quantize import to_8bit
 from .resize import bicubic_lr_codes, bicubic_round_trip
@@ -77,7 +77,7 @@ class Analysis:
     edges: np.ndarray  # bool (H,W): BAM of the HR image at k = 1 (Canny) under the model's BAM settings
     z: np.ndarray  # a sample of the forward Z values
     z_gt: np.ndarray  # a sample of Z_GT = HR - bicubic round trip (paper Fig. 2)
-    z_channel_share: float  # the share of E[z^2] in Z's per-channel means (metrics.channel_mean_share)
+    z_channels: dict  # Z's channel means' share of E[z^2] and kurtosis within the channels (metrics.channel_measures)
     notes: list[str] = field(default_factory=list)
     bicubic_scores: dict | None = None
     levels: list[LevelView] = field(default_factory=list)  # the level view, recorded during the forward pass
@@ -267,6 +267,8 @@ class Demo:
         with record(r.net, (h, w)) as views:  # the level view comes from this same forward pass, of the net that runs
             f = r.forward_image(x)
         meta = {**f.meta, "kind": "pil", "dtype": "uint8", "notes": notes}
+        z_moments = Moments(channel_dim=1)
+        z_moments.add(f.z)
         bicubic = bicubic_round_trip(x, r.scale)
         c = r.model.config  # the panel shows the BAM this model was trained with (its T, sigma and norm)
         edges = bam(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold, bits=1)[0, 0].numpy() > 0
@@ -274,7 +276,7 @@ class Demo:
             key=key, label=label, x=x, y=f.y, b=f.b, meta=meta, bicubic_lr=bicubic_lr_codes(x, r.scale),
             bicubic=to_8bit(bicubic), edges=edges,
             z=sample_values(f.z, Z_SAMPLE), z_gt=sample_values(x - bicubic, Z_SAMPLE),
-            z_channel_share=channel_mean_share(f.z.mean(dim=(0, 2, 3)), float(f.z.pow(2).mean())), notes=notes, levels=views,
+            z_channels=channel_measures(z_moments), notes=notes, levels=views,
         )
 
     def stored(self, an: Analysis, bits: int, toggles: Toggles | None = None) -> Stored:

@@ -94,21 +94,35 @@ def grid_ratio(x: torch.Tensor, ref: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 class Moments:
-    """Running count, mean, variance and excess kurtosis of every value added (float64 power sums)."""
+    """Running count, mean, variance and excess kurtosis of every value added (float64 power sums), pooled
+    (:meth:`summary`) and, with ``channel_dim``, per index along that dimension (:meth:`per_channel`): Z's channels."""
 
-    def __init__(self):
-        self.sums = np.zeros(5)  # n, sum v, sum v^2, sum v^3, sum v^4
+    def __init__(self, channel_dim: int | None = None):
+        self.channel_dim = channel_dim
+        self.sums = np.zeros((5, 1))  # per channel (5, C): n, sum v, sum v^2, sum v^3, sum v^4
 
     def add(self, values: torch.Tensor) -> None:
-        v = values.detach().double().flatten()
-        self.sums += np.array([v.numel(), *(float((v**p).sum()) for p in range(1, 5))])
+        v = values.detach().double()
+        v = v.flatten()[None] if self.channel_dim is None else v.movedim(self.channel_dim, 0).flatten(1)  # (C, n)
+        self.sums = self.sums + np.stack([np.full(v.shape[0], float(v.shape[1])),
+                                          *((v**p).sum(dim=1).cpu().numpy() for p in range(1, 5))])
 
-    def summary(self) -> dict[str, float]:
-        n, s1, s2, s3, s4 = self.sums
+    @staticmethod
+    def _moments(sums: np.ndarray) -> dict:
+        n, s1, s2, s3, s4 = sums
         mean = s1 / n
         var = s2 / n - mean**2
         m4 = s4 / n - 4 * mean * s3 / n + 6 * mean**2 * s2 / n - 3 * mean**4  # 4th central moment
-        return {"count": int(n), "mean": mean, "var": var, "excess_kurtosis": m4 / var**2 - 3}
+        return {"count": n, "mean": mean, "var": var, "excess_kurtosis": m4 / var**2 - 3}
+
+    def summary(self) -> dict[str, float]:
+        """The moments of all values pooled."""
+        out = self._moments(self.sums.sum(axis=1))
+        return {k: int(v) if k == "count" else float(v) for k, v in out.items()}
+
+    def per_channel(self) -> dict[str, np.ndarray]:
+        """The moments of each channel, as arrays (C,)."""
+        return self._moments(self.sums)
 
 
 TV_BIN = 0.05  # histogram bin width of the total variation distance to N(0, 1)
@@ -125,7 +139,22 @@ def channel_mean_share(channel_means: torch.Tensor, mean_square: float) -> float
     """The share of E[z^2] (``mean_square``) that Z's per-channel means (C,) hold: mean_c m_c^2 / E[z^2]. A pooled
     histogram cannot see it: channels N(m_c, s_c^2) pool to N(0, 1) whenever the offsets and spreads balance. For
     an N(0, 1) Z about 1 / the values per channel; 1 for channels that are constants."""
-    return float(channel_means.double().pow(2).mean()) / max(float(mean_square), 1e-30)
+    return float(torch.as_tensor(channel_means).double().pow(2).mean()) / max(float(mean_square), 1e-30)
+
+
+def channel_measures(moments: Moments) -> dict[str, float]:
+    """Whether each channel of Z is N(0, 1), not only their pool (``moments`` kept per channel):
+
+    - ``channel_mean_share``: :func:`channel_mean_share` of the channels' means;
+    - ``channel_kurtosis``: the excess kurtosis within the channels, that of the values with each channel standardised
+      by its own mean and std (the count-weighted mean of the channels' own; constant channels left out). N(0, 1)
+      per channel: 0. Gaussian channels of different spreads pool to a heavy-tailed histogram (a scale mixture) and
+      score 0 here; heavy-tailed channels whose offsets and spreads balance pool to a lighter one and do not.
+    """
+    pooled, c = moments.summary(), moments.per_channel()
+    spread = c["var"] > 0
+    return {"channel_mean_share": channel_mean_share(c["mean"], pooled["var"] + pooled["mean"] ** 2),
+            "channel_kurtosis": float(np.average(c["excess_kurtosis"][spread], weights=c["count"][spread]))}
 
 
 def tv_to_normal(counts: np.ndarray) -> float:

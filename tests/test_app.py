@@ -96,6 +96,7 @@ def test_encode(client, face):
     assert read(zhist).ndim == 3
     assert "HR 96×80" in notes and "LR 12×10" in notes
     assert re.search(r"their own means hold \d+ % of E\[z²\] \(each channel N\(0, 1\): 0\.8 %\)", notes)  # 1 / 120 values
+    assert re.search(r"within a channel the excess kurtosis is -?\d+\.\d \(N\(0, 1\): 0\)", notes)
 
 
 def test_decode_moves_with_tau_bits_seed(client, face):

@@ -95,3 +95,17 @@ def test_table_gathers_a_studys_arms(tmp_path, data_dir, capsys):
     table = (tmp_path / "study" / "decoupling.md").read_text()
     assert "| a | 0 |" in table and "| b | 0 |" in table and "0.5: " in table
     assert main(["--table", str(tmp_path / "nothing")]) == 1
+
+
+def test_channel_kurtosis_sees_tails_inside_the_channels_not_between_them():
+    """Gaussian channels of different spreads pool to a heavy-tailed histogram (a scale mixture) but are Gaussian
+    each: within-channel kurtosis about 0. Laplace channels are heavy-tailed each: about 3, whatever their spreads."""
+    g = torch.Generator().manual_seed(0)
+    spreads = torch.linspace(0.2, 2.0, 30).view(1, 30, 1, 1)
+    mixture = ZStats()
+    mixture.add(spreads * torch.randn(4, 30, 64, 64, generator=g))
+    s = mixture.summary()
+    assert s["excess_kurtosis"] > 1 and abs(s["channel_kurtosis"]) < 0.1
+    laplace = ZStats()
+    laplace.add(spreads * torch.distributions.Laplace(0.0, 1.0).sample((4, 30, 64, 64)))
+    assert laplace.summary()["channel_kurtosis"] == pytest.approx(3, abs=0.3)

@@ -6,24 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 from bdflow import BDFlow, BDFlowConfig
 from bdflow.figures import main, near_boundary
-from bdflow.metrics import Moments
 from tests.helpers import perturb_
-
-
-def test_moments_match_numpy_and_scipy():
-    values = torch.distributions.StudentT(5.0).sample((3, 4000)).double()
-    m = Moments()
-    for part in values:  # added in pieces, summarised once
-        m.add(part)
-    s, flat = m.summary(), values.flatten().numpy()
-    assert s["count"] == flat.size
-    assert s["mean"] == pytest.approx(flat.mean(), abs=1e-12)
-    assert s["var"] == pytest.approx(flat.var(), rel=1e-9)
-    assert s["excess_kurtosis"] == pytest.approx(stats.kurtosis(flat), rel=1e-6)
 
 
 def test_near_boundary_covers_canny_edges_and_their_neighbours(face):

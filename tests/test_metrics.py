@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import kurtosis
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from bdflow import metrics as M
@@ -213,3 +214,33 @@ def test_channel_mean_share_is_the_offsets_part_of_e_z2():
     assert M.channel_mean_share(z.mean(dim=(0, 2, 3)), float(z.pow(2).mean())) < 3 / 4096  # N(0, 1): ~1 / 4096
     offsets = torch.linspace(-1, 1, 40).view(1, 40, 1, 1)  # constants: all of E[z^2] is in the means
     assert M.channel_mean_share(offsets.mean(dim=(0, 2, 3)), float(offsets.pow(2).mean())) == pytest.approx(1)
+
+
+def test_moments_match_numpy_and_scipy():
+    values = torch.distributions.StudentT(5.0).sample((3, 4000)).double()
+    m = M.Moments()
+    for part in values:  # added in pieces, summarised once
+        m.add(part)
+    s, flat = m.summary(), values.flatten().numpy()
+    assert s["count"] == flat.size
+    assert s["mean"] == pytest.approx(flat.mean(), abs=1e-12)
+    assert s["var"] == pytest.approx(flat.var(), rel=1e-9)
+    assert s["excess_kurtosis"] == pytest.approx(kurtosis(flat), rel=1e-6)
+
+
+@pytest.mark.parametrize("channel_dim", [0, 1, 3])
+def test_moments_per_channel_match_numpy_and_pool_to_the_summary(channel_dim):
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 5, 40, 6, generator=g).double() * torch.arange(1, 7).double() + 2  # channel 3: scales
+    m = M.Moments(channel_dim=channel_dim)
+    for part in values.split(1, dim=2):  # added in pieces
+        m.add(part)
+    per = m.per_channel()
+    flat = values.movedim(channel_dim, 0).flatten(1).numpy()
+    assert per["count"] == pytest.approx(np.full(flat.shape[0], flat.shape[1]))
+    assert per["mean"] == pytest.approx(flat.mean(axis=1), abs=1e-12)
+    assert per["var"] == pytest.approx(flat.var(axis=1), rel=1e-9)
+    assert per["excess_kurtosis"] == pytest.approx(kurtosis(flat, axis=1), rel=1e-6, abs=1e-9)
+    pooled = M.Moments()
+    pooled.add(values)
+    assert m.summary() == pytest.approx(pooled.summary(), rel=1e-9)
