@@ -76,10 +76,15 @@ def _flow(c: BDFlowConfig) -> str:
     return f"{wavelet} wavelets{phase}, {b}, Z scale {c.z_scale}"
 
 
+def own_runs(meta: dict) -> list[dict]:
+    """A checkpoint's own runs, oldest first: a staged recipe's earlier stages (``meta["stages"]``) and its last run
+    (``meta`` itself); a parent's runs are not among them."""
+    return [*meta.get("stages", []), meta]
+
+
 def total_budget(meta: dict) -> tuple[int, float]:
-    """(iterations, seconds) of a checkpoint's own runs: its last run's and those of a staged recipe's earlier
-    stages (``meta["stages"]``); a parent's budget is not included."""
-    runs = [*meta.get("stages", []), meta]
+    """(iterations, seconds) of a checkpoint's :func:`own_runs`."""
+    runs = own_runs(meta)
     return sum(r.get("iterations") or 0 for r in runs), sum(r.get("seconds") or 0 for r in runs)
 
 

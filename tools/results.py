@@ -195,12 +195,12 @@ SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-
 
 def budgets(root: Path = RESULTS_DIR) -> str:
     """Each shipped model's recipe file and training budget, from its config.json "meta" (``root`` is unused)."""
-    from bdflow.card import total_budget
+    from bdflow.card import own_runs, total_budget
     lines = ["| model | command | iterations (stages) × batch, crop | hours | hardware | started from |",
              "|---|---|---|---|---|---|"]
     for name in SHIPPED:
         meta = json.loads((REPO / "checkpoints" / name / "config.json").read_text())["meta"]
-        t, runs = meta["training"], [*meta.get("stages", []), meta]  # a staged recipe: every run, the last one's crops
+        t, runs = meta["training"], own_runs(meta)  # a staged recipe: every run, the last one's crops
         hardware = sorted({s["hardware"] for run in runs for s in run["sessions"]})
         iterations, seconds = total_budget(meta)
         hours = seconds / 3600
