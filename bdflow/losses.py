@@ -138,7 +138,7 @@ def latent_channels(z: torch.Tensor) -> torch.Tensor:
     """L_channels for z (N,C,h,w) (beyond the paper; ``LossConfig.lambda_channels``): each channel's batch mean held at 0
     and its std at 1, mean over channels of m_c^2 + (s_c - 1)^2. The pooled terms (Eq. 11, "w2", "w2_b") see Z's values
     as one sample, so a Z whose channels sit at their own offsets (N(m_c, s_c^2), pooled to N(0, 1)) passes them; the
-    decoder then reads Z = 0 where the forward Z never is (docs/studies/gaussian-z.md "Channel means")."""
+    decoder then reads Z = 0 where the forward Z never is (docs/studies/gaussian-z.md "Per channel")."""
     m = z.mean(dim=(0, 2, 3))
     s = z.std(dim=(0, 2, 3))
     return (m.pow(2) + (s - 1).pow(2)).mean()
