@@ -101,7 +101,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     if loss.lambda_grid:
         baw += f", plus λ_grid = {loss.lambda_grid:g} on the detail's energy per offset of the LR cell"
     if loss.lambda_channels:
-        baw += f", plus λ_channels = {loss.lambda_channels:g} holding each Z channel at mean 0 and std 1"
+        held = "to N(0, 1) (W2 per channel)" if loss.channels == "w2" else "at mean 0 and std 1"
+        baw += f", plus λ_channels = {loss.lambda_channels:g} holding each Z channel {held}"
     sessions = meta.get("sessions", [])
     budget = "\n".join(
         f"- iterations {s['from_iteration']}–{s['to_iteration']} on {s['hardware']}, {s['seconds'] / 3600:.2f} h" for s in sessions

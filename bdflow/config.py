@@ -24,6 +24,7 @@ B_INITS = ("random", "zero")
 Y_PHASES = ("centred", "corner")
 Z_SCALES = ("learned", "fixed", "none")
 LATENTS = ("nll", "w2", "w2_b")
+CHANNEL_TERMS = ("moments", "w2")
 TAU_DRAWS = ("fixed", "uniform")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
@@ -151,6 +152,7 @@ class LossConfig:
     lambda_latent: float = option(0.0, "lambda_5, weight of L_latent (paper 4 with Eq. 11; design: 'Recipe')")
     latent: str = option("nll", "L_latent: nll (Eq. 11, E[z^2]/2: fixes Z's scale, not its tails) | w2 (the 1-D Wasserstein-2 distance of the batch's Z values to N(0, 1)) | w2_b (w2 in B's boundary cells and in the rest apart: Z no louder at the boundaries); docs/studies/gaussian-z.md")
     lambda_channels: float = option(0.0, "weight of L_channels: each Z channel's batch mean held at 0 and its std at 1 (the pooled latent terms leave a channel at its own offset; beyond the paper; docs/studies/gaussian-z.md; 0: off)")
+    channels: str = option("moments", "L_channels: moments (each channel's batch mean 0 and std 1) | w2 (each channel's sorted values against the N(0, 1) quantiles: offset, spread and tails; docs/studies/gaussian-z.md \"Per channel\")")
     baw_alpha: float = option(0.3, "BAW switches on after this fraction of training (Eq. 4)")
     baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
     tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
@@ -160,6 +162,8 @@ class LossConfig:
         check_tau(self.tau_train)
         if self.latent not in LATENTS:
             raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
+        if self.channels not in CHANNEL_TERMS:
+            raise ValueError(f"channels must be one of {CHANNEL_TERMS}, got {self.channels!r}")
         if self.tau_draw not in TAU_DRAWS:
             raise ValueError(f"tau_draw must be one of {TAU_DRAWS}, got {self.tau_draw!r}")
         for name in ("grid_gamma", "lambda_grid", "lambda_channels"):

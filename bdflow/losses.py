@@ -134,11 +134,21 @@ def latent_term(z: torch.Tensor, kind: str, cells: torch.Tensor | None, generato
     return sum(parts) / len(parts)
 
 
-def latent_channels(z: torch.Tensor) -> torch.Tensor:
-    """L_channels for z (N,C,h,w) (beyond the paper; ``LossConfig.lambda_channels``): each channel's batch mean held at 0
-    and its std at 1, mean over channels of m_c^2 + (s_c - 1)^2. The pooled terms (Eq. 11, "w2", "w2_b") see Z's values
-    as one sample, so a Z whose channels sit at their own offsets (N(m_c, s_c^2), pooled to N(0, 1)) passes them; the
-    decoder then reads Z = 0 where the forward Z never is (docs/studies/gaussian-z.md "Per channel")."""
+def latent_channels(z: torch.Tensor, kind: str = "moments") -> torch.Tensor:
+    """L_channels for z (N,C,h,w) (beyond the paper; ``LossConfig.lambda_channels`` and ``.channels``), mean over the
+    channels of
+
+    - "moments": each channel's batch mean held at 0 and its std at 1, m_c^2 + (s_c - 1)^2;
+    - "w2": the squared 1-D Wasserstein-2 distance of each channel's values (all N*h*w of them, sorted) to N(0, 1), as
+      :func:`latent_w2` does for the pool: offset, spread and the tails inside the channel.
+
+    The pooled terms (Eq. 11, "w2", "w2_b") see Z's values as one sample, so a Z whose channels sit at their own
+    offsets, or are heavy-tailed with spreads that balance, passes them; the decoder then reads Z = 0 where the
+    forward Z never is (docs/studies/gaussian-z.md "Per channel")."""
+    if kind == "w2":
+        per_channel = z.transpose(0, 1).flatten(1)  # (C, N*h*w)
+        q = normal_quantiles(per_channel.shape[1], z.device).to(z.dtype)
+        return (per_channel.sort(dim=1).values - q).pow(2).mean()
     m = z.mean(dim=(0, 2, 3))
     s = z.std(dim=(0, 2, 3))
     return (m.pow(2) + (s - 1).pow(2)).mean()
@@ -237,7 +247,7 @@ def bdflow_loss(
         lpips=lc.lambda_lpips * perceptual,
         bam=lc.lambda_bam * bam_term,
         latent=lc.lambda_latent * latent,
-        channels=lc.lambda_channels * latent_channels(z) if lc.lambda_channels > 0 else zero,
+        channels=lc.lambda_channels * latent_channels(z, lc.channels) if lc.lambda_channels > 0 else zero,
         grid=lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale) if lc.lambda_grid > 0 else zero,
     )
     return LossTerms(total=sum(terms.values()), **terms)

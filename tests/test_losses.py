@@ -50,6 +50,19 @@ def test_latent_channels_sees_offsets_the_pooled_terms_miss():
         LossConfig(lambda_channels=-1)
 
 
+def test_latent_channels_w2_sees_tails_inside_each_channel_that_moments_miss():
+    """Unit-variance Laplace channels pass the two moments but not the per-channel W2; a Gaussian Z passes both, and
+    the W2 term also sees the offsets."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 12, 16, 16, generator=g)
+    laplace = torch.distributions.Laplace(0.0, 1 / math.sqrt(2)).sample((8, 12, 16, 16))
+    shifted = 0.6 * torch.tensor([1.0, -1.0]).repeat(6).view(1, 12, 1, 1) + 0.8 * z
+    assert latent_channels(laplace) < 0.02 and latent_channels(laplace, "w2") > 3 * latent_channels(z, "w2")
+    assert latent_channels(z, "w2") < 0.01 and latent_channels(shifted, "w2") > 0.3
+    with pytest.raises(ValueError, match="channels must be one of"):
+        LossConfig(channels="kurtosis")
+
+
 def test_latent_w2_b_holds_each_side_of_b_to_n01():
     z = torch.randn(4, 12, 16, 16, generator=torch.Generator().manual_seed(0))
     cells = torch.zeros(4, 1, 16, 16, dtype=torch.bool)
