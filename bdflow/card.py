@@ -150,7 +150,7 @@ and a latent Z; the inverse rebuilds the face from the stored Y{" and B" if boun
 ```python
 import bdflow
 r = bdflow.Rescaler.from_pretrained("checkpoints/{name}")
-out = r.decode(r.encode("face.png", bits=1), tau=0.8, seed=0)
+out = r.decode(r.encode("face.png", bits=1), seed=0)  # tau: r.default_tau unless given; tau=0 is deterministic
 ```
 
 ## Data and licence
