@@ -109,6 +109,12 @@ def normal_quantiles(n: int, device=None) -> torch.Tensor:
     return (math.sqrt(2) * torch.erfinv(2 * p - 1)).float()
 
 
+def w2_to_normal(values: torch.Tensor) -> torch.Tensor:
+    """Squared 1-D Wasserstein-2 distance to N(0, 1) of each row of ``values`` (..., n): the row sorted against
+    :func:`normal_quantiles`, averaged over every row and value."""
+    return (values.sort(dim=-1).values - normal_quantiles(values.shape[-1], values.device)).pow(2).mean()
+
+
 def latent_w2(z: torch.Tensor, n: int = W2_SAMPLE, generator: torch.Generator | None = None) -> torch.Tensor:
     """Squared 1-D Wasserstein-2 distance between the values of z (any shape) and N(0, 1) (beyond the paper): a
     random sample of ``n`` values, sorted, against :func:`normal_quantiles`. Unlike Eq. 11's E[z^2]/2, which a spike
@@ -117,7 +123,7 @@ def latent_w2(z: torch.Tensor, n: int = W2_SAMPLE, generator: torch.Generator | 
     if flat.numel() > n:
         device = generator.device if generator is not None else flat.device
         flat = flat[torch.randint(flat.numel(), (n,), generator=generator, device=device).to(flat.device)]
-    return (flat.sort().values - normal_quantiles(flat.numel(), flat.device)).pow(2).mean()
+    return w2_to_normal(flat)
 
 
 def latent_term(z: torch.Tensor, kind: str, cells: torch.Tensor | None, generator: torch.Generator | None = None):
@@ -140,15 +146,13 @@ def latent_channels(z: torch.Tensor, kind: str = "moments") -> torch.Tensor:
 
     - "moments": each channel's batch mean held at 0 and its std at 1, m_c^2 + (s_c - 1)^2;
     - "w2": the squared 1-D Wasserstein-2 distance of each channel's values (all N*h*w of them, sorted) to N(0, 1), as
-      :func:`latent_w2` does for the pool: offset, spread and the tails inside the channel.
+      :func:`latent_w2` does for the pool (:func:`w2_to_normal` per channel): offset, spread and the tails inside it.
 
     The pooled terms (Eq. 11, "w2", "w2_b") see Z's values as one sample, so a Z whose channels sit at their own
     offsets, or are heavy-tailed with spreads that balance, passes them; the decoder then reads Z = 0 where the
     forward Z never is (docs/studies/gaussian-z.md "Per channel")."""
     if kind == "w2":
-        per_channel = z.transpose(0, 1).flatten(1)  # (C, N*h*w)
-        q = normal_quantiles(per_channel.shape[1], z.device).to(z.dtype)
-        return (per_channel.sort(dim=1).values - q).pow(2).mean()
+        return w2_to_normal(z.transpose(0, 1).flatten(1))  # (C, N*h*w)
     m = z.mean(dim=(0, 2, 3))
     s = z.std(dim=(0, 2, 3))
     return (m.pow(2) + (s - 1).pow(2)).mean()
