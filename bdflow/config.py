@@ -26,6 +26,7 @@ Z_SCALES = ("learned", "fixed", "none")
 LATENTS = ("nll", "w2", "w2_b")
 CHANNEL_TERMS = ("moments", "w2")
 TAU_DRAWS = ("fixed", "uniform")
+BACKS = ("l1", "energy")
 # Fields added after the first checkpoints shipped, with the value those checkpoints were trained with: a
 # config.json without the field loads as before (the dataclass defaults are today's recipe, not the old one).
 LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_train": 1.0, "lpips_from": 0.0,
@@ -143,6 +144,8 @@ class LossConfig:
     # --- loss (Eq. 7-11; paper §4.2: lambda = 2, 2, 1, 16, 4; ours: 2, 2, 0.1, 16, 0) ---------------------
     lambda_forw: float = option(2.0, "lambda_1, L2 on Y against the bicubic LR (Eq. 8)")
     lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
+    back: str = option("l1", "L_back: l1 (Eq. 9 on one sampled decode: the decoder learns to ignore Z) | energy (the energy score of two decodes of each image at one tau, over energy_patch-pixel patches: least when a decode at tau_train is a sample of X given Y and B, so Z carries the detail Y and B leave open; beyond the paper; docs/studies/gaussian-z.md \"Texture\")")
+    energy_patch: int = option(8, "side in pixels of the patches the energy score (back = energy) compares as vectors of 3 p^2 values")
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
     lpips_shift: bool = option(False, "LPIPS compares both images cropped at a random offset of 0..s-1 px, so no LR-cell phase lines up with AlexNet's strides (the x64 grid)")
@@ -166,6 +169,10 @@ class LossConfig:
             raise ValueError(f"channels must be one of {CHANNEL_TERMS}, got {self.channels!r}")
         if self.tau_draw not in TAU_DRAWS:
             raise ValueError(f"tau_draw must be one of {TAU_DRAWS}, got {self.tau_draw!r}")
+        if self.back not in BACKS:
+            raise ValueError(f"back must be one of {BACKS}, got {self.back!r}")
+        if self.energy_patch < 1:
+            raise ValueError(f"energy_patch must be >= 1, got {self.energy_patch}")
         for name in ("grid_gamma", "lambda_grid", "lambda_channels"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -54,6 +54,26 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     return torch.mean(weight * torch.abs(x_back - x))
 
 
+def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float, patch: int) -> torch.Tensor:
+    """L_back as the energy score (beyond the paper; ``LossConfig.back = "energy"``): two decodes x1, x2 (N,3,H,W) of
+    the same Y and B at one tau, against x, each p x p patch compared as one vector of d = 3 p^2 values:
+
+        mean over patches of  w_c (||x1 - x||_c + ||x2 - x||_c - ||x1 - x2||_c) / (2 sqrt(d)),
+
+    with w_c the patch's mean lambda_BAW (N,1,H,W, or a scalar). The energy score is strictly proper (Gneiting and
+    Raftery, 2007): its expectation is least when x1 and x2 are independent samples of X's law given Y and B, so the
+    decoder is paid for drawing the detail Y and B leave open from Z, where an L1 on one decode pays it to ignore Z.
+    With x1 = x2 (tau = 0) it is the patches' RMS error. Written by hand: no library scores image patches this way."""
+    if x1.shape != x.shape or x2.shape != x.shape:
+        raise ValueError(f"energy_score needs x1, x2 and x of one shape, got {tuple(x1.shape)}, {tuple(x2.shape)}, {tuple(x.shape)}")
+
+    def rms(d: torch.Tensor) -> torch.Tensor:  # ||d||_c / sqrt(d): (N,1,H/p,W/p); the epsilon keeps sqrt's gradient finite at 0
+        return torch.sqrt(torch.nn.functional.avg_pool2d(d.pow(2).mean(dim=1, keepdim=True), patch) + 1e-12)
+
+    w = torch.nn.functional.avg_pool2d(weight, patch) if torch.is_tensor(weight) else weight
+    return torch.mean(w * (rms(x1 - x) + rms(x2 - x) - rms(x1 - x2))) / 2
+
+
 def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float) -> torch.Tensor:
     """L_back's weight per offset inside the LR cell (beyond the paper; ``LossConfig.grid_gamma``, docs/studies/x64-grid.md):
     (1,1,H,W), ``(e_o / mean e)^gamma`` normalised to mean 1, where e_o is the batch's squared error at offset o of
@@ -198,12 +218,14 @@ class LossTerms:
         return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid")}
 
 
-def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The prior Z (N, channels, h, w) the training decode reads beside y (N, C, h, w): N(0, tau_train^2) for every image
-    (``tau_draw`` fixed, the paper's), or each image at its own tau ~ U(0, tau_train) (uniform)."""
-    z = sample_z(y, channels, tau=lc.tau_train, generator=generator)
+def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None,
+               samples: int = 1) -> torch.Tensor:
+    """The prior Z (samples N, channels, h, w) the training decodes read beside y (N, C, h, w): N(0, tau_train^2) for
+    every image (``tau_draw`` fixed, the paper's), or each image at its own tau ~ U(0, tau_train) (uniform).
+    ``samples`` independent draws per image share that image's tau, stacked draw after draw (the energy score's pair)."""
+    z = sample_z(y.repeat(samples, 1, 1, 1), channels, tau=lc.tau_train, generator=generator)
     if lc.tau_draw == "uniform" and lc.tau_train > 0:
-        z = z * torch.rand(len(z), 1, 1, 1, generator=generator, device=z.device, dtype=z.dtype)
+        z = z * torch.rand(len(y), 1, 1, 1, generator=generator, device=z.device, dtype=z.dtype).repeat(samples, 1, 1, 1)
     return z
 
 
@@ -231,14 +253,17 @@ def bdflow_loss(
     forw = forward_loss(y, bicubic_down(x, c.scale))
     cells = boundary_cells(b) if c.boundary and lc.latent == "w2_b" else None
     latent = latent_term(z, lc.latent, cells, generator) if lc.lambda_latent > 0 else zero
-    z_prior = training_z(y, c.z_channels, lc, generator)
+    samples = 2 if lc.back == "energy" else 1
+    z_prior = training_z(y, c.z_channels, lc, generator, samples)
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     y_q = quantize_y(y)
-    x_back = passes.inverse(y_q, quantize_b(b, bits) if c.boundary else None, z_prior)
+    b_q = quantize_b(b, bits).repeat(samples, 1, 1, 1) if c.boundary else None
+    decodes = passes.inverse(y_q.repeat(samples, 1, 1, 1), b_q, z_prior).chunk(samples)  # one batch: both draws at once
+    x_back = decodes[0]
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
-    back = backward_loss(x_back, x, weight)
+    back = energy_score(*decodes, x, weight, lc.energy_patch) if samples == 2 else backward_loss(x_back, x, weight)
     use_lpips = lc.lambda_lpips > 0 and progress >= lc.lpips_from
     if use_lpips:
         pair = (x_back.clamp(0, 1), x)

@@ -179,6 +179,8 @@ def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
     loss.check(model)
     if run.crop % model.scale or run.crop < 2 * model.scale:
         raise ValueError(f"--crop {run.crop} must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
+    if loss.back == "energy" and run.crop % loss.energy_patch:
+        raise ValueError(f"--crop {run.crop} must be a multiple of --energy-patch {loss.energy_patch}")
     if run.iters <= 0 or run.batch_size <= 0:
         raise ValueError("--iters and --batch-size must be positive")
     bits_choices(run)

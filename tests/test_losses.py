@@ -7,7 +7,7 @@ import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
-from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, forward_loss, grid_energy_loss,
+from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, energy_score, forward_loss, grid_energy_loss,
                            grid_weight, latent_channels, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops, training_z)
 from bdflow.metrics import grid_map
 from bdflow.resize import bicubic_up
@@ -258,3 +258,51 @@ def test_twin_without_baw_weighs_every_pixel_alike(face):
     x = face[..., 128:192, 128:192]
     before, after = (bdflow_loss(model, x, 1, progress=p, generator=torch.Generator().manual_seed(0)) for p in (0.29, 0.9))
     assert after.back == before.back
+
+
+def test_energy_score_is_the_patch_rms_error_for_one_decode():
+    g = torch.Generator().manual_seed(0)
+    x, x_back = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    rms = ((x_back - x) ** 2).mean(dim=1).unflatten(-1, (4, 4)).unflatten(1, (4, 4)).mean(dim=(2, 4)).sqrt()
+    assert torch.allclose(energy_score(x_back, x_back, x, 1.0, 4), rms.mean(), atol=1e-6)
+    assert torch.allclose(energy_score(x_back, x_back, x, 2.0, 4), 2 * rms.mean(), atol=1e-6)
+
+
+def test_energy_score_prefers_samples_of_the_truth_to_its_mean():
+    # x = m + noise: the mean m (what an L1 on one decode learns) scores ~0.1; two independent samples m + noise'
+    # score ~0.1 (sqrt 2 - sqrt 2 / 2) = 0.071 (a proper score ranks the true law first); pure noise scores worse
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(4, 3, 32, 32, generator=g)
+    noise = lambda: 0.1 * torch.randn(4, 3, 32, 32, generator=g)  # noqa: E731
+    x = m + noise()
+    at_mean = energy_score(m, m, x, 1.0, 8)
+    sampled = energy_score(m + noise(), m + noise(), x, 1.0, 8)
+    too_wide = energy_score(m + 3 * noise(), m + 3 * noise(), x, 1.0, 8)
+    assert at_mean == pytest.approx(0.1, rel=0.03) and sampled == pytest.approx(0.1 * math.sqrt(2) / 2, rel=0.03)
+    assert sampled < at_mean < too_wide
+
+
+def test_energy_score_weighs_each_patch_by_its_mean_baw_weight():
+    x = torch.zeros(1, 3, 8, 8)
+    x_back = torch.zeros(1, 3, 8, 8)
+    x_back[..., :4, :4] = 1.0  # one patch of four wrong
+    weight = torch.ones(1, 1, 8, 8)
+    weight[..., :4, :4] = 3.0
+    assert energy_score(x_back, x_back, x, weight, 4) == pytest.approx(3.0 / 4, rel=1e-5)
+
+
+def test_energy_back_decodes_two_samples_at_one_tau_and_trains(face):
+    torch.manual_seed(0)
+    model = BDFlow(BDFlowConfig(scale=4), LossConfig(back="energy", energy_patch=4, tau_train=1.0, tau_draw="uniform"))
+    terms = bdflow_loss(model, face[:, :, :32, :32].repeat(2, 1, 1, 1), bits=1, progress=1.0, generator=torch.Generator().manual_seed(1))
+    terms.total.backward()
+    assert torch.isfinite(terms.total) and terms.back > 0
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    y = torch.zeros(3, 3, 4, 4)
+    z = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=2)
+    first, second = z.chunk(2)
+    assert z.shape == (6, 5, 4, 4) and not torch.equal(first, second)
+    # each image's two draws share its tau: their spreads agree image by image
+    assert torch.allclose(first.std(dim=(1, 2, 3)), second.std(dim=(1, 2, 3)), rtol=0.5)
+    one = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2))
+    assert torch.equal(one, training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=1))
