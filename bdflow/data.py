@@ -15,6 +15,8 @@ from torch.utils.data import Dataset
 
 from .image_io import read_rgb_uint8
 from .limits import IMAGE_SUFFIXES, MAX_BITS, is_image_file
+from .quantize import codes8
+from .resize import bicubic_enlarge
 
 ALL_BITS = tuple(range(1, MAX_BITS + 1))  # the k a training batch may draw: every k a stored B can have
 
@@ -36,11 +38,19 @@ class CropBatches(Dataset):
     With ``cache`` each image is decoded once and kept as uint8 (0.75 MB per 512² face, 2.7 GB for faces/train):
     decoding 8 JPEGs took ~30 ms of a ~200 ms x8 step (benchmarks/speed.py --train). The crop is converted to
     float after cropping, which gives the same values as converting first: the batches are bit for bit the same.
+
+    With ``zoom`` > 1 each crop is cut from the image enlarged by its own factor f ~ U(1, zoom): a window of
+    crop / f pixels, bicubic-enlarged to the crop and rounded to 8 bits. A face fills more pixels, as on a 1024²
+    photo, where the flow meets smoother cells than on the 512² training faces (docs/studies/gaussian-z.md
+    "On larger photos"). At zoom 1 no factor is drawn: the batches are those of a run without it.
     """
 
     def __init__(self, folder, crop: int, batch_size: int, bits_choices=ALL_BITS, seed: int = 0, rank: int = 0,
-                 steps: int = 10**9, cache: bool = False):
+                 steps: int = 10**9, cache: bool = False, zoom: float = 1.0):
+        if zoom < 1:
+            raise ValueError(f"zoom must be >= 1 (1: off), got {zoom}")
         self.files = list_images(folder)
+        self.zoom = zoom
         self.crop, self.batch_size = crop, batch_size
         self.bits_choices = tuple(bits_choices)
         self.seed, self.rank, self.steps = seed, rank, steps
@@ -68,8 +78,11 @@ class CropBatches(Dataset):
         _, h, w = img.shape
         if h < self.crop or w < self.crop:
             raise ValueError(f"training image {h}x{w} is smaller than the crop {self.crop}")
-        top, left = rng.integers(h - self.crop + 1), rng.integers(w - self.crop + 1)
-        patch = img[:, top : top + self.crop, left : left + self.crop]
+        window = self.crop if self.zoom == 1 else round(self.crop / rng.uniform(1, self.zoom))
+        top, left = rng.integers(h - window + 1), rng.integers(w - window + 1)
+        patch = img[:, top : top + window, left : left + window]
+        if window != self.crop:
+            patch = codes8(bicubic_enlarge(patch[None].float() / 255, self.crop))[0].to(torch.uint8)
         if rng.random() < 0.5:
             patch = patch.flip(-1)  # horizontal flip; faces are aligned, so no vertical flips
         return patch

@@ -30,6 +30,14 @@ def bicubic_up(y: torch.Tensor, scale: int) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+def bicubic_enlarge(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N,C,h,w) -> (N,C,size,size) for size >= h, w: plain bicubic like ``bicubic_up`` at a factor that need not be an
+    integer (training's ``zoom``), clamped to [0, 1]."""
+    if size < max(x.shape[-2:]):
+        raise ValueError(f"bicubic_enlarge only enlarges: {tuple(x.shape[-2:])} to {size}")
+    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
     """The 8-bit bicubic LR (N,3,h,w) of the padded HR x (N,3,H,W), values k/255."""
     return to_8bit(bicubic_down(pad_to_multiple(x, scale), scale))

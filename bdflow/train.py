@@ -61,6 +61,7 @@ class TrainConfig:
     iters: int = option(20000, "training iterations (the cosine schedule and BAW's 30 %% are relative to it)")
     batch_size: int = option(16, "images per batch (per process)")
     crop: int = option(128, "random square crop size (a multiple of the scale)")
+    zoom: float = option(1.0, "each crop is cut from its image enlarged by a factor from U(1, zoom), so faces fill more pixels, as on larger photos (bdflow.data.CropBatches; 1: off)")
     lr: float = option(2e-4, "initial learning rate (Adam, betas 0.9/0.999)")
     lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule")
     warmup: int = option(0, "iterations of linear learning-rate warm-up from 0")
@@ -86,8 +87,14 @@ class TrainConfig:
 
 # TrainConfig fields that decide the schedule and the data: what a recipe fixes (the rest is bookkeeping: where to
 # write, when to stop, threads)
-SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "lr", "lr_min", "warmup", "decay_from", "bits",
+SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "zoom", "lr", "lr_min", "warmup", "decay_from", "bits",
                       "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from"})
+SCHEDULE_LEGACY = {"zoom": 1.0}  # a schedule field a run recorded before it existed: the value every run had then
+
+
+def recorded_schedule(training: dict) -> dict:
+    """The SCHEDULE fields of a config.json's meta 'training' (older records filled from SCHEDULE_LEGACY)."""
+    return {k: training.get(k, SCHEDULE_LEGACY.get(k)) for k in sorted(SCHEDULE)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -431,7 +438,7 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
     loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model, passes), optimizer, scheduler)
     flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
     batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index,
-                          cache=run.cache_images)
+                          cache=run.cache_images, zoom=run.zoom)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
     val_files = list_images(run.val_data)[: run.val_images] if run.val_data and run.val_images else []
     log = RunLog(out, start) if main_process else None

@@ -10,7 +10,7 @@ import torch
 
 from bdflow.config import BDFlowConfig, LossConfig
 from bdflow.hub import read_tensors
-from bdflow.train import SCHEDULE, TrainConfig, parse_args, parse_stages
+from bdflow.train import SCHEDULE, TrainConfig, parse_args, parse_stages, recorded_schedule
 from tests.helpers import REPO
 
 RECIPES = REPO / "training" / "recipes"
@@ -42,8 +42,8 @@ def test_recipe_recreates_the_checkpoints_config_and_schedule(name):
     recorded_runs = [(LossConfig.from_dict(st["loss"]), st["training"]) for st in stages] + [(LossConfig.from_dict(fields), meta["training"])]
     for (_, loss, run), (recorded_loss, training) in zip(runs, recorded_runs):
         assert loss == recorded_loss
-        recorded = dict(training)
-        if "precision" not in recorded:
+        recorded = {**training, **recorded_schedule(training)}
+        if recorded["precision"] is None:
             recorded["precision"] = RECORDED_PRECISION[recorded.pop("mixed_precision")]
         for key in SCHEDULE - {"init_from"}:  # init_from: the recipe's start, then each stage's final
             assert getattr(run, key) == recorded[key], key

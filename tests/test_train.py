@@ -100,6 +100,21 @@ def test_cached_batches_are_the_decoded_ones(data_dir):
         assert torch.equal(a, b) and bits_a == bits_b and a.dtype == torch.float32
 
 
+def test_zoomed_crops_are_enlarged_8_bit_windows_and_zoom_1_draws_nothing_new(data_dir):
+    folder = data_dir / "faces" / "train"
+    plain, one = CropBatches(folder, 64, 4), CropBatches(folder, 64, 4, zoom=1.0)
+    assert all(torch.equal(plain[t][0], one[t][0]) for t in (0, 3))  # zoom 1: the batches of a run without it
+    zoomed = CropBatches(folder, 64, 4, zoom=2.0)
+    for t in range(4):
+        x, _ = zoomed[t]
+        assert x.shape == (4, 3, 64, 64) and torch.equal(x, torch.round(x * 255) / 255)  # 8-bit values
+    # an enlarged window is smoother: less energy in neighbour differences than the unzoomed crops
+    rough = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
+    assert sum(rough(zoomed[t][0]) for t in range(8)) < 0.9 * sum(rough(plain[t][0]) for t in range(8))
+    with pytest.raises(ValueError, match="zoom must be >= 1"):
+        CropBatches(folder, 64, 4, zoom=0.5)
+
+
 def test_fast_step_is_compiled_only_where_it_pays():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert fast_step(TrainConfig(iters=10), cpu) == ("fp32", False)  # a short run: compiling would cost more
@@ -117,6 +132,8 @@ def test_fast_step_is_compiled_only_where_it_pays():
         (["--precision", "fp16"], "--precision"),
         (["--compile", "yes"], "--compile"),
         (["--latent", "kl"], "latent"),
+        (["--back", "l2"], "back must be one of"),
+        (["--back", "energy", "--energy-patch", "7"], "multiple of --energy-patch"),
     ],
 )
 def test_bad_flags_are_refused(flags, message, capsys):

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from bdflow.card import model_card  # noqa: E402
 from bdflow.config import BDFlowConfig, LossConfig  # noqa: E402
 from bdflow.hub import read_tensors, write_tensors  # noqa: E402
-from bdflow.train import SCHEDULE, fold_stages  # noqa: E402
+from bdflow.train import fold_stages, recorded_schedule  # noqa: E402
 
 
 def recipe_of(config: dict) -> dict:
@@ -34,11 +34,11 @@ def recipe_of(config: dict) -> dict:
     start (meta.parent), and each earlier stage as the loss and run fields it changed."""
     meta = config["meta"]
     fields = {k: v for k, v in config.items() if k != "meta"}
-    recipe = {**fields, **{k: meta["training"][k] for k in sorted(SCHEDULE)}}
+    recipe = {**fields, **recorded_schedule(meta["training"])}
     recipe["init_from"] = meta["parent"]["checkpoint"] if "parent" in meta else ""
     stages = []
     for stage in meta.get("stages", []):
-        changed = {k: stage["training"][k] for k in sorted(SCHEDULE - {"init_from"}) if stage["training"][k] != recipe[k]}
+        changed = {k: v for k, v in recorded_schedule(stage["training"]).items() if k != "init_from" and v != recipe[k]}
         changed |= {k: v for k, v in stage["loss"].items() if v != fields[k]}
         stages.append(changed)
     return {**recipe, "stages": stages} if stages else recipe
