@@ -14,7 +14,8 @@ on held-out images in one pass:
 - the diversity map at the model's default tau (the highest tau scored where that is 0): the per-pixel std over
   ``seeds`` decodes (0-255 scale), its mean in the HR pixels of B's boundary cells and in the rest, and on the
   boundaries themselves (BAM's 1-bit edges at full resolution, :func:`hr_edges`) and off them (Z should decide
-  texture, not boundaries).
+  texture, not boundaries); beside it the tau-0 decode's mean absolute error (0-255) in the same regions: where the
+  decoder is unsure of the truth, which is where a decoder that samples X given Y and B spreads its samples.
 
     python -m bdflow.decoupling --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val --limit 20 \\
         --json docs/results/decoupling/face-x16.json
@@ -100,21 +101,25 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
         stats.add(f.z, cells)
         y, b = rescaler.stored_tensors(rescaler.quantize(f.y, f.b, 1, f.meta))
         h, w = x.shape[-2:]
+        error = None  # the tau-0 decode's per-pixel error (H, W), 0-255: where the decoder is unsure
         for tau in taus:
             x_hat = to_8bit(rescaler.reconstruct(y, b, tau=tau, seed=0)[..., :h, :w].cpu())
             scores[tau]["psnr"].append(float(psnr_y(x_hat, x, border=s)))
             scores[tau]["lpips"].append(float(lpips_rgb(x_hat, x)))
+            if tau == 0:
+                error = 255 * (x_hat - x).abs().mean(dim=1)[0]
         if sampled > 0:
-            std = rescaler.spread(y, b, sampled, samples=seeds)[:h, :w]
+            maps = {"": rescaler.spread(y, b, sampled, samples=seeds)[:h, :w]} | ({"error_": error} if error is not None else {})
             edges = hr_edges(x, rescaler.model.config)
             masks = {"on_edges": edges, "off_edges": ~edges}
             if cells is not None:
                 hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
                 masks |= {"in_b": hr_cells, "out_b": ~hr_cells}
-            for key, mask in masks.items():
-                diversity.setdefault(key, [0.0, 0])
-                diversity[key][0] += float(std[mask].sum())
-                diversity[key][1] += int(mask.sum())
+            for prefix, values in maps.items():
+                for key, mask in masks.items():
+                    diversity.setdefault(prefix + key, [0.0, 0])
+                    diversity[prefix + key][0] += float(values[mask].sum())
+                    diversity[prefix + key][1] += int(mask.sum())
     out = {"checkpoint": rescaler.model.name, "scale": s, "images": len(files), "default_tau": default,
            "z": stats.summary(),
            "taus": {str(t): {k: float(np.mean(v)) for k, v in scores[t].items()} for t in taus}}
@@ -146,15 +151,16 @@ def markdown_row(result: dict) -> str:
              f"{t0['psnr']:.2f} / {t0['lpips']:.3f}" if t0 else "",
              f"{tau:g}: {ts['psnr']:.2f} / {ts['lpips']:.3f}" if ts else "",
              f"{d['out_b']:.2f} / {d['in_b']:.2f}" if d and "in_b" in d else "",
-             f"{d['off_edges']:.2f} / {d['on_edges']:.2f} (τ {d['tau']:g})" if d and "on_edges" in d else ""]
+             f"{d['off_edges']:.2f} / {d['on_edges']:.2f} (τ {d['tau']:g})" if d and "on_edges" in d else "",
+             f"{d['error_off_edges']:.2f} / {d['error_on_edges']:.2f}" if d and "error_on_edges" in d else ""]
     return "| " + " | ".join(cells) + " |"
 
 
 MARKDOWN_HEAD = ("| model | default τ | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | channel means' share of E[z²] "
                  "| excess kurtosis within channels | z² in B cells / elsewhere "
                  "| τ 0: PSNR-Y / LPIPS | sampled τ: PSNR-Y / LPIPS | diversity outside / inside B cells "
-                 "| diversity off / on the edges |\n"
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| diversity off / on the edges | τ 0 error off / on the edges |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def study_table(folder: Path) -> str:

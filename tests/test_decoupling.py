@@ -64,6 +64,9 @@ def test_cli_measures_a_checkpoint(tmp_path, data_dir, capsys):
     assert result["z"]["count"] > 0 and 0 <= result["z"]["total_variation"] <= 1
     d = result["diversity"]  # the map at tau 0.5 (tiny's default is 0): in/out B's cells, on/off the HR edges
     assert d["tau"] == 0.5 and {"in_b", "out_b", "on_edges", "off_edges"} <= set(d) and d["on_edges"] >= 0
+    # beside it the tau-0 decode's error in the same regions, on the diversity's 0-255 scale
+    assert {"error_on_edges", "error_off_edges", "error_in_b", "error_out_b"} <= set(d)
+    assert 0 < d["error_off_edges"] < 255 and 0 < d["error_on_edges"] < 255
     assert "| tiny |" in capsys.readouterr().out
 
 
