@@ -50,6 +50,12 @@ def _schedule(training: dict) -> str:
         f", constant until {100 * decay_from:.0f} % of the run, then cosine" if decay_from else " cosine")
 
 
+def _zoom(training: dict) -> str:
+    """The crops' zoom (``TrainConfig.zoom``) where a run used one; runs recorded before it had none."""
+    zoom = training.get("zoom", 1.0)
+    return f" cut from faces enlarged by a random factor from 1 to {zoom:g}" if zoom > 1 else ""
+
+
 def _lpips_from(loss: LossConfig) -> str:
     shift = ", on randomly shifted crops" if loss.lpips_shift else ""
     return f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run{shift})" if loss.lambda_lpips and loss.lpips_from else ""
@@ -159,7 +165,7 @@ out = r.decode(r.encode("face.png", bits=1), seed=0)  # tau: r.default_tau unles
 ## Training
 Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)},
 {baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
-{training.get('crop', '?')}² crops, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
+{training.get('crop', '?')}² crops{_zoom(training)}, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {iterations} iterations, {seconds / 3600:.2f} h in all:
 {budget}
 

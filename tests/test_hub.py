@@ -104,3 +104,10 @@ def test_model_card_names_the_training_data_from_meta():
     faces = model_card("face-x4", config, meta={"training": {"data": "../shared/data/faces/train"}})
     assert "3,600 CelebA-HQ faces" in faces and "license_name: celeba-hq-non-commercial" in faces
     assert model_card("face-x4", config, meta={}) == faces  # no folder recorded: the faces every old checkpoint had
+
+
+def test_model_card_says_when_crops_were_zoomed():
+    config = {**BDFlowConfig(scale=4).to_dict(), **LossConfig().to_dict()}
+    zoomed = model_card("m", config, meta={"training": {"crop": 64, "zoom": 2.0}})
+    assert "64² crops cut from faces enlarged by a random factor from 1 to 2" in zoomed
+    assert "enlarged" not in model_card("m", config, meta={"training": {"crop": 64}})  # runs before --zoom: none
