@@ -144,7 +144,7 @@ class LossConfig:
     # --- loss (Eq. 7-11; paper §4.2: lambda = 2, 2, 1, 16, 4; ours: 2, 2, 0.1, 16, 0) ---------------------
     lambda_forw: float = option(2.0, "lambda_1, L2 on Y against the bicubic LR (Eq. 8)")
     lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
-    back: str = option("l1", "L_back: l1 (Eq. 9 on one sampled decode: the decoder learns to ignore Z) | energy (the energy score of two decodes of each image at one tau, over energy_patch-pixel patches: least when a decode at tau_train is a sample of X given Y and B, so Z carries the detail Y and B leave open; beyond the paper; docs/studies/gaussian-z.md \"Texture\")")
+    back: str = option("l1", "L_back: l1 (Eq. 9 on one sampled decode: the decoder learns to ignore Z) | energy (the energy score of two decodes of each image at one tau, over energy_patch-pixel patches: least when a decode at tau_train is a sample of X given Y and B, so Z carries the detail Y and B leave open; beyond the paper; docs/studies/gaussian-z.md \"A decoder that samples\")")
     energy_patch: int = option(8, "side in pixels of the patches the energy score (back = energy) compares as vectors of 3 p^2 values")
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")

@@ -23,19 +23,23 @@ def bicubic_down(x: torch.Tensor, scale: int) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+def _bicubic_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The one upscaling rule: plain bicubic (no antialias) to ``size``, clamped to [0, 1]."""
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def bicubic_up(y: torch.Tensor, scale: int) -> torch.Tensor:
     """(N,C,h,w) -> (N,C,h*scale,w*scale), bicubic, clamped to [0, 1]."""
     h, w = y.shape[-2:]
-    out = F.interpolate(y, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
-    return out.clamp(0, 1)
+    return _bicubic_to(y, (h * scale, w * scale))
 
 
 def bicubic_enlarge(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(N,C,h,w) -> (N,C,size,size) for size >= h, w: plain bicubic like ``bicubic_up`` at a factor that need not be an
-    integer (training's ``zoom``), clamped to [0, 1]."""
+    """(N,C,h,w) -> (N,C,size,size) for size >= h, w: ``bicubic_up``'s rule at a factor that need not be an integer
+    (training's ``zoom``)."""
     if size < max(x.shape[-2:]):
         raise ValueError(f"bicubic_enlarge only enlarges: {tuple(x.shape[-2:])} to {size}")
-    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    return _bicubic_to(x, (size, size))
 
 
 def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
