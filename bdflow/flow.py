@@ -26,6 +26,7 @@ gap, and Adam moves a log-scale by only ~lr per step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
@@ -171,15 +172,20 @@ class BDFlow(nn.Module):
         bias[int(self.config.b_channel):] -= mean.to(bias) * torch.exp(-self.z_log_scale.view(-1))
 
     @torch.no_grad()
-    def init_z_scale(self, x: torch.Tensor, min_std: float = 1e-3) -> torch.Tensor:
-        """ActNorm's data-dependent init: set a so the forward Z of the batch x (N,3,H,W) has unit variance per channel.
+    def init_z_scale(self, x: torch.Tensor | Iterable[torch.Tensor], min_std: float = 1e-3) -> torch.Tensor:
+        """ActNorm's data-dependent init: set a so the forward Z of x - one batch (N,3,H,W) or several, pooled - has
+        unit variance per channel. On a trained flow this is a calibration (``TrainConfig.z_calibration``): Y, B
+        and the decode of Z = 0 do not change, a forward Z and a sampled Z are rescaled per channel.
 
         Returns the per-channel standard deviation found (z_channels,). ``min_std`` bounds the scale for
-        channels that are (nearly) constant on the batch.
+        channels that are (nearly) constant on the batches.
         """
         self.z_log_scale.zero_()
-        _, _, z = self(x)
-        std = z.std(dim=(0, 2, 3)).clamp_min(min_std)
+        n, s1, s2 = 0, 0.0, 0.0  # per-channel sums over every batch (float64: millions of values)
+        for batch in [x] if torch.is_tensor(x) else x:
+            z = self(batch)[2].double()
+            n, s1, s2 = n + z[:, 0].numel(), s1 + z.sum(dim=(0, 2, 3)), s2 + z.pow(2).sum(dim=(0, 2, 3))
+        std = ((s2 - s1 * s1 / n) / (n - 1)).clamp_min(0).sqrt().float().clamp_min(min_std)
         self.z_log_scale.copy_(-std.log().view_as(self.z_log_scale))
         return std
 

@@ -83,13 +83,14 @@ class TrainConfig:
     init_from: str = option("", "start a new run from this checkpoint of smaller or equal scale: its levels, any extra ones identity (docs/design.md)")
     stop_at: int = option(0, "checkpoint and exit after this iteration (0: run to --iters); --resume continues")
     stop_after_minutes: float = option(0.0, "checkpoint and exit after this many minutes (0: no limit)")
+    z_calibration: int = option(0, "after the last iteration, re-set Z's fixed per-channel scale on this many batches drawn as in training (BDFlow.init_z_scale; docs/design.md \"Z's scale\"; 0: keep it)")
 
 
 # TrainConfig fields that decide the schedule and the data: what a recipe fixes (the rest is bookkeeping: where to
 # write, when to stop, threads)
 SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "zoom", "lr", "lr_min", "warmup", "decay_from", "bits",
-                      "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from"})
-SCHEDULE_LEGACY = {"zoom": 1.0}  # a schedule field a run recorded before it existed: the value every run had then
+                      "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from", "z_calibration"})
+SCHEDULE_LEGACY = {"zoom": 1.0, "z_calibration": 0}  # schedule fields a run recorded before they existed: the value every run had then
 
 
 def recorded_schedule(training: dict) -> dict:
@@ -188,8 +189,12 @@ def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
         raise ValueError(f"--crop {run.crop} must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
     if loss.back == "energy" and run.crop % loss.energy_patch:
         raise ValueError(f"--crop {run.crop} must be a multiple of --energy-patch {loss.energy_patch}")
-    if run.iters <= 0 or run.batch_size <= 0:
-        raise ValueError("--iters and --batch-size must be positive")
+    if run.iters < 0 or run.batch_size <= 0 or run.z_calibration < 0:
+        raise ValueError("--iters and --z-calibration must be at least 0, --batch-size positive")
+    if run.iters == 0 and not (run.init_from and run.z_calibration):
+        raise ValueError("--iters 0 is a calibration of a trained model: it needs --init-from and --z-calibration")
+    if run.z_calibration and model.z_scale == "none":
+        raise ValueError("--z-calibration sets Z's scale, which --z-scale none does not have")
     bits_choices(run)
     if run.precision not in ("auto", *PRECISIONS) or run.compile not in ("auto", "on", "off"):
         raise ValueError(f"--precision must be auto or one of {PRECISIONS} and --compile auto, on or off; got "
@@ -484,6 +489,9 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
         if stop and done < run.iters:
             accelerator.print(f"stopped at step {done}; continue with --resume")
             return out / "last"
+    if run.z_calibration:  # batches of their own seed, drawn as training's (zoom included)
+        calibration = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed + 1, zoom=run.zoom)
+        flow().init_z_scale(calibration[i][0].to(accelerator.device) for i in range(run.z_calibration))
     if main_process:
         flow().save_pretrained(out / "final", meta=snapshot(run.iters))
     return out / "final"

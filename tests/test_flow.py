@@ -113,6 +113,8 @@ def test_z_scale_init_gives_unit_variance_and_stays_exact(face, boundary):
     assert std_before.median() < 0.05  # raw wavelet details are far quieter than the N(0, 1) prior
     assert torch.allclose(z.std(dim=(0, 2, 3))[std_before > 1e-3], torch.ones(1), atol=1e-3)
     assert (x_back - crops).abs().max() <= 1e-4
+    pooled = model.init_z_scale(crops.split(4))  # several batches pool to the statistics of their union
+    assert torch.allclose(pooled, model.init_z_scale(crops), rtol=1e-4)
 
 
 @pytest.mark.parametrize("cond_channels", [0, 1])

@@ -134,6 +134,9 @@ def test_fast_step_is_compiled_only_where_it_pays():
         (["--latent", "kl"], "latent"),
         (["--back", "l2"], "back must be one of"),
         (["--back", "energy", "--energy-patch", "7"], "multiple of --energy-patch"),
+        (["--iters", "0"], "calibration of a trained model"),
+        (["--z-calibration", "-1"], "at least 0"),
+        (["--z-calibration", "2", "--z-scale", "none"], "--z-scale none"),
     ],
 )
 def test_bad_flags_are_refused(flags, message, capsys):
@@ -185,6 +188,24 @@ def test_staged_recipe_runs_its_stages_and_records_them(data_dir, tmp_path):
     stamp = first.stat().st_mtime_ns  # a second call keeps the stages' finals and resumes the last run
     assert main(["--config", str(recipe), *_args(data_dir, out), "--resume"]) == 0
     assert first.stat().st_mtime_ns == stamp and "stages" in BDFlow.from_pretrained(out / "final").meta
+
+
+def test_z_calibration_rescales_z_only(data_dir, tmp_path):
+    """--iters 0 --z-calibration N: the trained model's Z gets unit variance per channel on N batches drawn as in
+    training (their own seed); Y, B and the decode of Z = 0 stay bit for bit, the flow stays invertible."""
+    parent, out = tmp_path / "parent", tmp_path / "calibrated"
+    assert main(_args(data_dir, parent, "--iters", "3", "--lr", "1e-3")) == 0
+    assert main(_args(data_dir, out, "--iters", "0", "--init-from", str(parent / "final"), "--z-calibration", "3")) == 0
+    before, after = BDFlow.from_pretrained(parent / "final"), BDFlow.from_pretrained(out / "final")
+    assert after.meta["training"]["z_calibration"] == 3 and after.meta["iterations"] == 0
+    batches = CropBatches(data_dir / "faces" / "train", 32, 4, seed=1)
+    x = torch.cat([batches[i][0] for i in range(3)])
+    with torch.no_grad():
+        (y0, b0, z0), (y1, b1, z1) = before(x), after(x)
+        assert torch.equal(y0, y1) and torch.equal(b0, b1) and not torch.allclose(z0, z1)
+        assert torch.allclose(z1.std(dim=(0, 2, 3)), torch.ones(1), atol=1e-3)
+        assert torch.equal(before.inverse(y0, b0, torch.zeros_like(z0)), after.inverse(y1, b1, torch.zeros_like(z1)))
+        assert (after.inverse(y1, b1, z1) - x).abs().max() < 1e-4
 
 
 def test_a_stage_cannot_change_the_model(tmp_path, capsys):
