@@ -117,7 +117,8 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     budget = "".join(
         f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
         f"{' λ_channels ' + format(st['loss']['lambda_channels'], 'g') + ',' if st['loss'].get('lambda_channels') else ''}"
-        f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
+        f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}"
+        f"{', zoom ' + format(st['training']['zoom'], 'g') if st['training'].get('zoom', 1.0) > 1 else ''}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
         for i, st in enumerate(stages)
     ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget
     iterations, seconds = total_budget(meta)
