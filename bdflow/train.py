@@ -83,7 +83,7 @@ class TrainConfig:
     init_from: str = option("", "start a new run from this checkpoint of smaller or equal scale: its levels, any extra ones identity (docs/design.md)")
     stop_at: int = option(0, "checkpoint and exit after this iteration (0: run to --iters); --resume continues")
     stop_after_minutes: float = option(0.0, "checkpoint and exit after this many minutes (0: no limit)")
-    z_calibration: int = option(0, "after the last iteration, re-set Z's fixed per-channel scale on this many batches drawn as in training (BDFlow.init_z_scale; docs/design.md \"Z's scale\"; 0: keep it)")
+    z_calibration: int = option(0, "after the last iteration, re-set Z's fixed per-channel scale on this many batches drawn as in training (BDFlow.init_z_scale; docs/design.md \"Z's scale after training\"; 0: keep it)")
 
 
 # TrainConfig fields that decide the schedule and the data: what a recipe fixes (the rest is bookkeeping: where to
