@@ -50,15 +50,20 @@ def _schedule(training: dict) -> str:
         f", constant until {100 * decay_from:.0f} % of the run, then cosine" if decay_from else " cosine")
 
 
-def _zoomed(training: dict) -> float | None:
-    """The crops' zoom (``TrainConfig.zoom``) where a run used one (> 1); runs recorded before it had none."""
-    zoom = training.get("zoom", 1.0)
-    return zoom if zoom > 1 else None
+def _zoomed(training: dict) -> str | None:
+    """The crops' zoom (``TrainConfig.zoom``, from ``zoom_min``) where a run used one (> 1), as "2" (factors from 1
+    to 2), "1.5 to 2" or "2" fixed ("2 fixed"); runs recorded before them had none."""
+    zoom, low = training.get("zoom", 1.0), training.get("zoom_min", 1.0)
+    if zoom <= 1:
+        return None
+    return f"{zoom:g}" if low == 1 else f"{zoom:g} fixed" if low == zoom else f"{low:g} to {zoom:g}"
 
 
 def _zoom(training: dict) -> str:
-    zoom = _zoomed(training)
-    return f" cut from faces enlarged by a random factor from 1 to {zoom:g}" if zoom else ""
+    zoom, low = training.get("zoom", 1.0), training.get("zoom_min", 1.0)
+    if not _zoomed(training):
+        return ""
+    return f" cut from faces enlarged by {zoom:g}" if low == zoom else f" cut from faces enlarged by a random factor from {low:g} to {zoom:g}"
 
 
 def _lpips_from(loss: LossConfig) -> str:
@@ -123,7 +128,7 @@ def model_card(name: str, config: dict, meta: dict) -> str:
         f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
         f"{' λ_channels ' + format(st['loss']['lambda_channels'], 'g') + ',' if st['loss'].get('lambda_channels') else ''}"
         f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}"
-        f"{', zoom ' + format(_zoomed(st['training']), 'g') if _zoomed(st['training']) else ''}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
+        f"{', zoom ' + _zoomed(st['training']) if _zoomed(st['training']) else ''}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
         for i, st in enumerate(stages)
     ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget
     iterations, seconds = total_budget(meta)

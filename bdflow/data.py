@@ -39,18 +39,22 @@ class CropBatches(Dataset):
     decoding 8 JPEGs took ~30 ms of a ~200 ms x8 step (benchmarks/speed.py --train). The crop is converted to
     float after cropping, which gives the same values as converting first: the batches are bit for bit the same.
 
-    With ``zoom`` > 1 each crop is cut from the image enlarged by its own factor f ~ U(1, zoom): a window of
-    crop / f pixels, bicubic-enlarged to the crop and rounded to 8 bits. A face fills more pixels, as on a 1024²
+    With ``zoom`` > 1 each crop is cut from the image enlarged by its own factor f ~ U(zoom_min, zoom): a window of
+    crop / f pixels, bicubic-enlarged to the crop and rounded to 8 bits. ``zoom_min`` > 1 makes crops larger than
+    the images possible (a 1024² crop of a 512² face at zoom_min = zoom = 2), so that the flow's coarsest levels
+    see the grid of a 1024² photo (docs/studies/gaussian-z.md "The crop's grid (×64)"). A face fills more pixels, as on a 1024²
     photo, where the flow meets smoother cells than on the 512² training faces (docs/studies/gaussian-z.md
     "On larger photos"). At zoom 1 no factor is drawn: the batches are those of a run without it.
     """
 
     def __init__(self, folder, crop: int, batch_size: int, bits_choices=ALL_BITS, seed: int = 0, rank: int = 0,
-                 steps: int = 10**9, cache: bool = False, zoom: float = 1.0):
+                 steps: int = 10**9, cache: bool = False, zoom: float = 1.0, zoom_min: float = 1.0):
         if zoom < 1:
             raise ValueError(f"zoom must be >= 1 (1: off), got {zoom}")
+        if not 1 <= zoom_min <= zoom:
+            raise ValueError(f"zoom_min must be in [1, zoom = {zoom:g}], got {zoom_min:g}")
         self.files = list_images(folder)
-        self.zoom = zoom
+        self.zoom, self.zoom_min = zoom, zoom_min
         self.crop, self.batch_size = crop, batch_size
         self.bits_choices = tuple(bits_choices)
         self.seed, self.rank, self.steps = seed, rank, steps
@@ -76,9 +80,10 @@ class CropBatches(Dataset):
 
     def _crop(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         _, h, w = img.shape
-        if h < self.crop or w < self.crop:
-            raise ValueError(f"training image {h}x{w} is smaller than the crop {self.crop}")
-        window = self.crop if self.zoom == 1 else round(self.crop / rng.uniform(1, self.zoom))
+        window = self.crop if self.zoom == 1 else round(self.crop / rng.uniform(self.zoom_min, self.zoom))
+        if h < window or w < window:
+            raise ValueError(f"training image {h}x{w} is smaller than the crop {self.crop}"
+                             + (f" at zoom {self.crop / window:.2f} ({window}² of the image)" if window != self.crop else ""))
         top, left = rng.integers(h - window + 1), rng.integers(w - window + 1)
         patch = img[:, top : top + window, left : left + window]
         if window != self.crop:

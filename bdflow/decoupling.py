@@ -15,7 +15,11 @@ on held-out images in one pass:
   ``seeds`` decodes (0-255 scale), its mean in the HR pixels of B's boundary cells and in the rest, and on the
   boundaries themselves (BAM's 1-bit edges at full resolution, :func:`hr_edges`) and off them (Z should decide
   texture, not boundaries); beside it the tau-0 decode's mean absolute error (0-255) in the same regions: where the
-  decoder is unsure of the truth, which is where a decoder that samples X given Y and B spreads its samples.
+  decoder is unsure of the truth, which is where a decoder that samples X given Y and B spreads its samples;
+- with ``--z-tiles N``: the same Z measures on each image cut into N x N tiles (:func:`z_of_tiles`). A flow
+  trained on crops meets the zero padding of its convolutions on every crop's border; at x64 a 256² crop is a
+  4 x 4 grid at the coarsest level, all border, and a 1024² photo 16 x 16. Tiles of the training crop's size
+  against the whole photo tell the crop size from the content.
 
     python -m bdflow.decoupling --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val --limit 20 \\
         --json docs/results/decoupling/face-x16.json
@@ -129,6 +133,27 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
     return out
 
 
+@torch.inference_mode()
+def z_of_tiles(rescaler: Rescaler, files: list[Path], tile: int) -> dict:
+    """:class:`ZStats` summary of the forward Z of every image in ``files`` cut into non-overlapping ``tile`` x
+    ``tile`` pieces, each through the flow on its own (pieces at the right and bottom edges that do not fill a
+    tile are left out). ``tile``: a multiple of the scale."""
+    if tile <= 0 or tile % rescaler.scale:
+        raise ValueError(f"a tile must be a positive multiple of the scale {rescaler.scale}, got {tile}")
+    stats, pieces = ZStats(), 0
+    for path in tqdm(files, desc=f"Z of {tile}² tiles", leave=False):
+        x, _ = load_image(path)
+        h, w = x.shape[-2:]
+        for top in range(0, h - tile + 1, tile):
+            for left in range(0, w - tile + 1, tile):
+                f = rescaler.forward_image(x[..., top : top + tile, left : left + tile])
+                stats.add(f.z, None if f.b is None else boundary_cells(f.b))
+                pieces += 1
+    if not pieces:
+        raise ValueError(f"no image of the folder holds a {tile}² tile")
+    return stats.summary()
+
+
 def hr_edges(x: torch.Tensor, config) -> torch.Tensor:
     """The boundaries at full resolution: BAM's 1-bit map of x (1,3,H,W) (Canny edges, the model's sigma, norm and
     T), widened by one pixel each side, as a (H, W) bool mask. B's cells at x16 are 16 px wide and hold the hair's
@@ -185,6 +210,8 @@ def main(argv=None) -> int:
                         help="temperatures to decode at (default: 0 and each model's default tau)")
     parser.add_argument("--seeds", type=int, default=4, help="decodes per image for the diversity map")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--z-tiles", type=int, nargs="+", default=(), metavar="N",
+                        help="also measure Z on each image cut into N x N tiles (e.g. the training crop: 256)")
     parser.add_argument("--json", type=Path, help="write the results (one object per checkpoint) here")
     args = parser.parse_args(argv)
     if args.table:
@@ -206,12 +233,19 @@ def main(argv=None) -> int:
             r = Rescaler.from_pretrained(checkpoint, precision=args.precision)
             taus = tuple(args.taus) if args.taus else tuple(sorted({0.0, r.default_tau}))
             results.append(measure(r, files, taus, args.seeds))
+            if args.z_tiles:
+                results[-1]["z_tiles"] = {str(n): z_of_tiles(r, files, n) for n in args.z_tiles}
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"{len(files)} images of {args.data}\n\n{MARKDOWN_HEAD}")
     for result in results:
         print(markdown_row(result))
+    for result in results:
+        pieces = {"whole images": result["z"]} | {f"{n}² tiles": z for n, z in result.get("z_tiles", {}).items()}
+        for name, z in pieces.items() if len(pieces) > 1 else ():
+            print(f"{result['checkpoint']}, Z of {name}: std {z['std']:.3f}, excess kurtosis "
+                  f"{z['excess_kurtosis']:.2f}, TV {z['total_variation']:.3f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results if len(results) > 1 else results[0], indent=1))

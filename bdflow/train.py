@@ -61,7 +61,8 @@ class TrainConfig:
     iters: int = option(20000, "training iterations (the cosine schedule and BAW's 30 %% are relative to it)")
     batch_size: int = option(16, "images per batch (per process)")
     crop: int = option(128, "random square crop size (a multiple of the scale)")
-    zoom: float = option(1.0, "each crop is cut from its image enlarged by a factor from U(1, zoom), so faces fill more pixels, as on larger photos (bdflow.data.CropBatches; 1: off)")
+    zoom: float = option(1.0, "each crop is cut from its image enlarged by a factor from U(zoom_min, zoom), so faces fill more pixels, as on larger photos (bdflow.data.CropBatches; 1: off)")
+    zoom_min: float = option(1.0, "the smallest zoom factor (1: some crops at the image's own size; = zoom: every crop enlarged by zoom, e.g. a crop larger than the training images)")
     lr: float = option(2e-4, "initial learning rate (Adam, betas 0.9/0.999)")
     lr_min: float = option(1e-6, "learning rate at the end of the cosine schedule")
     warmup: int = option(0, "iterations of linear learning-rate warm-up from 0")
@@ -88,9 +89,9 @@ class TrainConfig:
 
 # TrainConfig fields that decide the schedule and the data: what a recipe fixes (the rest is bookkeeping: where to
 # write, when to stop, threads)
-SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "zoom", "lr", "lr_min", "warmup", "decay_from", "bits",
+SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "zoom", "zoom_min", "lr", "lr_min", "warmup", "decay_from", "bits",
                       "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from", "z_calibration"})
-SCHEDULE_LEGACY = {"zoom": 1.0, "z_calibration": 0}  # schedule fields a run recorded before they existed: the value every run had then
+SCHEDULE_LEGACY = {"zoom": 1.0, "zoom_min": 1.0, "z_calibration": 0}  # schedule fields a run recorded before they existed: the value every run had then
 
 
 def recorded_schedule(training: dict) -> dict:
@@ -443,7 +444,7 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
     loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model, passes), optimizer, scheduler)
     flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
     batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index,
-                          cache=run.cache_images, zoom=run.zoom)
+                          cache=run.cache_images, zoom=run.zoom, zoom_min=run.zoom_min)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
     val_files = list_images(run.val_data)[: run.val_images] if run.val_data and run.val_images else []
     log = RunLog(out, start) if main_process else None
@@ -490,7 +491,8 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
             accelerator.print(f"stopped at step {done}; continue with --resume")
             return out / "last"
     if run.z_calibration:  # batches of their own seed, drawn as training's (zoom included)
-        calibration = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed + 1, zoom=run.zoom)
+        calibration = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed + 1, zoom=run.zoom,
+                                  zoom_min=run.zoom_min)
         flow().init_z_scale(calibration[i][0].to(accelerator.device) for i in range(run.z_calibration))
     if main_process:
         flow().save_pretrained(out / "final", meta=snapshot(run.iters))

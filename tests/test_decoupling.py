@@ -112,3 +112,39 @@ def test_channel_kurtosis_sees_tails_inside_the_channels_not_between_them():
     laplace = ZStats()
     laplace.add(spreads * torch.distributions.Laplace(0.0, 1.0).sample((4, 30, 64, 64)))
     assert laplace.summary()["channel_kurtosis"] == pytest.approx(3, abs=0.3)
+
+
+def test_z_of_tiles_of_the_whole_image_is_the_whole_images_z(tmp_path, data_dir, face_paths):
+    """One tile the size of the image is the image: the same Z, the same measures; smaller tiles pass every piece
+    through the flow on its own (another Z: the convolutions meet each tile's border), and a tile that is not a
+    multiple of the scale, or larger than every image, is refused with a message."""
+    from bdflow.decoupling import measure, z_of_tiles
+    from bdflow.pipeline import Rescaler
+    from tests.helpers import small_face
+
+    r = Rescaler.from_pretrained(tiny_checkpoint(tmp_path / "tiny"))
+    files = [small_face(face_paths[0], (64, 64), tmp_path / "a.png")]
+    whole = measure(r, files, taus=(0.0,), seeds=2)["z"]
+    same = z_of_tiles(r, files, 64)
+    assert same["count"] == whole["count"] and same["std"] == pytest.approx(whole["std"], rel=1e-6)
+    assert same["z2_ratio_b"] == pytest.approx(whole["z2_ratio_b"], rel=1e-6, nan_ok=True)
+    quarters = z_of_tiles(r, files, 32)
+    assert quarters["count"] == whole["count"] and quarters["std"] != pytest.approx(whole["std"], rel=1e-6)
+    with pytest.raises(ValueError, match="multiple of the scale 8"):
+        z_of_tiles(r, files, 20)
+    with pytest.raises(ValueError, match="holds a 128² tile"):
+        z_of_tiles(r, files, 128)
+
+
+def test_cli_prints_z_of_tiles_beside_the_whole_images(tmp_path, data_dir, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "tiny")
+    out = tmp_path / "d.json"
+    assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--limit", "1", "--taus", "0",
+                 "--z-tiles", "256", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["z_tiles"]["256"]["count"] == result["z"]["count"]  # four 256² tiles of a 512² face
+    printed = capsys.readouterr().out
+    assert "tiny, Z of whole images: std" in printed and "tiny, Z of 256² tiles: std" in printed
+    assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--limit", "1",
+                 "--z-tiles", "100"]) == 1
+    assert "multiple of the scale 8" in capsys.readouterr().err

@@ -111,7 +111,11 @@ def test_model_card_says_when_crops_were_zoomed():
     zoomed = model_card("m", config, meta={"training": {"crop": 64, "zoom": 2.0}})
     assert "64² crops cut from faces enlarged by a random factor from 1 to 2" in zoomed
     assert "enlarged" not in model_card("m", config, meta={"training": {"crop": 64}})  # runs before --zoom: none
+    fixed = model_card("m", config, meta={"training": {"crop": 1024, "zoom": 2.0, "zoom_min": 2.0}})
+    assert "1024² crops cut from faces enlarged by 2," in fixed
     stage = {"iterations": 5, "training": {"lr": 1e-4, "zoom": 2.0}, "loss": {"lambda_latent": 1.0, "tau_train": 1.0}}
     staged = model_card("m", config, meta={"training": {"crop": 64}, "stages": [stage, {**stage, "training": {"lr": 1e-4}}]})
     assert "- stage 1: 5 iterations (lr 0.0001, λ₅ 1, τ_train 1 fixed, zoom 2)" in staged
     assert "- stage 2: 5 iterations (lr 0.0001, λ₅ 1, τ_train 1 fixed), " in staged  # a stage without zoom says none
+    stage_fixed = {**stage, "training": {"lr": 1e-4, "zoom": 2.0, "zoom_min": 2.0}}
+    assert "τ_train 1 fixed, zoom 2 fixed)" in model_card("m", config, meta={"stages": [stage_fixed], "training": {}})

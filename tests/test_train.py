@@ -214,3 +214,18 @@ def test_a_stage_cannot_change_the_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_stages(["--config", str(recipe)])
     assert "stages change the loss and the run only" in capsys.readouterr().err
+
+
+def test_zoom_min_fixes_the_factor_and_allows_crops_larger_than_the_images(data_dir):
+    """zoom_min = zoom = 2: every crop is a window of crop / 2 enlarged, so a 1024² crop of a 512² face is the whole
+    face enlarged twice; a factor that leaves the window larger than the image is refused with a message."""
+    from bdflow.data import CropBatches
+
+    folder = data_dir / "faces" / "val"
+    whole = CropBatches(folder, 1024, 1, zoom=2.0, zoom_min=2.0)
+    x, _ = whole[0]
+    assert x.shape == (1, 3, 1024, 1024) and torch.equal(x, (x * 255).round() / 255)
+    with pytest.raises(ValueError, match=r"smaller than the crop 1024 at zoom 1\.\d+"):
+        CropBatches(folder, 1024, 1, zoom=2.0)[0]  # factors from 1: windows of up to 1024 px of a 512² face
+    with pytest.raises(ValueError, match=r"zoom_min must be in \[1, zoom = 2\]"):
+        CropBatches(folder, 64, 4, zoom=2.0, zoom_min=3.0)
