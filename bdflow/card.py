@@ -59,6 +59,14 @@ def _zoomed(training: dict) -> str | None:
     return f"{zoom:g}" if low == 1 else f"{zoom:g} fixed" if low == zoom else f"{low:g} to {zoom:g}"
 
 
+def _batches(training: dict) -> str:
+    """A stage line's batch and crop (", of batch 4, 256²" without the comma) where the stage recorded them: a staged
+    recipe's stages may differ in both."""
+    if "batch_size" not in training or "crop" not in training:
+        return ""
+    return f" of batch {training['batch_size']}, {training['crop']}²"
+
+
 def _zoom(training: dict) -> str:
     zoom, low = training.get("zoom", 1.0), training.get("zoom_min", 1.0)
     if not _zoomed(training):
@@ -125,7 +133,7 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     ) or "- (not recorded)"
     stages = meta.get("stages", [])  # a staged recipe's earlier runs (train.record_stages), newest last
     budget = "".join(
-        f"- stage {i + 1}: {st.get('iterations')} iterations (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
+        f"- stage {i + 1}: {st.get('iterations')} iterations{_batches(st['training'])} (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
         f"{' λ_channels ' + format(st['loss']['lambda_channels'], 'g') + ',' if st['loss'].get('lambda_channels') else ''}"
         f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}"
         f"{', zoom ' + _zoomed(st['training']) if _zoomed(st['training']) else ''}), {(st.get('seconds') or 0) / 3600:.2f} h\n"

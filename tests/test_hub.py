@@ -117,5 +117,6 @@ def test_model_card_says_when_crops_were_zoomed():
     staged = model_card("m", config, meta={"training": {"crop": 64}, "stages": [stage, {**stage, "training": {"lr": 1e-4}}]})
     assert "- stage 1: 5 iterations (lr 0.0001, λ₅ 1, τ_train 1 fixed, zoom 2)" in staged
     assert "- stage 2: 5 iterations (lr 0.0001, λ₅ 1, τ_train 1 fixed), " in staged  # a stage without zoom says none
-    stage_fixed = {**stage, "training": {"lr": 1e-4, "zoom": 2.0, "zoom_min": 2.0}}
-    assert "τ_train 1 fixed, zoom 2 fixed)" in model_card("m", config, meta={"stages": [stage_fixed], "training": {}})
+    stage_fixed = {**stage, "training": {"lr": 1e-4, "zoom": 2.0, "zoom_min": 2.0, "batch_size": 1, "crop": 1024}}
+    assert "- stage 1: 5 iterations of batch 1, 1024² (lr 0.0001, λ₅ 1, τ_train 1 fixed, zoom 2 fixed)" in model_card(
+        "m", config, meta={"stages": [stage_fixed], "training": {}})
