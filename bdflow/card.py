@@ -51,8 +51,8 @@ def _schedule(training: dict) -> str:
 
 
 def _zoomed(training: dict) -> str | None:
-    """The crops' zoom (``TrainConfig.zoom``, from ``zoom_min``) where a run used one (> 1), as "2" (factors from 1
-    to 2), "1.5 to 2" or "2" fixed ("2 fixed"); runs recorded before them had none."""
+    """The crops' zoom where a run used one (``TrainConfig.zoom`` > 1), for a stage line: "2" (factors from 1 to 2),
+    "1.5 to 2" (from ``zoom_min``) or "2 fixed"; None for runs without (or recorded before) a zoom."""
     zoom, low = training.get("zoom", 1.0), training.get("zoom_min", 1.0)
     if zoom <= 1:
         return None
@@ -68,9 +68,10 @@ def _batches(training: dict) -> str:
 
 
 def _zoom(training: dict) -> str:
-    zoom, low = training.get("zoom", 1.0), training.get("zoom_min", 1.0)
+    """The same zoom for the card's headline: " cut from faces enlarged by ..." (empty without one)."""
     if not _zoomed(training):
         return ""
+    zoom, low = training["zoom"], training.get("zoom_min", 1.0)
     return f" cut from faces enlarged by {zoom:g}" if low == zoom else f" cut from faces enlarged by a random factor from {low:g} to {zoom:g}"
 
 

@@ -40,11 +40,11 @@ class CropBatches(Dataset):
     float after cropping, which gives the same values as converting first: the batches are bit for bit the same.
 
     With ``zoom`` > 1 each crop is cut from the image enlarged by its own factor f ~ U(zoom_min, zoom): a window of
-    crop / f pixels, bicubic-enlarged to the crop and rounded to 8 bits. ``zoom_min`` > 1 makes crops larger than
-    the images possible (a 1024² crop of a 512² face at zoom_min = zoom = 2), so that the flow's coarsest levels
-    see the grid of a 1024² photo (docs/studies/gaussian-z.md "The crop's grid (×64)"). A face fills more pixels, as on a 1024²
+    crop / f pixels, bicubic-enlarged to the crop and rounded to 8 bits. A face fills more pixels, as on a 1024²
     photo, where the flow meets smoother cells than on the 512² training faces (docs/studies/gaussian-z.md
     "On larger photos"). At zoom 1 no factor is drawn: the batches are those of a run without it.
+    ``zoom_min`` > 1 allows crops larger than the images (a 1024² crop of a 512² face at zoom_min = zoom = 2), so
+    that the flow's coarsest levels see the grid of a 1024² photo (docs/studies/gaussian-z.md "The crop's grid").
     """
 
     def __init__(self, folder, crop: int, batch_size: int, bits_choices=ALL_BITS, seed: int = 0, rank: int = 0,
