@@ -60,8 +60,8 @@ def _zoomed(training: dict) -> str | None:
 
 
 def _batches(training: dict) -> str:
-    """A stage line's batch and crop (", of batch 4, 256²" without the comma) where the stage recorded them: a staged
-    recipe's stages may differ in both."""
+    """A stage line's " of batch 4, 256²" where the stage recorded its batch and crop (a staged recipe's stages may
+    differ in both); empty for older records."""
     if "batch_size" not in training or "crop" not in training:
         return ""
     return f" of batch {training['batch_size']}, {training['crop']}²"

@@ -241,9 +241,9 @@ def main(argv=None) -> int:
     print(f"{len(files)} images of {args.data}\n\n{MARKDOWN_HEAD}")
     for result in results:
         print(markdown_row(result))
-    for result in results:
-        pieces = {"whole images": result["z"]} | {f"{n}² tiles": z for n, z in result.get("z_tiles", {}).items()}
-        for name, z in pieces.items() if len(pieces) > 1 else ():
+    for result in (r for r in results if "z_tiles" in r):  # Z of the whole images beside Z of their tiles
+        pieces = {"whole images": result["z"]} | {f"{n}² tiles": z for n, z in result["z_tiles"].items()}
+        for name, z in pieces.items():
             print(f"{result['checkpoint']}, Z of {name}: std {z['std']:.3f}, excess kurtosis "
                   f"{z['excess_kurtosis']:.2f}, TV {z['total_variation']:.3f}")
     if args.json:
