@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import BDFlowConfig, LossConfig
+from .data import parse_turns
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,13 @@ def _zoomed(training: dict) -> str | None:
     return f"{zoom:g}" if low == 1 else f"{zoom:g} fixed" if low == zoom else f"{low:g} to {zoom:g}"
 
 
-def _batches(training: dict) -> str:
-    """A stage line's " of batch 4, 256²" where the stage recorded its batch and crop (a staged recipe's stages may
-    differ in both); empty for older records."""
-    if "batch_size" not in training or "crop" not in training:
+def _crops(training: dict) -> str:
+    """ "batch 4 on 256² crops" ("... and batch 1 on 1024² crops in turn" with crop turns), for the headline and a
+    stage line (a staged recipe's stages may differ in both); "" for records without a crop."""
+    if "crop" not in training:
         return ""
-    return f" of batch {training['batch_size']}, {training['crop']}²"
+    sizes = [(training["crop"], training.get("batch_size", "?")), *parse_turns(training.get("crop_turns", ""))]
+    return " and ".join(f"batch {b} on {c}² crops" for c, b in sizes) + (" in turn" if len(sizes) > 1 else "")
 
 
 def _zoom(training: dict) -> str:
@@ -134,7 +136,7 @@ def model_card(name: str, config: dict, meta: dict) -> str:
     ) or "- (not recorded)"
     stages = meta.get("stages", [])  # a staged recipe's earlier runs (train.record_stages), newest last
     budget = "".join(
-        f"- stage {i + 1}: {st.get('iterations')} iterations{_batches(st['training'])} (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
+        f"- stage {i + 1}: {st.get('iterations')} iterations{' of ' + _crops(st['training']) if _crops(st['training']) else ''} (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
         f"{' λ_channels ' + format(st['loss']['lambda_channels'], 'g') + ',' if st['loss'].get('lambda_channels') else ''}"
         f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}"
         f"{', zoom ' + _zoomed(st['training']) if _zoomed(st['training']) else ''}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
@@ -184,8 +186,8 @@ out = r.decode(r.encode("face.png", bits=1), seed=0)  # tau: r.default_tau unles
 
 ## Training
 Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)},
-{baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of batch {training.get('batch_size', '?')} on
-{training.get('crop', '?')}² crops{_zoom(training)}, bits drawn from {training.get('bits', '?')} per batch. Trained so far:
+{baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of {_crops(training) or 'crops'}{_zoom(training)},
+bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {iterations} iterations, {seconds / 3600:.2f} h in all:
 {budget}
 

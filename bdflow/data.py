@@ -32,6 +32,14 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def parse_turns(text: str) -> tuple[tuple[int, int], ...]:
+    """``TrainConfig.crop_turns`` ("1024:1,768:2") as (crop, batch_size) pairs; "" gives none."""
+    try:
+        return tuple((int(c), int(b)) for c, b in (pair.split(":") for pair in text.split(",") if pair.strip()))
+    except ValueError as err:
+        raise ValueError(f"--crop-turns must be comma-separated CROP:BATCH pairs of integers (e.g. '1024:1'), got {text!r}") from err
+
+
 class CropBatches(Dataset):
     """Item t is the training batch of step t: (x (B,3,crop,crop) in [0, 1], bits).
 
@@ -45,17 +53,22 @@ class CropBatches(Dataset):
     "On larger photos"). At zoom 1 no factor is drawn: the batches are those of a run without it.
     ``zoom_min`` > 1 allows crops larger than the images (a 1024² crop of a 512² face at zoom_min = zoom = 2), so
     that the flow's coarsest levels see the grid of a 1024² photo (docs/studies/gaussian-z.md "The crop's grid").
+
+    ``turns`` are further (crop, batch_size) pairs that take turns with (crop, batch_size) step by step: step t draws
+    its batch at ``sizes[t % len(sizes)]``, so one run sees the grids of several crop sizes (a Z fitted on one
+    grid is narrower on others, ibid.). Without turns every step is (crop, batch_size), as before.
     """
 
     def __init__(self, folder, crop: int, batch_size: int, bits_choices=ALL_BITS, seed: int = 0, rank: int = 0,
-                 steps: int = 10**9, cache: bool = False, zoom: float = 1.0, zoom_min: float = 1.0):
+                 steps: int = 10**9, cache: bool = False, zoom: float = 1.0, zoom_min: float = 1.0,
+                 turns: tuple[tuple[int, int], ...] = ()):
         if zoom < 1:
             raise ValueError(f"zoom must be >= 1 (1: off), got {zoom}")
         if not 1 <= zoom_min <= zoom:
             raise ValueError(f"zoom_min must be in [1, zoom = {zoom:g}], got {zoom_min:g}")
         self.files = list_images(folder)
         self.zoom, self.zoom_min = zoom, zoom_min
-        self.crop, self.batch_size = crop, batch_size
+        self.sizes = ((crop, batch_size), *turns)  # (crop, batch_size) of step t: sizes[t % len(sizes)]
         self.bits_choices = tuple(bits_choices)
         self.seed, self.rank, self.steps = seed, rank, steps
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
@@ -72,22 +85,23 @@ class CropBatches(Dataset):
         return self.steps
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, int]:
+        crop, batch_size = self.sizes[step % len(self.sizes)]
         rng = np.random.default_rng([self.seed, self.rank, step])
-        picks = rng.integers(len(self.files), size=self.batch_size)
-        crops = [self._crop(self._image(i), rng).float().div_(255) for i in picks]
+        picks = rng.integers(len(self.files), size=batch_size)
+        crops = [self._crop(self._image(i), crop, rng).float().div_(255) for i in picks]
         bits = int(rng.choice(self.bits_choices))
         return torch.stack(crops), bits
 
-    def _crop(self, img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    def _crop(self, img: torch.Tensor, crop: int, rng: np.random.Generator) -> torch.Tensor:
         _, h, w = img.shape
-        window = self.crop if self.zoom == 1 else round(self.crop / rng.uniform(self.zoom_min, self.zoom))
+        window = crop if self.zoom == 1 else round(crop / rng.uniform(self.zoom_min, self.zoom))
         if h < window or w < window:
-            raise ValueError(f"training image {h}x{w} is smaller than the crop {self.crop}"
-                             + (f" at zoom {self.crop / window:.2f} ({window}² of the image)" if window != self.crop else ""))
+            raise ValueError(f"training image {h}x{w} is smaller than the crop {crop}"
+                             + (f" at zoom {crop / window:.2f} ({window}² of the image)" if window != crop else ""))
         top, left = rng.integers(h - window + 1), rng.integers(w - window + 1)
         patch = img[:, top : top + window, left : left + window]
-        if window != self.crop:
-            patch = codes8(bicubic_enlarge(patch[None].float() / 255, self.crop))[0].to(torch.uint8)
+        if window != crop:
+            patch = codes8(bicubic_enlarge(patch[None].float() / 255, crop))[0].to(torch.uint8)
         if rng.random() < 0.5:
             patch = patch.flip(-1)  # horizontal flip; faces are aligned, so no vertical flips
         return patch

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from .accel import train_precision
 from .codec import write_atomic
 from .config import BDFlowConfig, LossConfig, option
-from .data import CropBatches, list_images
+from .data import CropBatches, list_images, parse_turns
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .image_io import load_image
@@ -61,6 +61,7 @@ class TrainConfig:
     iters: int = option(20000, "training iterations (the cosine schedule and BAW's 30 %% are relative to it)")
     batch_size: int = option(16, "images per batch (per process)")
     crop: int = option(128, "random square crop size (a multiple of the scale)")
+    crop_turns: str = option("", "further CROP:BATCH pairs that take turns with --crop and --batch-size step by step, e.g. '1024:1' (steps 0, 2, ...: --crop; 1, 3, ...: one 1024² crop), so one run sees the grids of several crop sizes ('': every step --crop)")
     zoom: float = option(1.0, "each crop is cut from its image enlarged by a factor from U(zoom_min, zoom), so faces fill more pixels, as on larger photos (bdflow.data.CropBatches; 1: off)")
     zoom_min: float = option(1.0, "the smallest zoom factor (1: some crops at the image's own size; = zoom: every crop enlarged by zoom, e.g. a crop larger than the training images)")
     lr: float = option(2e-4, "initial learning rate (Adam, betas 0.9/0.999)")
@@ -89,9 +90,9 @@ class TrainConfig:
 
 # TrainConfig fields that decide the schedule and the data: what a recipe fixes (the rest is bookkeeping: where to
 # write, when to stop, threads)
-SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "zoom", "zoom_min", "lr", "lr_min", "warmup", "decay_from", "bits",
+SCHEDULE = frozenset({"data", "val_data", "iters", "batch_size", "crop", "crop_turns", "zoom", "zoom_min", "lr", "lr_min", "warmup", "decay_from", "bits",
                       "grad_clip", "seed", "workers", "val_every", "val_images", "val_tau", "precision", "init_from", "z_calibration"})
-SCHEDULE_LEGACY = {"zoom": 1.0, "zoom_min": 1.0, "z_calibration": 0}  # schedule fields a run recorded before they existed: the value every run had then
+SCHEDULE_LEGACY = {"crop_turns": "", "zoom": 1.0, "zoom_min": 1.0, "z_calibration": 0}  # schedule fields a run recorded before they existed: the value every run had then
 
 
 def recorded_schedule(training: dict) -> dict:
@@ -186,12 +187,15 @@ def record_stages(final: Path, stages: list[Path]) -> None:
 
 def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
     loss.check(model)
-    if run.crop % model.scale or run.crop < 2 * model.scale:
-        raise ValueError(f"--crop {run.crop} must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
-    if loss.back == "energy" and run.crop % loss.energy_patch:
-        raise ValueError(f"--crop {run.crop} must be a multiple of --energy-patch {loss.energy_patch}")
-    if run.iters < 0 or run.batch_size <= 0 or run.z_calibration < 0:
-        raise ValueError("--iters and --z-calibration must be at least 0, --batch-size positive")
+    for crop, batch_size in crop_sizes(run):
+        if crop % model.scale or crop < 2 * model.scale:
+            raise ValueError(f"crop {crop} (--crop, --crop-turns) must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
+        if loss.back == "energy" and crop % loss.energy_patch:
+            raise ValueError(f"crop {crop} (--crop, --crop-turns) must be a multiple of --energy-patch {loss.energy_patch}")
+        if batch_size <= 0:
+            raise ValueError(f"batch sizes (--batch-size, --crop-turns) must be positive, got {batch_size}")
+    if run.iters < 0 or run.z_calibration < 0:
+        raise ValueError("--iters and --z-calibration must be at least 0")
     if run.iters == 0 and not (run.init_from and run.z_calibration):
         raise ValueError("--iters 0 is a calibration of a trained model: it needs --init-from and --z-calibration")
     if run.z_calibration and model.z_scale == "none":
@@ -210,6 +214,18 @@ def fast_step(run: TrainConfig, device: torch.device) -> tuple[str, bool]:
     can_compile = device.type == "cuda" or any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
     compiled = run.compile == "on" or (run.compile == "auto" and run.iters >= 500 and can_compile)
     return precision, compiled
+
+
+def crop_sizes(run: TrainConfig) -> tuple[tuple[int, int], ...]:
+    """(crop, batch_size) of each step in turn: --crop and --batch-size, then each pair of --crop-turns."""
+    return ((run.crop, run.batch_size), *parse_turns(run.crop_turns))
+
+
+def crop_batches(run: TrainConfig, seed: int, rank: int = 0, cache: bool = False) -> CropBatches:
+    """The training batches of a run (crops, turns, zoom, bits) drawn from ``seed``: training's, its Z scale's."""
+    (crop, batch_size), *turns = crop_sizes(run)
+    return CropBatches(run.data, crop, batch_size, bits_choices(run), seed, rank, cache=cache, zoom=run.zoom,
+                       zoom_min=run.zoom_min, turns=tuple(turns))
 
 
 def bits_choices(run: TrainConfig) -> tuple[int, ...]:
@@ -404,7 +420,7 @@ def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig
         else:
             z_scale_kept = False
         if model.config.z_scale != "none" and not z_scale_kept:  # ActNorm's data-dependent init on batch 0 (a pure function of the seed)
-            model.init_z_scale(CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)[0][0])
+            model.init_z_scale(crop_batches(run, run.seed)[0][0])
     if resuming and (model.config, model.loss_config) != (model_config, loss_config):
         accelerator.print("note: --resume continues with the model and loss config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
@@ -443,8 +459,7 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
     accelerator.print(f"training step: {precision} subnets, {'compiled' if compiled else 'eager'}")
     loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model, passes), optimizer, scheduler)
     flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
-    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, accelerator.process_index,
-                          cache=run.cache_images, zoom=run.zoom, zoom_min=run.zoom_min)
+    batches = crop_batches(run, run.seed, accelerator.process_index, cache=run.cache_images)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
     val_files = list_images(run.val_data)[: run.val_images] if run.val_data and run.val_images else []
     log = RunLog(out, start) if main_process else None
@@ -491,8 +506,7 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
             accelerator.print(f"stopped at step {done}; continue with --resume")
             return out / "last"
     if run.z_calibration:  # batches of their own seed, drawn as training's (zoom included)
-        calibration = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed + 1, zoom=run.zoom,
-                                  zoom_min=run.zoom_min)
+        calibration = crop_batches(run, run.seed + 1)
         flow().init_z_scale(calibration[i][0].to(accelerator.device) for i in range(run.z_calibration))
     if main_process:
         flow().save_pretrained(out / "final", meta=snapshot(run.iters))

@@ -42,14 +42,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bdflow import BDFlow, BDFlowConfig, LossConfig  # noqa: E402
 from bdflow.accel import KEEP_BYTES, accelerate, keep_freed_memory, train_precision  # noqa: E402
 from bdflow.bam import boundary_strength  # noqa: E402
-from bdflow.data import CropBatches  # noqa: E402
 from bdflow.limits import PRECISIONS  # noqa: E402
 from bdflow.losses import (Passes, backward_loss, baw_weight, bdflow_loss, forward_loss,  # noqa: E402
                            grid_energy_loss)
 from bdflow.lpips import lpips  # noqa: E402
 from bdflow.quantize import quantize_b, quantize_y  # noqa: E402
 from bdflow.resize import bicubic_down  # noqa: E402
-from bdflow.train import TrainConfig, bits_choices, fast_step  # noqa: E402
+from bdflow.train import TrainConfig, crop_batches, fast_step  # noqa: E402
 from irn_peer import IRN  # noqa: E402
 
 PAPER_TABLE2 = {  # scale: (params M, FLOPs G, time s) of BDFlow in the paper (GPU, unstated input size)
@@ -251,7 +250,7 @@ def train_step(model: BDFlow, run: TrainConfig, device: torch.device, precision:
     train_precision(model, precision)
     passes = Passes.compiled(model, device) if compiled else Passes.of(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed, cache=cache)
+    batches = crop_batches(run, run.seed, cache=cache)
     counter = iter(range(10**9))
 
     def step():
@@ -271,7 +270,7 @@ def step_parts(model: BDFlow, run: TrainConfig, device: torch.device, repeats: i
     c, lc = model.config, model.loss_config
     model = copy.deepcopy(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    batches = CropBatches(run.data, run.crop, run.batch_size, bits_choices(run), run.seed)
+    batches = crop_batches(run, run.seed)
     times: dict[str, list[float]] = {}
     for t in range(repeats + 1):
         clock = [time.perf_counter()]

@@ -118,5 +118,7 @@ def test_model_card_says_when_crops_were_zoomed():
     assert "- stage 1: 5 iterations (lr 0.0001, λ₅ 1, τ_train 1 fixed, zoom 2)" in staged
     assert "- stage 2: 5 iterations (lr 0.0001, λ₅ 1, τ_train 1 fixed), " in staged  # a stage without zoom says none
     stage_fixed = {**stage, "training": {"lr": 1e-4, "zoom": 2.0, "zoom_min": 2.0, "batch_size": 1, "crop": 1024}}
-    assert "- stage 1: 5 iterations of batch 1, 1024² (lr 0.0001, λ₅ 1, τ_train 1 fixed, zoom 2 fixed)" in model_card(
+    assert "- stage 1: 5 iterations of batch 1 on 1024² crops (lr 0.0001, λ₅ 1, τ_train 1 fixed, zoom 2 fixed)" in model_card(
         "m", config, meta={"stages": [stage_fixed], "training": {}})
+    turns = model_card("m", config, meta={"training": {"crop": 512, "batch_size": 4, "crop_turns": "1024:1", "zoom": 2.0, "zoom_min": 2.0}})
+    assert "iterations of batch 4 on 512² crops and batch 1 on 1024² crops in turn cut from faces enlarged by 2," in turns

@@ -127,6 +127,10 @@ def test_fast_step_is_compiled_only_where_it_pays():
     "flags, message",
     [
         (["--scale", "8", "--crop", "100"], "multiple of the scale"),
+        (["--scale", "8", "--crop-turns", "64:2,100:1"], "crop 100 (--crop, --crop-turns) must be a multiple of the scale"),
+        (["--crop-turns", "1024"], "CROP:BATCH pairs of integers"),
+        (["--crop-turns", "1024:0"], "batch sizes (--batch-size, --crop-turns) must be positive"),
+        (["--batch-size", "0"], "must be positive"),
         (["--bits", "1,7"], "integers from 1 to 4"),
         (["--bam-norm", "3"], "bam_norm"),
         (["--precision", "fp16"], "--precision"),
@@ -214,6 +218,21 @@ def test_a_stage_cannot_change_the_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_stages(["--config", str(recipe)])
     assert "stages change the loss and the run only" in capsys.readouterr().err
+
+
+def test_crop_turns_take_turns_and_leave_the_own_crops_steps_as_they_were(data_dir):
+    """--crop-turns: step t draws at sizes[t % len(sizes)]; the steps of the run's own crop are the batches of a run
+    without turns, bit for bit, and init/calibration batches come from the same rule (train.crop_batches)."""
+    from bdflow.data import CropBatches
+    from bdflow.train import crop_batches
+
+    folder = data_dir / "faces" / "train"
+    plain = CropBatches(folder, 64, 4, seed=3)
+    turns = CropBatches(folder, 64, 4, seed=3, turns=((128, 1), (96, 2)))
+    assert [turns[t][0].shape[:3:2] for t in range(4)] == [(4, 64), (1, 128), (2, 96), (4, 64)]
+    assert all(torch.equal(plain[t][0], turns[t][0]) for t in (0, 3))
+    run = TrainConfig(data=str(folder), crop=64, batch_size=4, crop_turns="128:1, 96:2", seed=3)
+    assert crop_batches(run, 3).sizes == turns.sizes and torch.equal(crop_batches(run, 3)[1][0], turns[1][0])
 
 
 def test_zoom_min_fixes_the_factor_and_allows_crops_larger_than_the_images(data_dir):
