@@ -78,8 +78,11 @@ def _zoom(training: dict) -> str:
 
 
 def _lpips_from(loss: LossConfig) -> str:
+    """What the λ list leaves out of LPIPS: when it joins, shifted crops, a weight that grows with the decode's τ."""
     shift = ", on randomly shifted crops" if loss.lpips_shift else ""
-    return f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run{shift})" if loss.lambda_lpips and loss.lpips_from else ""
+    late = f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run{shift})" if loss.lambda_lpips and loss.lpips_from else ""
+    warm = f", LPIPS weighted λ₃ + {loss.lambda_lpips_tau:g} τ / τ_train in a decode at τ" if loss.lambda_lpips_tau else ""
+    return late + warm
 
 
 def _readers(c: BDFlowConfig) -> str:

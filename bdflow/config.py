@@ -147,6 +147,7 @@ class LossConfig:
     back: str = option("l1", "L_back: l1 (Eq. 9 on one sampled decode: the decoder learns to ignore Z) | energy (the energy score of two decodes of each image at one tau, over energy_patch-pixel patches: least when a decode at tau_train is a sample of X given Y and B, so Z carries the detail Y and B leave open; beyond the paper; docs/studies/gaussian-z.md \"A decoder that samples\")")
     energy_patch: int = option(8, "side in pixels of the patches the energy score (back = energy) compares as vectors of 3 p^2 values")
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
+    lambda_lpips_tau: float = option(0.0, "LPIPS's weight grows with each training decode's temperature: lambda_3 + lambda_lpips_tau * tau / tau_train, so tau 0 stays the fidelity decode and a warmer decode trades PSNR for perceptual quality (the slider's trade; needs tau_train > 0; beyond the paper; docs/studies/gaussian-z.md \"A warmer decode that looks better\"; 0: off)")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
     lpips_shift: bool = option(False, "LPIPS compares both images cropped at a random offset of 0..s-1 px, so no LR-cell phase lines up with AlexNet's strides (the x64 grid)")
     grid_gamma: float = option(0.0, "L_back weighs each offset inside the LR cell by (its batch squared error / the mean)^gamma, so an error that follows the LR grid costs more (the x64 grid; 0: off)")
@@ -173,7 +174,9 @@ class LossConfig:
             raise ValueError(f"back must be one of {BACKS}, got {self.back!r}")
         if self.energy_patch < 1:
             raise ValueError(f"energy_patch must be >= 1, got {self.energy_patch}")
-        for name in ("grid_gamma", "lambda_grid", "lambda_channels"):
+        if self.lambda_lpips_tau and not self.tau_train:
+            raise ValueError("lambda_lpips_tau weighs LPIPS by the decode's temperature: it needs tau_train > 0")
+        for name in ("grid_gamma", "lambda_grid", "lambda_channels", "lambda_lpips_tau"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -219,14 +219,17 @@ class LossTerms:
 
 
 def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None,
-               samples: int = 1) -> torch.Tensor:
-    """The prior Z (samples N, channels, h, w) the training decodes read beside y (N, C, h, w): N(0, tau_train^2) for
-    every image (``tau_draw`` fixed, the paper's), or each image at its own tau ~ U(0, tau_train) (uniform).
-    ``samples`` independent draws per image share that image's tau, stacked draw after draw (the energy score's pair)."""
+               samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prior Z (samples N, channels, h, w) the training decodes read beside y (N, C, h, w) and each image's
+    temperature tau (N,): N(0, tau_train^2) for every image (``tau_draw`` fixed, the paper's), or each image at its
+    own tau ~ U(0, tau_train) (uniform). ``samples`` independent draws per image share that image's tau, stacked draw
+    after draw (the energy score's pair)."""
     z = sample_z(y.repeat(samples, 1, 1, 1), channels, tau=lc.tau_train, generator=generator)
+    tau = torch.full((len(y),), lc.tau_train, device=z.device, dtype=z.dtype)
     if lc.tau_draw == "uniform" and lc.tau_train > 0:
-        z = z * torch.rand(len(y), 1, 1, 1, generator=generator, device=z.device, dtype=z.dtype).repeat(samples, 1, 1, 1)
-    return z
+        share = torch.rand(len(y), 1, 1, 1, generator=generator, device=z.device, dtype=z.dtype)
+        z, tau = z * share.repeat(samples, 1, 1, 1), tau * share.view(-1)
+    return z, tau
 
 
 def bdflow_loss(
@@ -254,7 +257,7 @@ def bdflow_loss(
     cells = boundary_cells(b) if c.boundary and lc.latent == "w2_b" else None
     latent = latent_term(z, lc.latent, cells, generator) if lc.lambda_latent > 0 else zero
     samples = 2 if lc.back == "energy" else 1
-    z_prior = training_z(y, c.z_channels, lc, generator, samples)
+    z_prior, tau = training_z(y, c.z_channels, lc, generator, samples)
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     y_q = quantize_y(y)
@@ -264,16 +267,17 @@ def bdflow_loss(
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
     back = energy_score(*decodes, x, weight, lc.energy_patch) if samples == 2 else backward_loss(x_back, x, weight)
-    use_lpips = lc.lambda_lpips > 0 and progress >= lc.lpips_from
-    if use_lpips:
+    use_lpips = (lc.lambda_lpips > 0 or lc.lambda_lpips_tau > 0) and progress >= lc.lpips_from
+    if use_lpips:  # each image's LPIPS at its weight: lambda_3, plus lambda_lpips_tau * tau / tau_train (a warmer decode)
         pair = (x_back.clamp(0, 1), x)
-        perceptual = passes.perceptual(*(shifted_crops(*pair, c.scale, generator) if lc.lpips_shift else pair)).mean()
+        weight_lpips = lc.lambda_lpips + (lc.lambda_lpips_tau * tau / lc.tau_train if lc.lambda_lpips_tau else 0.0)
+        lpips_term = (weight_lpips * passes.perceptual(*(shifted_crops(*pair, c.scale, generator) if lc.lpips_shift else pair))).mean()
     else:
-        perceptual = zero
+        lpips_term = zero
     terms = dict(
         forw=lc.lambda_forw * forw,
         back=back,
-        lpips=lc.lambda_lpips * perceptual,
+        lpips=lpips_term,
         bam=lc.lambda_bam * bam_term,
         latent=lc.lambda_latent * latent,
         channels=lc.lambda_channels * latent_channels(z, lc.channels) if lc.lambda_channels > 0 else zero,

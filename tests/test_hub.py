@@ -122,3 +122,9 @@ def test_model_card_says_when_crops_were_zoomed():
         "m", config, meta={"stages": [stage_fixed], "training": {}})
     turns = model_card("m", config, meta={"training": {"crop": 512, "batch_size": 4, "crop_turns": "1024:1", "zoom": 2.0, "zoom_min": 2.0}})
     assert "iterations of batch 4 on 512² crops and batch 1 on 1024² crops in turn cut from faces enlarged by 2," in turns
+
+
+def test_model_card_names_an_lpips_weight_that_grows_with_tau():
+    warm = {**BDFlowConfig(scale=4).to_dict(), **LossConfig(lambda_lpips_tau=0.5, tau_train=1.0).to_dict()}
+    assert "LPIPS weighted λ₃ + 0.5 τ / τ_train in a decode at τ" in model_card("m", warm, meta={})
+    assert "τ / τ_train" not in model_card("m", {**BDFlowConfig(scale=4).to_dict(), **LossConfig().to_dict()}, meta={})

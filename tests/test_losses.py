@@ -131,6 +131,24 @@ def test_lpips_switches_on_after_lpips_from(face):
     assert before.lpips == 0 < after.lpips and before.back == after.back
 
 
+def test_lambda_lpips_tau_weighs_each_decodes_lpips_by_its_temperature(face):
+    """lambda_3 + lambda_lpips_tau * tau / tau_train: at tau = tau_train (fixed draw) LPIPS weighs 0.1 + 1.0, eleven
+    times lambda_3 alone, and nothing else moves; it needs a temperature to weigh by."""
+    x = face[..., 128:192, 128:192]
+    terms = {}
+    for extra in (0.0, 1.0):
+        torch.manual_seed(0)
+        loss = LossConfig(lpips_from=0.0, lambda_lpips=0.1, lambda_lpips_tau=extra, tau_train=1.0)
+        model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8), loss), std=0.01)
+        terms[extra] = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0))
+    assert terms[0.0].back == terms[1.0].back and terms[0.0].lpips > 0
+    assert torch.allclose(terms[1.0].lpips, 11 * terms[0.0].lpips, rtol=1e-5)
+    with pytest.raises(ValueError, match="needs tau_train > 0"):
+        LossConfig(lambda_lpips_tau=1.0, tau_train=0.0)
+    with pytest.raises(ValueError, match="lambda_lpips_tau must be >= 0"):
+        LossConfig(lambda_lpips_tau=-1.0, tau_train=1.0)
+
+
 def test_shifted_crops_take_one_random_offset_for_both_images():
     x = torch.arange(2 * 3 * 24 * 24, dtype=torch.float32).view(2, 3, 24, 24)
     offsets = set()
@@ -234,11 +252,13 @@ def test_uniform_tau_draw_gives_each_image_its_own_temperature():
     every image at tau_train; tau_train 0: zeros either way."""
     y = torch.zeros(64, 3, 32, 32)
     g = torch.Generator().manual_seed(0)
-    stds = training_z(y, 9, LossConfig(tau_train=1.0, tau_draw="uniform"), g).std(dim=(1, 2, 3))
+    z, tau = training_z(y, 9, LossConfig(tau_train=1.0, tau_draw="uniform"), g)
+    stds = z.std(dim=(1, 2, 3))
     assert stds.max() <= 1.05 and stds.min() < 0.1 and 0.4 < stds.mean() < 0.6  # E[U(0, 1)] = 0.5
-    fixed = training_z(y, 9, LossConfig(tau_train=1.0), g).std(dim=(1, 2, 3))
-    assert torch.allclose(fixed, torch.ones(64), atol=0.05)
-    assert not training_z(y, 9, LossConfig(tau_train=0.0, tau_draw="uniform"), g).any()
+    assert torch.allclose(stds, tau, rtol=0.1, atol=0.01)  # the tau it reports is each image's own
+    fixed, tau = training_z(y, 9, LossConfig(tau_train=1.0), g)
+    assert torch.allclose(fixed.std(dim=(1, 2, 3)), torch.ones(64), atol=0.05) and torch.equal(tau, torch.ones(64))
+    assert not training_z(y, 9, LossConfig(tau_train=0.0, tau_draw="uniform"), g)[0].any()
     with pytest.raises(ValueError, match="tau_draw"):
         LossConfig(tau_draw="normal")
 
@@ -299,10 +319,10 @@ def test_energy_back_decodes_two_samples_at_one_tau_and_trains(face):
     assert torch.isfinite(terms.total) and terms.back > 0
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     y = torch.zeros(3, 3, 4, 4)
-    z = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=2)
+    z, _ = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=2)
     first, second = z.chunk(2)
     assert z.shape == (6, 5, 4, 4) and not torch.equal(first, second)
     # each image's two draws share its tau: their spreads agree image by image
     assert torch.allclose(first.std(dim=(1, 2, 3)), second.std(dim=(1, 2, 3)), rtol=0.5)
-    one = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2))
-    assert torch.equal(one, training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=1))
+    one, _ = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2))
+    assert torch.equal(one, training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=1)[0])
