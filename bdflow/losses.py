@@ -54,7 +54,8 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
     return torch.mean(weight * torch.abs(x_back - x))
 
 
-def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float, patch: int) -> torch.Tensor:
+def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float, patch: int,
+                 spread: torch.Tensor | float = 1.0) -> torch.Tensor:
     """L_back as the energy score (beyond the paper; ``LossConfig.back = "energy"``): two decodes x1, x2 (N,3,H,W) of
     the same Y and B at one tau, against x, each p x p patch compared as one vector of d = 3 p^2 values:
 
@@ -63,7 +64,10 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
     with w_c the patch's mean lambda_BAW (N,1,H,W, or a scalar). The energy score is strictly proper (Gneiting and
     Raftery, 2007): its expectation is least when x1 and x2 are independent samples of X's law given Y and B, so the
     decoder is paid for drawing the detail Y and B leave open from Z, where an L1 on one decode pays it to ignore Z.
-    With x1 = x2 (tau = 0) it is the patches' RMS error. Written by hand: no library scores image patches this way."""
+    With x1 = x2 (tau = 0) it is the patches' RMS error. Written by hand: no library scores image patches this way.
+
+    ``spread`` (N,1,H/p,W/p) or a scalar weighs the spread term ||x1 - x2|| patch by patch: 1 is the proper score;
+    below 1 a patch's samples are paid less for differing, so they agree there (``LossConfig.energy_edge_spread``)."""
     if x1.shape != x.shape or x2.shape != x.shape:
         raise ValueError(f"energy_score needs x1, x2 and x of one shape, got {tuple(x1.shape)}, {tuple(x2.shape)}, {tuple(x.shape)}")
 
@@ -71,7 +75,7 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
         return torch.sqrt(torch.nn.functional.avg_pool2d(d.pow(2).mean(dim=1, keepdim=True), patch) + 1e-12)
 
     w = torch.nn.functional.avg_pool2d(weight, patch) if torch.is_tensor(weight) else weight
-    return torch.mean(w * (rms(x1 - x) + rms(x2 - x) - rms(x1 - x2))) / 2
+    return torch.mean(w * (rms(x1 - x) + rms(x2 - x) - spread * rms(x1 - x2))) / 2
 
 
 def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float) -> torch.Tensor:
@@ -266,7 +270,11 @@ def bdflow_loss(
     x_back = decodes[0]
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
-    back = energy_score(*decodes, x, weight, lc.energy_patch) if samples == 2 else backward_loss(x_back, x, weight)
+    if samples == 2:  # patches that hold a boundary (B_s > 0) spread at energy_edge_spread: B, not Z, draws the edges
+        edged = torch.nn.functional.max_pool2d((b_s > 0).to(x.dtype), lc.energy_patch) if lc.energy_edge_spread != 1 else 0.0
+        back = energy_score(*decodes, x, weight, lc.energy_patch, spread=1 - (1 - lc.energy_edge_spread) * edged)
+    else:
+        back = backward_loss(x_back, x, weight)
     use_lpips = (lc.lambda_lpips > 0 or lc.lambda_lpips_tau > 0) and progress >= lc.lpips_from
     if use_lpips:  # each image's LPIPS at its weight: lambda_3, plus lambda_lpips_tau * tau / tau_train (a warmer decode)
         pair = (x_back.clamp(0, 1), x)

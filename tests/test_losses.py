@@ -311,6 +311,31 @@ def test_energy_score_weighs_each_patch_by_its_mean_baw_weight():
     assert energy_score(x_back, x_back, x, weight, 4) == pytest.approx(3.0 / 4, rel=1e-5)
 
 
+def test_energy_score_spread_weight_makes_samples_agree_where_it_is_low():
+    """spread < 1 in a patch: two samples around the truth score worse than the truth twice (they should agree there);
+    spread 1 is the proper score, where they tie with it in expectation and here exactly (x = m, samples m +- d)."""
+    x = torch.zeros(1, 3, 8, 8)
+    d = torch.full((1, 3, 8, 8), 0.2)
+    assert energy_score(x + d, x - d, x, 1.0, 4) == pytest.approx(0.0, abs=1e-6)  # 0.2 + 0.2 - 0.4, halved
+    spread = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])  # one patch of four agrees
+    assert energy_score(x + d, x - d, x, 1.0, 4, spread=spread) == pytest.approx(0.4 / 2 / 4, rel=1e-5)
+
+
+def test_energy_edge_spread_changes_only_the_back_term_and_needs_b(face):
+    x = face[..., 128:160, 128:160].repeat(2, 1, 1, 1)
+    terms = {}
+    for spread in (1.0, 0.0):
+        torch.manual_seed(0)
+        loss = LossConfig(back="energy", energy_patch=4, tau_train=1.0, energy_edge_spread=spread)
+        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8), loss), std=0.01)
+        terms[spread] = bdflow_loss(model, x, bits=1, progress=1.0, generator=torch.Generator().manual_seed(1))
+    assert terms[0.0].back > terms[1.0].back and terms[0.0].forw == terms[1.0].forw
+    with pytest.raises(ValueError, match="has no B"):
+        BDFlow(BDFlowConfig(scale=4, boundary=False), LossConfig(back="energy", tau_train=1.0, energy_edge_spread=0.5))
+    with pytest.raises(ValueError, match="only with back = energy"):
+        LossConfig(energy_edge_spread=0.5)
+
+
 def test_energy_back_decodes_two_samples_at_one_tau_and_trains(face):
     torch.manual_seed(0)
     model = BDFlow(BDFlowConfig(scale=4), LossConfig(back="energy", energy_patch=4, tau_train=1.0, tau_draw="uniform"))
