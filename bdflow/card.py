@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import BDFlowConfig, LossConfig
-from .data import parse_turns
+from .config import BDFlowConfig, LossConfig, parse_turns
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,14 @@ LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_tra
           "b_upsample": "nearest", "b_init": "random", "y_phase": "corner", "latent": "nll"}
 
 
+def parse_turns(text: str) -> tuple[tuple[int, int], ...]:
+    """``TrainConfig.crop_turns`` ("1024:1,768:2") as (crop, batch_size) pairs; "" gives none."""
+    try:
+        return tuple((int(c), int(b)) for c, b in (pair.split(":") for pair in text.split(",") if pair.strip()))
+    except ValueError as err:
+        raise ValueError(f"--crop-turns must be comma-separated CROP:BATCH pairs of integers (e.g. '1024:1'), got {text!r}") from err
+
+
 def option(default, help: str):
     """A dataclass field with its ``--help`` text (the training CLI builds its flags from these)."""
     return dataclasses.field(default=default, metadata={"help": help})

@@ -32,14 +32,6 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def parse_turns(text: str) -> tuple[tuple[int, int], ...]:
-    """``TrainConfig.crop_turns`` ("1024:1,768:2") as (crop, batch_size) pairs; "" gives none."""
-    try:
-        return tuple((int(c), int(b)) for c, b in (pair.split(":") for pair in text.split(",") if pair.strip()))
-    except ValueError as err:
-        raise ValueError(f"--crop-turns must be comma-separated CROP:BATCH pairs of integers (e.g. '1024:1'), got {text!r}") from err
-
-
 class CropBatches(Dataset):
     """Item t is the training batch of step t: (x (B,3,crop,crop) in [0, 1], bits).
 

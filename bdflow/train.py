@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from .accel import train_precision
 from .codec import write_atomic
-from .config import BDFlowConfig, LossConfig, option
-from .data import CropBatches, list_images, parse_turns
+from .config import BDFlowConfig, LossConfig, option, parse_turns
+from .data import CropBatches, list_images
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .image_io import load_image

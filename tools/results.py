@@ -196,7 +196,7 @@ SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-
 def budgets(root: Path = RESULTS_DIR) -> str:
     """Each shipped model's recipe file and training budget, from its config.json "meta" (``root`` is unused)."""
     from bdflow.card import own_runs, total_budget
-    from bdflow.data import parse_turns
+    from bdflow.config import parse_turns
     lines = ["| model | command | iterations (stages) × batch, crop | hours | hardware | started from |",
              "|---|---|---|---|---|---|"]
     for name in SHIPPED:
