@@ -306,7 +306,11 @@ def test_bad_upload_after_an_example_clears_the_panels(served, browser, tmp_path
     page.locator("#hr-input input[type=file]").set_input_files(str(bad))
     message = "holiday.png is not an image Pillow can read"
     page.wait_for_function(f"document.querySelector('#status')?.innerText.includes('{message}')")
-    page.wait_for_function("!document.querySelector('#recon img') && !document.querySelector('#levels img')")
+    # the chain encode -> decode -> scores -> levels clears its panels one after the other (a loaded machine shows a
+    # step's timer, "0.2s", in a panel meanwhile): wait for all of them, then check that nothing refills them
+    page.wait_for_function("!document.querySelector('#recon img') && !document.querySelector('#levels img')"
+                           " && !document.querySelector('#numbers')?.innerText.trim()"
+                           " && !document.querySelector('#notes')?.innerText.trim()")
     page.wait_for_timeout(1500)  # a second change event would come now
     for panel in ("recon", "bicubic", "lr-true", "lr-big", "bam", "b", "zhist", "diversity", "levels"):
         assert page.locator(f"#{panel} img").count() == 0, panel
