@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import BDFlowConfig, LossConfig, parse_turns
+from .config import BDFlowConfig, LossConfig, crop_sizes
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _crops(training: dict) -> str:
     stage line (a staged recipe's stages may differ in both); "" for records without a crop."""
     if "crop" not in training:
         return ""
-    sizes = [(training["crop"], training.get("batch_size", "?")), *parse_turns(training.get("crop_turns", ""))]
+    sizes = crop_sizes(training["crop"], training.get("batch_size", "?"), training.get("crop_turns", ""))
     return " and ".join(f"batch {b} on {c}² crops" for c, b in sizes) + (" in turn" if len(sizes) > 1 else "")
 
 

@@ -33,12 +33,14 @@ LEGACY = {"wavelet": "haar", "b_mode": "channel", "z_scale": "learned", "tau_tra
           "b_upsample": "nearest", "b_init": "random", "y_phase": "corner", "latent": "nll"}
 
 
-def parse_turns(text: str) -> tuple[tuple[int, int], ...]:
-    """``TrainConfig.crop_turns`` ("1024:1,768:2") as (crop, batch_size) pairs; "" gives none."""
+def crop_sizes(crop: int, batch_size, turns: str = "") -> tuple[tuple, ...]:
+    """(crop, batch_size) of each training step in turn: the run's own, then each pair of ``TrainConfig.crop_turns``
+    ("1024:1,768:2"; "" gives none). Training, the model card and the budgets table all read a run's crops here."""
     try:
-        return tuple((int(c), int(b)) for c, b in (pair.split(":") for pair in text.split(",") if pair.strip()))
+        pairs = tuple((int(c), int(b)) for c, b in (pair.split(":") for pair in turns.split(",") if pair.strip()))
     except ValueError as err:
-        raise ValueError(f"--crop-turns must be comma-separated CROP:BATCH pairs of integers (e.g. '1024:1'), got {text!r}") from err
+        raise ValueError(f"--crop-turns must be comma-separated CROP:BATCH pairs of integers (e.g. '1024:1'), got {turns!r}") from err
+    return ((crop, batch_size), *pairs)
 
 
 def option(default, help: str):

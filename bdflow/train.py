@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .accel import train_precision
 from .codec import write_atomic
-from .config import BDFlowConfig, LossConfig, option, parse_turns
+from .config import BDFlowConfig, LossConfig, crop_sizes, option
 from .data import CropBatches, list_images
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
@@ -187,7 +187,7 @@ def record_stages(final: Path, stages: list[Path]) -> None:
 
 def _check_run(model: BDFlowConfig, loss: LossConfig, run: TrainConfig) -> None:
     loss.check(model)
-    for crop, batch_size in crop_sizes(run):
+    for crop, batch_size in crop_sizes(run.crop, run.batch_size, run.crop_turns):
         if crop % model.scale or crop < 2 * model.scale:
             raise ValueError(f"crop {crop} (--crop, --crop-turns) must be a multiple of the scale {model.scale} and at least 2 LR pixels wide")
         if loss.back == "energy" and crop % loss.energy_patch:
@@ -216,14 +216,9 @@ def fast_step(run: TrainConfig, device: torch.device) -> tuple[str, bool]:
     return precision, compiled
 
 
-def crop_sizes(run: TrainConfig) -> tuple[tuple[int, int], ...]:
-    """(crop, batch_size) of each step in turn: --crop and --batch-size, then each pair of --crop-turns."""
-    return ((run.crop, run.batch_size), *parse_turns(run.crop_turns))
-
-
 def crop_batches(run: TrainConfig, seed: int, rank: int = 0, cache: bool = False) -> CropBatches:
     """The training batches of a run (crops, turns, zoom, bits) drawn from ``seed``: training's, its Z scale's."""
-    (crop, batch_size), *turns = crop_sizes(run)
+    (crop, batch_size), *turns = crop_sizes(run.crop, run.batch_size, run.crop_turns)
     return CropBatches(run.data, crop, batch_size, bits_choices(run), seed, rank, cache=cache, zoom=run.zoom,
                        zoom_min=run.zoom_min, turns=tuple(turns))
 

@@ -196,7 +196,7 @@ SHIPPED = ["face-x8", "face-x16", "face-x16-noB", "face-x32", "face-x64", "face-
 def budgets(root: Path = RESULTS_DIR) -> str:
     """Each shipped model's recipe file and training budget, from its config.json "meta" (``root`` is unused)."""
     from bdflow.card import own_runs, total_budget
-    from bdflow.config import parse_turns
+    from bdflow.config import crop_sizes
     lines = ["| model | command | iterations (stages) × batch, crop | hours | hardware | started from |",
              "|---|---|---|---|---|---|"]
     for name in SHIPPED:
@@ -209,7 +209,7 @@ def budgets(root: Path = RESULTS_DIR) -> str:
         start = "scratch" if not parent else (
             f"`{parent['checkpoint']}`" + (f" as of commit {parent['revision']}" if parent.get("revision") else "")
             + f" (×{parent['scale']}, {parent['iterations']} iterations, {parent['seconds'] / 3600:.2f} h)")
-        crops = " + ".join(f"{b}, {c}²" for c, b in [(t["crop"], t["batch_size"]), *parse_turns(t.get("crop_turns", ""))])  # with turns
+        crops = " + ".join(f"{b}, {c}²" for c, b in crop_sizes(t["crop"], t["batch_size"], t.get("crop_turns", "")))
         lines.append(f"| `{name}` | `python -m bdflow.train --config training/recipes/{name}.json --out runs/{name}` | "
                      f"{iterations}{f' ({len(runs)})' if len(runs) > 1 else ''} × {crops} | {hours:.2f} | "
                      f"{'; '.join(hardware)} | {start} |")
