@@ -84,6 +84,15 @@ def _lpips_from(loss: LossConfig) -> str:
     return late + warm
 
 
+def _back(loss: LossConfig) -> str:
+    """L_back when it is not Eq. 9's L1: the energy score of two decodes, and where their spread weighs less."""
+    if loss.back != "energy":
+        return ""
+    agree = (f"; in patches holding a boundary the spread term weighs {loss.energy_edge_spread:g}, so samples agree on B's edges"
+             if loss.energy_edge_spread != 1 else "")
+    return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}"
+
+
 def _readers(c: BDFlowConfig) -> str:
     readers = "every coupling" if c.b_from_level == 1 else f"the couplings of levels {c.b_from_level}..{c.levels}"
     return readers + (" (its input weights started at zero)" if c.b_init == "zero" else "")
@@ -141,6 +150,7 @@ def model_card(name: str, config: dict, meta: dict) -> str:
         f"- stage {i + 1}: {st.get('iterations')} iterations{' of ' + _crops(st['training']) if _crops(st['training']) else ''} (lr {st['training'].get('lr')}, λ₅ {st['loss'].get('lambda_latent'):g},"
         f"{' λ_channels ' + format(st['loss']['lambda_channels'], 'g') + ',' if st['loss'].get('lambda_channels') else ''}"
         f" τ_train {st['loss'].get('tau_train'):g} {st['loss'].get('tau_draw', 'fixed')}"
+        f"{', L_back ' + st['loss']['back'] if st['loss'].get('back', 'l1') != 'l1' else ''}"
         f"{', zoom ' + _zoomed(st['training']) if _zoomed(st['training']) else ''}), {(st.get('seconds') or 0) / 3600:.2f} h\n"
         for i, st in enumerate(stages)
     ) + (f"- stage {len(stages) + 1}, this run:\n" if stages else "") + budget
@@ -187,7 +197,7 @@ out = r.decode(r.encode("face.png", bits=1), seed=0)  # tau: r.default_tau unles
 {data.text}
 
 ## Training
-Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)},
+Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)}{_back(loss)},
 {baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of {_crops(training) or 'crops'}{_zoom(training)},
 bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {iterations} iterations, {seconds / 3600:.2f} h in all:

@@ -67,7 +67,8 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
     With x1 = x2 (tau = 0) it is the patches' RMS error. Written by hand: no library scores image patches this way.
 
     ``spread`` (N,1,H/p,W/p) or a scalar weighs the spread term ||x1 - x2|| patch by patch: 1 is the proper score;
-    below 1 a patch's samples are paid less for differing, so they agree there (``LossConfig.energy_edge_spread``)."""
+    below 1 a patch's samples are paid less for differing, so they agree there, and below 0 they pay for differing
+    (``LossConfig.energy_edge_spread``)."""
     if x1.shape != x.shape or x2.shape != x.shape:
         raise ValueError(f"energy_score needs x1, x2 and x of one shape, got {tuple(x1.shape)}, {tuple(x2.shape)}, {tuple(x.shape)}")
 

@@ -128,3 +128,15 @@ def test_model_card_names_an_lpips_weight_that_grows_with_tau():
     warm = {**BDFlowConfig(scale=4).to_dict(), **LossConfig(lambda_lpips_tau=0.5, tau_train=1.0).to_dict()}
     assert "LPIPS weighted λ₃ + 0.5 τ / τ_train in a decode at τ" in model_card("m", warm, meta={})
     assert "τ / τ_train" not in model_card("m", {**BDFlowConfig(scale=4).to_dict(), **LossConfig().to_dict()}, meta={})
+
+
+def test_model_card_names_an_energy_score_and_where_samples_agree():
+    plain = {**BDFlowConfig(scale=4).to_dict(), **LossConfig().to_dict()}
+    assert "energy score" not in model_card("m", plain, meta={})
+    energy = {**plain, **LossConfig(back="energy", energy_edge_spread=0.0).to_dict()}
+    card = model_card("m", energy, meta={})
+    assert "L_back the energy score of two decodes over 8×8 patches; in patches holding a boundary the spread term weighs 0" in card
+    proper = model_card("m", {**plain, **LossConfig(back="energy").to_dict()}, meta={})
+    assert "over 8×8 patches," in proper and "agree" not in proper
+    stage = {"iterations": 5, "training": {"lr": 1e-4}, "loss": {"lambda_latent": 1.0, "tau_train": 1.0, "back": "energy"}}
+    assert "(lr 0.0001, λ₅ 1, τ_train 1 fixed, L_back energy), " in model_card("m", plain, meta={"stages": [stage], "training": {}})
