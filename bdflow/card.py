@@ -88,7 +88,7 @@ def _back(loss: LossConfig) -> str:
     """L_back when it is not Eq. 9's L1: the energy score of two decodes, and where their spread weighs less."""
     if loss.back != "energy":
         return ""
-    agree = (f"; in patches holding a boundary the spread term weighs {loss.energy_edge_spread:g}, so samples agree on B's edges"
+    agree = (f"; in patches holding a boundary (BAM's, of the training image) the spread term weighs {loss.energy_edge_spread:g}, so samples agree on the edges"
              if loss.energy_edge_spread != 1 else "")
     return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}"
 

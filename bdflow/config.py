@@ -156,7 +156,7 @@ class LossConfig:
     lambda_back: float = option(2.0, "lambda_2, BAW-weighted L1 on the reconstruction (Eq. 4, 9)")
     back: str = option("l1", "L_back: l1 (Eq. 9 on one sampled decode: the decoder learns to ignore Z) | energy (the energy score of two decodes of each image at one tau, over energy_patch-pixel patches: least when a decode at tau_train is a sample of X given Y and B, so Z carries the detail Y and B leave open; beyond the paper; docs/studies/gaussian-z.md \"A decoder that samples\")")
     energy_patch: int = option(8, "side in pixels of the patches the energy score (back = energy) compares as vectors of 3 p^2 values")
-    energy_edge_spread: float = option(1.0, "the energy score's spread term in patches that hold a boundary (B_s > 0) weighs this much: below 1 the samples agree on the edges, which B states, and spread in the texture (an improper score there; below 0 they are charged for differing there; needs back = energy and B; docs/studies/gaussian-z.md \"Samples that agree on the edges (x8)\"; 1: the proper score)")
+    energy_edge_spread: float = option(1.0, "the energy score's spread term in patches that hold a boundary (B_s > 0) weighs this much: below 1 the samples agree on the edges, which B states, and spread in the texture (an improper score there; below 0 they are charged for differing there; needs back = energy; the edges are BAM's on the training image, so the twin takes the same objective with nothing stored; docs/studies/gaussian-z.md \"Samples that agree on the edges (x8)\"; 1: the proper score)")
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lambda_lpips_tau: float = option(0.0, "LPIPS's weight grows with each training decode's temperature: lambda_3 + lambda_lpips_tau * tau / tau_train, meant to keep tau 0 the fidelity decode while a warmer one trades PSNR for LPIPS; at x8 both moved alike (needs tau_train > 0; beyond the paper; docs/studies/gaussian-z.md \"LPIPS weighted by tau (x8)\"; 0: off)")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
@@ -194,12 +194,9 @@ class LossConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def check(self, config: BDFlowConfig) -> None:
-        """Refuse a loss that does not fit the model: BAW for the twin (``baw_twin``) needs the twin, agreeing samples
-        on B's edges (``energy_edge_spread``) need B."""
+        """Refuse a loss that does not fit the model: BAW for the twin (``baw_twin``) needs the twin."""
         if self.baw_twin and config.boundary:
             raise ValueError("baw_twin applies to the twin only (boundary=False); a model with B always uses BAW")
-        if self.energy_edge_spread != 1 and not config.boundary:
-            raise ValueError("energy_edge_spread lets B, not Z, draw the edges: the twin (boundary=False) has no B")
 
     def uses_baw(self, config: BDFlowConfig) -> bool:
         """Whether L_back is weighted by the boundary magnitude (BAW, Eq. 4) once training passes baw_alpha: for every

@@ -162,5 +162,12 @@ def record_metrics(folder: str | Path, split: str, summaries: list[dict], notes:
     if notes is not None:
         meta["notes"] = notes
     (folder / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n")
-    config = {k: v for k, v in payload.items() if k != "meta"}
-    (folder / "README.md").write_text(model_card(folder.name, config, meta))
+    (folder / "README.md").write_text(card_of(folder))
+
+
+def card_of(folder: str | Path) -> str:
+    """The model card of a checkpoint folder as its config.json says it should read (README.md is written from it)."""
+    folder = Path(folder)
+    payload = json.loads((folder / CONFIG_NAME).read_text())
+    meta = payload.pop("meta", {})
+    return model_card(folder.name, payload, meta)

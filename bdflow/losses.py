@@ -255,7 +255,8 @@ def bdflow_loss(
     passes = passes or Passes.of(model)
     baw = lc.uses_baw(c)
     zero = torch.zeros((), device=x.device)
-    b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold) if baw else None
+    edges = lc.back == "energy" and lc.energy_edge_spread != 1  # the patches where samples agree: BAM's edges of x
+    b_s = boundary_strength(x, sigma=c.bam_sigma, norm=c.bam_norm, threshold=c.bam_threshold) if baw or edges else None
     b_target = model.boundary_map(x, b_s) if c.boundary else None  # b_s computed once, for B's target and BAW
     y, b, z = passes.forward(x, b_target) if c.conditioned else passes.forward(x)
     forw = forward_loss(y, bicubic_down(x, c.scale))
@@ -271,8 +272,8 @@ def bdflow_loss(
     x_back = decodes[0]
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
-    if samples == 2:  # patches that hold a boundary (B_s > 0) spread at energy_edge_spread: B, not Z, draws the edges
-        edged = torch.nn.functional.max_pool2d((b_s > 0).to(x.dtype), lc.energy_patch) if lc.energy_edge_spread != 1 else 0.0
+    if samples == 2:  # patches that hold a boundary (B_s > 0) spread at energy_edge_spread: B (the twin: Y), not Z, draws the edges
+        edged = torch.nn.functional.max_pool2d((b_s > 0).to(x.dtype), lc.energy_patch) if edges else 0.0
         back = energy_score(*decodes, x, weight, lc.energy_patch, spread=1 - (1 - lc.energy_edge_spread) * edged)
     else:
         back = backward_loss(x_back, x, weight)

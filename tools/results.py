@@ -1,8 +1,9 @@
-"""The results tables of README.md and docs/results.md, written from the files the evaluate CLI writes.
+"""The results tables of README.md and docs/results.md, written from the files the evaluate CLI writes, and the
+shipped model cards (checkpoints/NAME/README.md), written from each checkpoint's config.json.
 
-    python tools/results.py              # render every table from docs/results/*.json|csv
+    python tools/results.py              # render every table from docs/results/*.json|csv, and every model card
     python tools/results.py --evaluate   # first re-create those files from checkpoints/* (python -m bdflow.evaluate)
-    python tools/results.py --check      # exit 1 when a table in README.md or docs/ and its data disagree
+    python tools/results.py --check      # exit 1 when a table in README.md or docs/, or a card, and its data disagree
     python tools/results.py --pair A.csv B.csv:twin   # paired per-image difference of two evaluate CSVs
 
 Each entry of ``RESULTS`` is one run of ``python -m bdflow.evaluate`` on the shipped checkpoints: the model, its
@@ -323,9 +324,16 @@ def main(argv=None) -> int:
             stale.append(rel)
             if not args.check:
                 path.write_text(new)
+    from bdflow.hub import card_of  # every shipped model card, re-written from its config.json as the tables are
+    for config in sorted((REPO / "checkpoints").glob("*/config.json")):
+        card, path = card_of(config.parent), config.parent / "README.md"
+        if not path.exists() or path.read_text() != card:
+            stale.append(str(path.relative_to(REPO)))
+            if not args.check:
+                path.write_text(card)
     if args.check:
         for rel in stale:
-            print(f"{rel}: a results table differs from docs/results (run: python tools/results.py)", file=sys.stderr)
+            print(f"{rel}: differs from what docs/results and config.json say (run: python tools/results.py)", file=sys.stderr)
         return 1 if stale else 0
     print(f"rendered: {', '.join(stale) or 'nothing changed'}")
     return 0
