@@ -93,6 +93,11 @@ def _back(loss: LossConfig) -> str:
     return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}"
 
 
+def _tau(loss: LossConfig) -> str:
+    """The temperature of the training decodes: one for all, or each image's own."""
+    return f"drawn per image from U(0, {loss.tau_train:g})" if loss.tau_draw == "uniform" and loss.tau_train else f"= {loss.tau_train:g}"
+
+
 def _readers(c: BDFlowConfig) -> str:
     readers = "every coupling" if c.b_from_level == 1 else f"the couplings of levels {c.b_from_level}..{c.levels}"
     return readers + (" (its input weights started at zero)" if c.b_init == "zero" else "")
@@ -198,7 +203,7 @@ out = r.decode(r.encode("face.png", bits=1), seed=0)  # tau: r.default_tau unles
 
 ## Training
 Adam (0.9, 0.999), lr {training.get('lr', '?')}{_schedule(training)} to {training.get('lr_min', '?')}, λ = {lambdas}{_lpips_from(loss)}{_back(loss)},
-{baw}, decoded in training from a Z at τ = {loss.tau_train:g}, {training.get('iters', '?')} scheduled iterations of {_crops(training) or 'crops'}{_zoom(training)},
+{baw}, decoded in training from a Z at τ {_tau(loss)}, {training.get('iters', '?')} scheduled iterations of {_crops(training) or 'crops'}{_zoom(training)},
 bits drawn from {training.get('bits', '?')} per batch. Trained so far:
 {iterations} iterations, {seconds / 3600:.2f} h in all:
 {budget}

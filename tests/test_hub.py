@@ -140,3 +140,10 @@ def test_model_card_names_an_energy_score_and_where_samples_agree():
     assert "over 8×8 patches," in proper and "agree" not in proper
     stage = {"iterations": 5, "training": {"lr": 1e-4}, "loss": {"lambda_latent": 1.0, "tau_train": 1.0, "back": "energy"}}
     assert "(lr 0.0001, λ₅ 1, τ_train 1 fixed, L_back energy), " in model_card("m", plain, meta={"stages": [stage], "training": {}})
+
+
+def test_model_card_names_the_training_temperature_and_its_draw():
+    config = {**BDFlowConfig(scale=4).to_dict(), **LossConfig(tau_train=1.0).to_dict()}
+    assert "decoded in training from a Z at τ = 1," in model_card("m", config, meta={})
+    uniform = {**config, **LossConfig(tau_train=1.0, tau_draw="uniform").to_dict()}
+    assert "decoded in training from a Z at τ drawn per image from U(0, 1)," in model_card("m", uniform, meta={})
