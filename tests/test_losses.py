@@ -323,20 +323,17 @@ def test_energy_score_spread_weight_makes_samples_agree_where_it_is_low():
 
 def test_energy_edge_spread_changes_only_the_back_term_for_bdflow_and_twin(face):
     x = face[..., 128:160, 128:160].repeat(2, 1, 1, 1)
-    terms = {}
-    for spread in (1.0, 0.0, -1.0):
+
+    def terms(spread: float, boundary: bool = True):  # the twin takes the edges from x's BAM (nothing stored)
         torch.manual_seed(0)
         loss = LossConfig(back="energy", energy_patch=4, tau_train=1.0, energy_edge_spread=spread)
-        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8), loss), std=0.01)
-        terms[spread] = bdflow_loss(model, x, bits=1, progress=1.0, generator=torch.Generator().manual_seed(1))
-    assert terms[-1.0].back > terms[0.0].back > terms[1.0].back and terms[-1.0].forw == terms[0.0].forw == terms[1.0].forw
-    twin = {}  # the twin takes the edges from the training image's BAM (nothing stored): the same objective
-    for spread in (1.0, 0.0):
-        torch.manual_seed(0)
-        loss = LossConfig(back="energy", energy_patch=4, tau_train=1.0, energy_edge_spread=spread)
-        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, boundary=False), loss), std=0.01)
-        twin[spread] = bdflow_loss(model, x, bits=1, progress=1.0, generator=torch.Generator().manual_seed(1))
-    assert twin[0.0].back > twin[1.0].back and twin[0.0].forw == twin[1.0].forw and twin[0.0].bam == 0
+        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8, boundary=boundary), loss), std=0.01)
+        return bdflow_loss(model, x, bits=1, progress=1.0, generator=torch.Generator().manual_seed(1))
+
+    strict, agree, proper = terms(-1.0), terms(0.0), terms(1.0)
+    assert strict.back > agree.back > proper.back and strict.forw == agree.forw == proper.forw
+    twin_agree, twin_proper = terms(0.0, boundary=False), terms(1.0, boundary=False)
+    assert twin_agree.back > twin_proper.back and twin_agree.forw == twin_proper.forw and twin_agree.bam == 0
     with pytest.raises(ValueError, match="only with back = energy"):
         LossConfig(energy_edge_spread=0.5)
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\]"):
