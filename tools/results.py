@@ -288,6 +288,17 @@ def evaluate(data: Path, only: list[str]) -> None:
         subprocess.run([sys.executable, *cmd[1:]], cwd=REPO, check=True)
 
 
+def generated():
+    """Each file this script owns and the text it should hold: the markdown files with tables, then every model card
+    (checkpoints/NAME/README.md, written from its config.json as ``hub.record_metrics`` writes it)."""
+    for rel, blocks in BLOCKS.items():
+        path = REPO / rel
+        yield path, render(path.read_text(), blocks)
+    from bdflow.hub import card_of
+    for config in sorted((REPO / "checkpoints").glob("*/config.json")):
+        yield config.parent / "README.md", card_of(config.parent)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/results.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,21 +327,11 @@ def main(argv=None) -> int:
     if args.evaluate:
         evaluate(args.data, args.only)
     stale = []
-    for rel, blocks in BLOCKS.items():
-        path = REPO / rel
-        text = path.read_text()
-        new = render(text, blocks)
-        if new != text:
-            stale.append(rel)
-            if not args.check:
-                path.write_text(new)
-    from bdflow.hub import card_of  # every shipped model card, re-written from its config.json as the tables are
-    for config in sorted((REPO / "checkpoints").glob("*/config.json")):
-        card, path = card_of(config.parent), config.parent / "README.md"
-        if not path.exists() or path.read_text() != card:
+    for path, new in generated():
+        if not path.exists() or path.read_text() != new:
             stale.append(str(path.relative_to(REPO)))
             if not args.check:
-                path.write_text(card)
+                path.write_text(new)
     if args.check:
         for rel in stale:
             print(f"{rel}: differs from what docs/results and config.json say (run: python tools/results.py)", file=sys.stderr)

@@ -23,9 +23,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bdflow.card import model_card  # noqa: E402
 from bdflow.config import BDFlowConfig, LossConfig  # noqa: E402
-from bdflow.hub import read_tensors, write_tensors  # noqa: E402
+from bdflow.hub import card_of, read_tensors, write_tensors  # noqa: E402
 from bdflow.train import fold_stages, recorded_schedule  # noqa: E402
 
 
@@ -80,7 +79,7 @@ def ship(name: str, final: Path, stages: list[Path], revision: str, notes: str |
     # float16 halves a x64 file (22 MB in two shards -> 11 MB in one); the loader computes in float32 either way
     write_tensors(folder, {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in read_tensors(final).items()})
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (folder / "README.md").write_text(model_card(name, fields, meta))
+    (folder / "README.md").write_text(card_of(folder))
     recipe = root / "training" / "recipes" / f"{name}.json"
     recipe.parent.mkdir(parents=True, exist_ok=True)
     recipe.write_text(json.dumps(recipe_of(config), indent=2) + "\n")
