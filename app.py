@@ -41,7 +41,7 @@ from bdflow.demo import (DEFAULT_MAX_SIDE, FIGURE_PANELS, Demo, Toggles, figure_
                          levels_markdown, scores_markdown)
 from bdflow.limits import PRECISIONS  # noqa: E402
 from bdflow.image_io import to_output  # noqa: E402
-from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU  # noqa: E402
+from bdflow.pipeline import DEFAULT_MAX_PIXELS, DEFAULT_TAU, DEFAULT_TAU_B  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 LAB_HEIGHT = 320  # px: the lab's panels (the swapped B must stay readable)
@@ -51,7 +51,8 @@ log = logging.getLogger("bdflow.app")
 
 INTRO = """# BDFlow: boundary-aware decoupled flow rescaling
 An invertible flow turns the HR image X into **Y** (an 8-bit image, 1/s per side), **B** (a k-bit boundary map
-on Y's grid) and **Z** (pushed towards a Gaussian). Only Y and B are stored; the decoder samples Z ~ N(0, τ²)."""
+on Y's grid) and **Z** (pushed towards a Gaussian). Only Y and B are stored; the decoder samples Z ~ N(0, τ²), at a
+share of τ in B's boundary cells (0 by default: there B says where the edge is)."""
 
 GUIDE = """**How to use it.** An example face is loaded and every panel shows it. Upload your own image (or pick
 another example), choose the scale, then move **τ**, **bits** or the **seed**: only the decoder runs again. Each
@@ -73,7 +74,9 @@ flow stores on the LR grid, 1/24 of Y's bits at k = 1. *Drop B* shows what the b
 N(0, 1) prior the decoder samples from; and Z_GT = HR − bicubic round trip, the high frequencies a plain LR loses,
 which is *not* Gaussian (heavy tails at boundaries). That is why B is split off.""",
     "diversity": """**Diversity map**: per-pixel standard deviation over several Z samples: where the sampled Z, not
-Y or B, decides the pixels. τ = 0 gives the deterministic mean and a black map.""",
+Y or B, decides the pixels. τ = 0 gives the deterministic mean and a black map. Move *τ in B's boundary cells* to 1
+(the paper's sampling) to see the edges move: B has one value per LR cell, so where an edge runs inside its cell is
+in Z.""",
     "levels": """Each level's wavelet gives a low-pass (3 channels) and detail channels; its InvBlocks then mix
 them. Compare the two halves of a row: the |Δ low-pass| map is the detail the blocks wrote into the low-pass that
 becomes Y. The last tile is B: the B each level's couplings read (B as a condition), the B channel, or a note
@@ -261,8 +264,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
     def u8(x):  # (1,3,H,W) in [0, 1] -> uint8 (H,W,3)
         return to_output(x, "ndarray", "uint8")
 
-    def toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b) -> Toggles:
-        return Toggles(bicubic_lr=bool(bicubic_lr), jpeg_quality=jpeg_q if jpeg_on else None, drop_b=bool(drop_b))
+    def toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b) -> Toggles:
+        return Toggles(bicubic_lr=bool(bicubic_lr), jpeg_quality=jpeg_q if jpeg_on else None, drop_b=bool(drop_b),
+                       tau_b=tau_b)
 
     def analysis(image, model):
         """The cached forward pass of the HR input; any failure is an ``InputError``."""
@@ -289,10 +293,11 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                  f"is {an.z_channels['channel_kurtosis']:.1f} (N(0, 1): 0)", *[f"- {n}" for n in an.notes]]
         return png(viz.framed(viz.edges_image(an.edges))), png(viz.z_histogram(an.z, an.z_gt)), "\n".join(lines)
 
-    def decode(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False):
+    def decode(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False,
+               tau_b=DEFAULT_TAU_B):
         """Inverse pass only: LR given to the decoder, stored B, reconstruction vs HR, bicubic, bytes."""
         an = analysis(image, model)
-        dec = demo.decode(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b))
+        dec = demo.decode(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b))
         h, w = an.x.shape[-2:]
         hr, rec = png(u8(an.x), (an.key, "hr")), png(u8(dec.x_hat))
         b_panel = png(viz.framed(viz.codes_image(dec.enc.b, dec.enc.bits, an.scale, (h, w))))
@@ -300,20 +305,23 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         return (png(dec.enc.y), png(viz.enlarge_nearest(dec.enc.y, an.scale)[:h, :w]), b_panel, (rec, hr),
                 png(u8(an.bicubic), (an.key, "bicubic")), table)
 
-    def scores(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False):
+    def scores(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False,
+               tau_b=DEFAULT_TAU_B):
         """PSNR/SSIM/LPIPS of the reconstruction and of bicubic, bytes of Y + B, bits per HR pixel."""
         an = analysis(image, model)
-        dec = demo.decode(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b))
+        dec = demo.decode(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b))
         s = demo.scores(an, dec)
         return scores_markdown(s) + "".join(f"\n\n_{n}_" for n in dec.notes), json_safe(s)
 
     def diversity(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75,
-                  drop_b=False, samples=4):
+                  drop_b=False, samples=4, tau_b=DEFAULT_TAU_B):
         """Per-pixel std over ``samples`` Z samples (seeds seed ... seed + samples - 1)."""
         an = analysis(image, model)
-        std = demo.diversity(an, bits, tau, seed, toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b), samples)
+        tg = toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b)
+        std = demo.diversity(an, bits, tau, seed, tg, samples)
         img, vmax = viz.heat_image(std)
-        return png(img), (f"std over {int(samples)} samples at τ = {float(tau):.2f}, seed {int(seed)}: black 0, "
+        return png(img), (f"std over {int(samples)} samples at τ = {float(tau):.2f} ({tg.tau_b:.2f} τ in B's boundary "
+                          f"cells), seed {int(seed)}: black 0, "
                           f"bright ≥ {vmax:.2f} (0–255 scale); mean {float(std.mean()):.2f}")
 
     def levels(image, model):
@@ -371,10 +379,10 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed), bits, tau, seed)
 
     def figure(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False,
-               panel="all panels"):
+               panel="all panels", tau_b=DEFAULT_TAU_B):
         """The current panels (or the chosen one) as a captioned PNG and PDF for slides: [png, pdf]."""
         an = analysis(image, model)
-        tg = toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b)
+        tg = toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b)
         dec = demo.decode(an, int(bits), tau, seed, tg)
         panels = demo.figure_panels(an, dec, int(bits), FIGURE_PANELS if panel == "all panels" else (panel,))
         caption = figure_caption(an, demo.scores(an, dec), int(bits), float(tau), int(seed), tg)
@@ -412,6 +420,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                 bits = gr.Slider(1, 4, value=1, step=1, label="bits of B (k)", elem_id="bits")
                 tau = gr.Slider(0, 1.5, value=demo.rescaler(labels[0]).default_tau, step=0.05, label="Z temperature τ",
                                 elem_id="tau", info="starts at the model's own default τ (written by its training)")
+                tau_b = gr.Slider(0, 1, value=DEFAULT_TAU_B, step=0.05, label="τ in B's boundary cells (share of τ)",
+                                  elem_id="tau-b", info="0: Z at its mean where B marks a boundary, texture sampled "
+                                  "elsewhere; 1: the paper's one τ everywhere")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="seed")
                     again = gr.Button("sample again", elem_id="again")
@@ -501,7 +512,10 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             fig_files = gr.File(label="figure", file_count="multiple", elem_id="fig-files")
         api_only = gr.Button(visible=False)  # the trigger of the public endpoints (they raise clear errors)
 
-        dec_in = [image, model, bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b]
+        # tau_b came last to every endpoint: it closes each input list, so earlier positional calls keep their meaning
+        dec_in = [image, model, bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b]
+        div_in = [*dec_in[:-1], samples, tau_b]
+        fig_in = [*dec_in[:-1], fig_panel, tau_b]
         dec_out = [lr_true, lr_big, b_panel, slider, bicubic, table]
         lab_out = [lab_rec, lab_bimg, lab_change, lab_table, lab_json]
         common = {"preprocess": False, "concurrency_id": "model", "show_progress": "minimal"}
@@ -511,10 +525,10 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         for fn, inputs, outputs, name in (
             (encode, [image, model], [edges, zhist, notes], "encode"), (decode, dec_in, dec_out, "decode"),
             (scores, dec_in, [table, numbers], "scores"),
-            (diversity, [*dec_in, samples], [div_map, div_note], "diversity"),
+            (diversity, div_in, [div_map, div_note], "diversity"),
             (levels, [image, model], [level_img, level_table], "levels"),
             (swap, [image, image_b, model, bits, tau, seed], [lab_rec, lab_table, lab_json], "swap"),
-            (figure, [*dec_in, fig_panel], [fig_files], "figure"),
+            (figure, fig_in, [fig_files], "figure"),
         ):
             api_only.click(user_errors(fn), inputs, outputs, api_name=name, **common)
 
@@ -529,7 +543,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             """Results that follow the settings only when asked for are cleared when the settings change."""
             return None, "_no map for the current settings yet: press the button_", None, None, "", ""
 
-        controls = (bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)
+        controls = (bits, tau, tau_b, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b)
         for control in controls:
             then(on(control.change, decode, dec_in, dec_out, results_status, trigger_mode="always_last"),
                  scores, dec_in, [table, numbers], results_status)
@@ -541,18 +555,18 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                               [table, numbers], results_status), levels, [image, model], [level_img, level_table],
                          level_status)
         # the first open fills the panels that otherwise wait for a button: the diversity map and a swap
-        first_map = then(shown, diversity, [*dec_in, samples], [div_map, div_note], div_status)
+        first_map = then(shown, diversity, div_in, [div_map, div_note], div_status)
         first_swap = then(first_map, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold],
                           lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
         # each model starts at its own default tau (Rescaler.default_tau: the checkpoint's, written by training)
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
-        asked_map = on(div_btn.click, diversity, [*dec_in, samples], [div_map, div_note], div_status)
+        asked_map = on(div_btn.click, diversity, div_in, [div_map, div_note], div_status)
         asked_swap = on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold],
                         lab_out, lab_status)
         on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas], lab_status)
         painted = on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out, lab_status)
-        asked_figure = on(fig_btn.click, figure_shown, [*dec_in, fig_panel], [fig_preview, fig_files], fig_status)
+        asked_figure = on(fig_btn.click, figure_shown, fig_in, [fig_preview, fig_files], fig_status)
         # ... and are cleared when the settings change, a computation still running for the old ones cancelled
         # (a diversity map at tau > 0 takes seconds: it must not fill its panel after the input changed)
         gr.on([c.change for c in (image, model, *controls)], stale, None,

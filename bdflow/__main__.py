@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from .codec import CodecError, decode_file, encode_file, read_file, write_atomic
-from .limits import BDF_SUFFIX, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, check_bits, check_seed, check_tau, image_format
+from .limits import (BDF_SUFFIX, DEFAULT_TAU_B, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, check_bits, check_seed, check_tau,
+                     check_tau_b, image_format)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -137,7 +138,7 @@ def cmd_decode(args) -> int:
             rescaler = models.get(name)
         except CodecError as err:
             raise CodecError(f"{err}; the file was encoded with {bdf.model_name!r}: pass its folder with --model") from None
-        image = decode_file(rescaler, bdf, tau=args.tau, seed=args.seed, model_label=name)
+        image = decode_file(rescaler, bdf, tau=args.tau, seed=args.seed, model_label=name, tau_b=args.tau_b)
         write_atomic(dst, image=image, force=args.force)
         return f"{src} -> {dst}: {image.size[0]}x{image.size[1]}"
 
@@ -212,6 +213,9 @@ def parser() -> argparse.ArgumentParser:
                    "checkpoints/NAME or a cached Hub repo); its weights must match the file's")
     d.add_argument("--tau", type=argument(check_tau, float), default=None,
                    help="Z temperature, 0..10 (default: the model's own, Rescaler.default_tau)")
+    d.add_argument("--tau-b", type=argument(check_tau_b, float), default=DEFAULT_TAU_B,
+                   help="the share of tau that Z keeps in B's boundary cells, 0..1 (default 0: Z at its mean where B "
+                   "marks a boundary, texture sampled elsewhere; 1: the paper's one tau everywhere)")
     d.add_argument("--seed", type=argument(check_seed), default=0,
                    help="Z seed, 0..2^63-1: same file, model, tau and seed give the same image (default 0)")
     d.set_defaults(func=cmd_decode)

@@ -190,7 +190,7 @@ tags: [image-rescaling, invertible-network, bdflow]
 
 A checkpoint of bdflow — Boundary-aware Decoupled Flow Networks (Li et al., IJCAI 2024).
 It maps an RGB face image to an 8-bit LR image Y at 1/{scale} of its size{", a k-bit boundary map B on the LR grid" if boundary else ""}
-and a latent Z; the inverse rebuilds the face from the stored Y{" and B" if boundary else ""} and Z sampled at temperature τ.
+and a latent Z; the inverse rebuilds the face from the stored Y{" and B" if boundary else ""} and Z sampled at temperature τ{" (by default at its mean in B's boundary cells: `tau_b=1` samples there too, as the paper does)" if boundary else ""}.
 
 ```python
 import bdflow

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from .config import SCALES
 from .encoded import Encoded
 from .entropy import decode_codes, encode_codes
-from .limits import DEFAULT_MAX_PIXELS, MAX_BITS, image_format
+from .limits import DEFAULT_MAX_PIXELS, DEFAULT_TAU_B, MAX_BITS, image_format
 
 if TYPE_CHECKING:  # reading and writing files needs no torch (``python -m bdflow info`` stays fast)
     from .pipeline import Rescaler
@@ -417,8 +417,9 @@ def encode_file(rescaler: Rescaler, src, dst, bits: int = 1, model_name: str | N
 
 
 def decode_file(rescaler: Rescaler, src, tau: float | None = None, seed: int | None = 0,
-                model_label: str | None = None) -> Image.Image:
-    """.bdf file -> PIL image of the original size (tau=None: the model's default); refuses a model whose weights differ from the encoder's."""
+                model_label: str | None = None, tau_b: float = DEFAULT_TAU_B) -> Image.Image:
+    """.bdf file -> PIL image of the original size (tau=None: the model's default; tau_b: Rescaler.decode's); refuses
+    a model whose weights differ from the encoder's."""
     bdf = src if isinstance(src, BdfFile) else read_file(src, max(rescaler.max_pixels, DEFAULT_MAX_PIXELS))
     check_model(bdf, rescaler, model_label)
-    return rescaler.decode(bdf.encoded, tau=tau, seed=seed)
+    return rescaler.decode(bdf.encoded, tau=tau, seed=seed, tau_b=tau_b)

@@ -11,7 +11,9 @@ on held-out images in one pass:
 - whether Z still carries the boundaries: mean z^2 in the LR cells where the stored 1-bit B is 1 against the cells
   where it is 0 (1.0: Z is as loud at the boundaries as elsewhere);
 - what the temperature does: PSNR-Y and LPIPS of the decode at each tau (seed 0);
-- the diversity map at the model's default tau (the highest tau scored where that is 0): the per-pixel std over
+- the diversity map at the model's default tau (the highest tau scored where that is 0) and ``tau_b`` (the share of
+  tau Z keeps in B's boundary cells, :func:`bdflow.flow.sample_z`; the decodes of every tau use it too; records
+  without it were taken at 1, the paper's one tau everywhere): the per-pixel std over
   ``seeds`` decodes (0-255 scale), its mean in the HR pixels of B's boundary cells and in the rest, and on the
   boundaries themselves (BAM's 1-bit edges at full resolution, :func:`hr_edges`) and off them (Z should decide
   texture, not boundaries); beside it the tau-0 decode's mean absolute error (0-255) in the same regions: where the
@@ -45,7 +47,7 @@ from .accel import keep_freed_memory
 from .bam import bam
 from .data import list_images
 from .image_io import load_image
-from .limits import check_tau
+from .limits import DEFAULT_TAU_B, check_tau, check_tau_b
 from .metrics import Moments, channel_measures, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
 from .pipeline import Rescaler
 from .quantize import boundary_cells, to_8bit
@@ -90,9 +92,10 @@ class ZStats:
 
 
 @torch.inference_mode()
-def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seeds: int = 4) -> dict:
+def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seeds: int = 4,
+            tau_b: float = DEFAULT_TAU_B) -> dict:
     """Every measure of the module docstring over ``files``, as one dict (``summary`` per tau, ``z``, ``diversity``)."""
-    taus = tuple(check_tau(t) for t in taus)
+    taus, tau_b = tuple(check_tau(t) for t in taus), check_tau_b(tau_b)
     default = rescaler.default_tau
     sampled = default if default > 0 else max(taus)  # the tau of the diversity map
     stats, scores = ZStats(), {t: {"psnr": [], "lpips": []} for t in taus}
@@ -107,13 +110,13 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
         h, w = x.shape[-2:]
         error = None  # the tau-0 decode's per-pixel error (H, W), 0-255: where the decoder is unsure
         for tau in taus:
-            x_hat = to_8bit(rescaler.reconstruct(y, b, tau=tau, seed=0)[..., :h, :w].cpu())
+            x_hat = to_8bit(rescaler.reconstruct(y, b, tau=tau, seed=0, tau_b=tau_b)[..., :h, :w].cpu())
             scores[tau]["psnr"].append(float(psnr_y(x_hat, x, border=s)))
             scores[tau]["lpips"].append(float(lpips_rgb(x_hat, x)))
             if tau == 0:
                 error = 255 * (x_hat - x).abs().mean(dim=1)[0]
         if sampled > 0:
-            maps = {"": rescaler.spread(y, b, sampled, samples=seeds)[:h, :w]} | ({"error_": error} if error is not None else {})
+            maps = {"": rescaler.spread(y, b, sampled, samples=seeds, tau_b=tau_b)[:h, :w]} | ({"error_": error} if error is not None else {})
             edges = hr_edges(x, rescaler.model.config)
             masks = {"on_edges": edges, "off_edges": ~edges}
             if cells is not None:
@@ -125,6 +128,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
                     diversity[prefix + key][0] += float(values[mask].sum())
                     diversity[prefix + key][1] += int(mask.sum())
     out = {"checkpoint": rescaler.model.name, "scale": s, "images": len(files), "default_tau": default,
+           **({"tau_b": tau_b} if rescaler.has_boundary else {}),
            "z": stats.summary(),
            "taus": {str(t): {k: float(np.mean(v)) for k, v in scores[t].items()} for t in taus}}
     if diversity:
@@ -168,7 +172,8 @@ def markdown_row(result: dict) -> str:
     t0 = taus.get("0.0")
     tau = max(float(t) for t in taus)  # the sampled column: the highest tau scored
     ts = taus[str(tau)] if tau > 0 else None
-    cells = [result["checkpoint"], f"{result['default_tau']:g}", f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}",
+    tau_b = f" ({result.get('tau_b', 1.0):g} in B)" if "z2_ratio_b" in z and math.isfinite(z["z2_ratio_b"]) else ""
+    cells = [result["checkpoint"], f"{result['default_tau']:g}{tau_b}", f"{z['std']:.2f}", f"{z['excess_kurtosis']:.1f}",
              f"{100 * z['tail_share']:.1f}", f"{z['total_variation']:.3f}",
              f"{z['channel_mean_share']:.3f}" if "channel_mean_share" in z else "–",
              f"{z['channel_kurtosis']:.1f}" if "channel_kurtosis" in z else "–",
@@ -181,7 +186,7 @@ def markdown_row(result: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-MARKDOWN_HEAD = ("| model | default τ | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | channel means' share of E[z²] "
+MARKDOWN_HEAD = ("| model | default τ (share in B's cells) | Z std | excess kurtosis | abs(z) > 3 % | TV to N(0,1) | channel means' share of E[z²] "
                  "| excess kurtosis within channels | z² in B cells / elsewhere "
                  "| τ 0: PSNR-Y / LPIPS | sampled τ: PSNR-Y / LPIPS | diversity outside / inside B cells "
                  "| diversity off / on the edges | τ 0 error off / on the edges |\n"
@@ -209,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--taus", type=float, nargs="+", default=None,
                         help="temperatures to decode at (default: 0 and each model's default tau)")
     parser.add_argument("--seeds", type=int, default=4, help="decodes per image for the diversity map")
+    parser.add_argument("--tau-b", type=float, default=DEFAULT_TAU_B,
+                        help="the share of tau Z keeps in B's boundary cells, 0..1 (default %(default)g; 1: the paper's)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--z-tiles", type=int, nargs="+", default=(), metavar="N",
                         help="also measure Z on each image cut into N x N tiles (e.g. the training crop: 256)")
@@ -232,7 +239,7 @@ def main(argv=None) -> int:
         for checkpoint in args.checkpoint:
             r = Rescaler.from_pretrained(checkpoint, precision=args.precision)
             taus = tuple(args.taus) if args.taus else tuple(sorted({0.0, r.default_tau}))
-            results.append(measure(r, files, taus, args.seeds))
+            results.append(measure(r, files, taus, args.seeds, args.tau_b))
             if args.z_tiles:
                 results[-1]["z_tiles"] = {str(n): z_of_tiles(r, files, n) for n in args.z_tiles}
     except (FileNotFoundError, ValueError) as err:

@@ -31,7 +31,7 @@ from .bam import bam
 from .hub import find_checkpoints
 from .image_io import load_image, to_output
 from .levels import LevelView, record
-from .limits import check_bits, check_int, check_seed, check_tau
+from .limits import DEFAULT_TAU_B, check_bits, check_int, check_seed, check_tau, check_tau_b
 from .lpips import LPIPSWeightsNotFound
 from .metrics import Moments, channel_measures, lpips_rgb, psnr_y, sample_values, ssim_y
 from .pipeline import DEFAULT_MAX_PIXELS, Encoded, Rescaler
@@ -48,18 +48,21 @@ ENV_MODELS = "BDFLOW_MODELS"  # comma-separated checkpoint folders or Hub repo i
 
 @dataclass
 class Toggles:
-    """The teaching toggles: what happens when the decoder gets something else than the flow's Y and B."""
+    """The teaching toggles: what happens when the decoder gets something else than the flow's Y and B, or samples
+    Z where B marks a boundary."""
 
     bicubic_lr: bool = False  # feed the bicubic LR instead of the flow's Y
     jpeg_quality: int | None = None  # JPEG the LR at this quality (None: stored losslessly)
     drop_b: bool = False  # replace B by zeros (no boundaries)
+    tau_b: float = DEFAULT_TAU_B  # the share of tau Z keeps in B's boundary cells (flow.sample_z; 1: the paper's)
 
     def __post_init__(self):
         if self.jpeg_quality is not None:
             self.jpeg_quality = check_int(self.jpeg_quality, "the JPEG quality", 1, 100)
+        self.tau_b = check_tau_b(self.tau_b)
 
     def key(self) -> tuple:
-        return (bool(self.bicubic_lr), self.jpeg_quality, bool(self.drop_b))
+        return (bool(self.bicubic_lr), self.jpeg_quality, bool(self.drop_b), self.tau_b)
 
 
 @dataclass
@@ -317,7 +320,7 @@ class Demo:
     def _decode(self, an: Analysis, bits: int, tau: float, seed: int, toggles: Toggles) -> Decoded:
         r = self.rescaler(an.label)
         s = self.stored(an, bits, toggles)
-        x_hat = to_8bit(r.decode(s.enc, tau=tau, seed=seed, output_type="pt").cpu())
+        x_hat = to_8bit(r.decode(s.enc, tau=tau, seed=seed, output_type="pt", tau_b=toggles.tau_b).cpu())
         return Decoded.of(s, x_hat, an.hr_pixels)
 
     @torch.inference_mode()
@@ -326,10 +329,11 @@ class Demo:
         """Per-pixel standard deviation (mean over RGB, 0-255 scale) of ``samples`` decodes with seeds
         seed, seed + 1, ... (modulo 2^63): where the sampled Z changes the picture. (H, W) float32."""
         tau, seed, samples = check_tau(tau), check_seed(seed), check_int(samples, "samples", 2, 32)
+        toggles = toggles or Toggles()
         r = self.rescaler(an.label)
         y, b = r.stored_tensors(self.stored(an, bits, toggles).enc)
         h, w = an.x.shape[-2:]
-        return r.spread(y, b, tau, seed, samples)[:h, :w].numpy().astype(np.float32)
+        return r.spread(y, b, tau, seed, samples, toggles.tau_b)[:h, :w].numpy().astype(np.float32)
 
     def bicubic_scores(self, an: Analysis) -> dict:
         if an.bicubic_scores is None:
@@ -370,9 +374,10 @@ class Demo:
 def figure_caption(an: Analysis, s: dict, bits: int, tau: float, seed: int, toggles: Toggles | None = None) -> str:
     """What a slide needs to say: model, scale, tau, bits, seed, toggles, PSNR/LPIPS of the reconstruction and of
     bicubic."""
-    rec, bic = s["reconstruction"], s["bicubic"]
-    on = [name for name, value in zip(("bicubic LR", "JPEG LR", "B dropped"), (toggles or Toggles()).key()) if value]
-    return (f"BDFlow {an.label} (scale {an.scale}), τ = {float(tau):.2f}, k = {int(bits)} bit(s) of B, seed {int(seed)}"
+    rec, bic, toggles = s["reconstruction"], s["bicubic"], toggles or Toggles()
+    on = [name for name, value in zip(("bicubic LR", "JPEG LR", "B dropped"), toggles.key()) if value]
+    return (f"BDFlow {an.label} (scale {an.scale}), τ = {float(tau):.2f} ({toggles.tau_b:.2f} τ in B's boundary cells), "
+            f"k = {int(bits)} bit(s) of B, seed {int(seed)}"
             f"{' · ' + ', '.join(on) if on else ''} · reconstruction: PSNR-Y {rec['psnr']:.2f} dB, LPIPS "
             f"{rec['lpips']:.3f} · bicubic round trip: PSNR-Y {bic['psnr']:.2f} dB, LPIPS {bic['lpips']:.3f}")
 

@@ -28,7 +28,7 @@ from .accel import keep_freed_memory
 from .data import list_images
 from .hub import record_metrics
 from .image_io import load_image
-from .limits import MAX_BITS, check_bits, check_tau
+from .limits import DEFAULT_TAU_B, MAX_BITS, check_bits, check_tau, check_tau_b
 from .metrics import grid_map, lpips_rgb, peak_ratio, psnr_y, sample_values, ssim_y
 from .pipeline import DEFAULT_TAU, Rescaler
 from .quantize import to_8bit
@@ -59,8 +59,9 @@ def entropy_bits(counts: np.ndarray) -> float:
 class Method:
     """One row of the table: a checkpoint (or the bicubic baseline) and what it measured."""
 
-    def __init__(self, name: str, rescaler: Rescaler | None, tau: float = DEFAULT_TAU, probe: str | None = None):
-        self.name, self.rescaler, self.tau, self.probe = name, rescaler, tau, probe
+    def __init__(self, name: str, rescaler: Rescaler | None, tau: float = DEFAULT_TAU, probe: str | None = None,
+                 tau_b: float = DEFAULT_TAU_B):
+        self.name, self.rescaler, self.tau, self.probe, self.tau_b = name, rescaler, tau, probe, tau_b
         self.rows: list[dict] = []
         self.b_counts = np.zeros(16, dtype=np.int64)
         self.z_values: list[np.ndarray] = []
@@ -81,7 +82,8 @@ class Method:
                 enc.y = bicubic_lr_codes(x, scale)
             elif self.probe == "no-b":
                 enc.b = np.zeros_like(enc.b)
-            x_hat, nbytes = self.rescaler.decode(enc, tau=self.tau, seed=seed, output_type="pt").cpu(), enc.nbytes
+            x_hat = self.rescaler.decode(enc, tau=self.tau, seed=seed, output_type="pt", tau_b=self.tau_b).cpu()
+            nbytes = enc.nbytes
             if enc.b is not None and self.probe is None:
                 self.b_counts += np.bincount(enc.b.ravel(), minlength=16)
             self.z_values.append(sample_values(f.z, Z_SAMPLE, seed=seed))
@@ -125,24 +127,25 @@ def row_label(checkpoint: str, rescaler: Rescaler) -> str:
     return f"{'BDFlow' if rescaler.has_boundary else 'twin'} {name}"
 
 
-def _flow_methods(label: str, rescaler: Rescaler, taus: tuple[float, ...]) -> list[Method]:
+def _flow_methods(label: str, rescaler: Rescaler, taus: tuple[float, ...], tau_b: float) -> list[Method]:
     """One row per tau (named "LABEL tau=t" when there are several)."""
-    return [Method(label if len(taus) == 1 else f"{label} tau={tau:g}", rescaler, tau) for tau in taus]
+    return [Method(label if len(taus) == 1 else f"{label} tau={tau:g}", rescaler, tau, tau_b=tau_b) for tau in taus]
 
 
-def _probe_methods(label: str, rescaler: Rescaler, tau: float, probes: tuple[str, ...]) -> list[Method]:
+def _probe_methods(label: str, rescaler: Rescaler, tau: float, probes: tuple[str, ...], tau_b: float) -> list[Method]:
     usable = [p for p in probes if p != "no-b" or rescaler.has_boundary]
-    return [Method(f"{label} ({PROBES[p]})", rescaler, tau, p) for p in usable]
+    return [Method(f"{label} ({PROBES[p]})", rescaler, tau, p, tau_b) for p in usable]
 
 
 def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1, taus: tuple[float, ...] = (DEFAULT_TAU,),
-             seed: int = 0, limit: int = 0, device: str | None = None, probes: tuple[str, ...] = ()
-             ) -> tuple[list[dict], list[Method]]:
+             seed: int = 0, limit: int = 0, device: str | None = None, probes: tuple[str, ...] = (),
+             tau_b: float = DEFAULT_TAU_B) -> tuple[list[dict], list[Method]]:
     """Score BDFlow (one row per tau), its twin and the bicubic round trip on every image of ``data``.
 
-    ``probes`` (see PROBES) add rows decoded at the first tau from an altered Y or B.
+    ``probes`` (see PROBES) add rows decoded at the first tau from an altered Y or B. ``tau_b``: the share of tau Z
+    keeps in B's boundary cells (``Rescaler.decode``).
     """
-    taus = tuple(check_tau(tau) for tau in taus)
+    taus, tau_b = tuple(check_tau(tau) for tau in taus), check_tau_b(tau_b)
     if not taus:
         raise ValueError("give at least one tau")
     bits = check_bits(bits)
@@ -156,7 +159,7 @@ def evaluate(checkpoint: str, data: str, twin: str | None = None, bits: int = 1,
     methods = [Method("bicubic round trip", None)]
     for path, rescaler in flows:
         label = row_label(path, rescaler)
-        methods += _flow_methods(label, rescaler, taus) + _probe_methods(label, rescaler, taus[0], probes)
+        methods += _flow_methods(label, rescaler, taus, tau_b) + _probe_methods(label, rescaler, taus[0], probes, tau_b)
     files = list_images(data)[: limit or None]
     hr_pixels = 0
     for path in tqdm(files, desc=f"evaluating x{model.scale}", unit="image"):
@@ -184,6 +187,8 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", type=int, default=1, help=f"k of the stored B (1..{MAX_BITS}, default 1)")
     parser.add_argument("--tau", type=float, nargs="+", default=[DEFAULT_TAU],
                         help=f"Z temperature(s); several give one row each from one forward pass (default {DEFAULT_TAU})")
+    parser.add_argument("--tau-b", type=float, default=DEFAULT_TAU_B,
+                        help="the share of tau Z keeps in B's boundary cells, 0..1 (default %(default)g; 1: the paper's)")
     parser.add_argument("--probe", nargs="+", choices=sorted(PROBES), default=[],
                         help="extra rows decoded from altered stored data: bicubic-y (the bicubic LR instead of the "
                         "flow's Y: what Y hides), no-b (B all zeros: what B carries)")
@@ -199,11 +204,12 @@ def main(argv=None) -> int:
     keep_freed_memory()  # process-wide (bdflow.accel)
     try:
         summaries, methods = evaluate(args.checkpoint, args.data, args.twin, args.bits, tuple(args.tau), args.seed, args.limit, args.device,
-                                       tuple(args.probe))
+                                       tuple(args.probe), args.tau_b)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"\n{len(methods[0].rows)} images from {args.data}, bits = {args.bits}, tau = {', '.join(f'{t:g}' for t in args.tau)}, seed = {args.seed}\n")
+    print(f"\n{len(methods[0].rows)} images from {args.data}, bits = {args.bits}, tau = {', '.join(f'{t:g}' for t in args.tau)} "
+          f"({args.tau_b:g} of it in B's boundary cells), seed = {args.seed}\n")
     print(markdown(summaries))
     for s in summaries:
         if "z" in s:

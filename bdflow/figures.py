@@ -21,6 +21,12 @@ so a row can say whether an arm differs at all at the budget it had.
     python -m bdflow.figures ablation --runs docs/results/ablation-x64 --scores val50.csv --reference both \
         --out docs/results/ablation-x64-table3
 
+``diversity`` (docs/studies/where-z-is-sampled.md): where Z decides pixels in one image: HR, B's boundary cells and
+the diversity map at each share τ_b of τ in those cells, on one colour scale:
+
+    python -m bdflow.figures diversity --image assets/face-female-015248.jpg --checkpoint checkpoints/face-x16 \
+        --out docs/results/where-z-is-sampled-x16/diversity
+
 ``crops`` (the grid check made visible, docs/studies/x64-grid.md): one crop of an image, HR beside its bicubic round trip and the
 reconstruction of each checkpoint (same scale), each titled with its whole-image PSNR-Y and grid ratio
 (``metrics.grid_ratio``; the bicubic round trip's is the reference):
@@ -46,12 +52,14 @@ from tqdm.auto import tqdm
 
 from .bam import boundary_strength
 from .data import list_images
+from .decoupling import hr_edges
 from .evaluate import Z_SAMPLE, row_label
 from .image_io import load_image, to_output
+from .limits import DEFAULT_TAU_B
 from .metrics import Moments, grid_ratio, psnr_y, sample_values
 from .pipeline import Rescaler
 from .resize import bicubic_round_trip
-from .viz import hist_panel, plt, tile_grid
+from .viz import codes_image, heat_image, hist_panel, plt, tile_grid
 
 PIXEL_UNITS = 255.0  # Z_GT is reported in 8-bit grey levels
 
@@ -235,6 +243,53 @@ def crops(image: str, checkpoints: list[str], box: tuple[int, int, int], out: Pa
     return result
 
 
+@torch.inference_mode()
+def diversity(image: str, checkpoint: str, out: Path, tau: float = 0.5, tau_bs: tuple[float, ...] = (1.0, 0.0),
+              samples: int = 4, box: tuple[int, int, int] | None = None) -> dict:
+    """Where Z decides pixels (docs/studies/where-z-is-sampled.md): the HR image, B's boundary cells (k = 1) and the
+    diversity map (``Rescaler.spread``: per-pixel std over ``samples`` decodes at ``tau``, 0-255) at each ``tau_b``,
+    one colour scale for all maps, cropped to ``box`` = (top, left, size); each map titled with its mean off and on
+    the HR edges (``decoupling.hr_edges``). Writes OUT.png and OUT.json (the means)."""
+    r = Rescaler.from_pretrained(checkpoint)
+    if not r.has_boundary:
+        raise ValueError(f"{checkpoint} has no B: there are no boundary cells to compare")
+    x, _ = load_image(image)
+    h, w = x.shape[-2:]
+    top, left, size = box or (0, 0, min(h, w))
+    if top < 0 or left < 0 or size <= 0 or top + size > h or left + size > w:
+        raise ValueError(f"--box {top} {left} {size} does not fit the {h}x{w} image")
+    f = r.forward_image(x)
+    enc = r.quantize(f.y, f.b, 1, f.meta)
+    y, b = r.stored_tensors(enc)
+    edges = hr_edges(x, r.model.config).numpy()
+    maps = {t: r.spread(y, b, tau, samples=samples, tau_b=t)[:h, :w].numpy() for t in tau_bs}
+    means = {str(t): {"off_edges": float(m[~edges].mean()), "on_edges": float(m[edges].mean())} for t, m in maps.items()}
+    vmax = max(float(np.percentile(m, 99)) for m in maps.values())
+    crop = (slice(top, top + size), slice(left, left + size))
+    tiles = [("HR", to_output(x, "ndarray", "uint8")[crop]),
+             ("B's boundary cells (k = 1)", codes_image(enc.b, 1, r.scale, (h, w))[crop])]
+    for t, m in maps.items():
+        name = f"tau_b {t:g}" + (" (the paper's)" if t == 1 else " (default)" if t == DEFAULT_TAU_B else "")  # the tiles' font has no τ
+        tiles.append((f"{name}: off / on edges {means[str(t)]['off_edges']:.2f} / {means[str(t)]['on_edges']:.2f}",
+                      heat_image(m[crop], vmax)[0]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(tile_grid([tiles], tile_w=max(size, 256))).save(out.with_suffix(".png"))
+    result = {"image": str(image), "checkpoint": checkpoint, "scale": r.scale, "tau": tau, "samples": samples,
+              "box": [top, left, size], "vmax": vmax, "diversity": means}
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _print_diversity(args) -> None:
+    result = diversity(args.image, args.checkpoint, args.out, args.tau, tuple(args.tau_b), args.samples,
+                       tuple(args.box) if args.box else None)
+    for t, m in result["diversity"].items():
+        print(f"tau_b {t}: diversity off / on the edges {m['off_edges']:.2f} / {m['on_edges']:.2f}")
+    print(f"wrote {args.out.with_suffix('.png')} and {args.out.with_suffix('.json')}")
+
+
 def _print_crops(args) -> None:
     result = crops(args.image, args.checkpoints, tuple(args.box), args.out, args.tau, args.labels)
     for name, s in result["scores"].items():
@@ -281,6 +336,17 @@ def main(argv=None) -> int:
     pc.add_argument("--tau", type=float, default=0.0, help="Z temperature of the decodes (default 0)")
     pc.add_argument("--out", type=Path, default=Path("docs/results/crops"), help="writes OUT.png and OUT.json")
     pc.set_defaults(run=_print_crops)
+    pd = sub.add_parser("diversity", help="where Z decides pixels: the diversity map at each tau_b, beside HR and B")
+    pd.add_argument("--image", required=True, help="an HR image")
+    pd.add_argument("--checkpoint", required=True, help="a BDFlow checkpoint (with B)")
+    pd.add_argument("--tau", type=float, default=0.5, help="Z temperature (default 0.5)")
+    pd.add_argument("--tau-b", type=float, nargs="+", default=[1.0, 0.0], help="shares of tau in B's boundary cells, "
+                    "one map each (default 1 0: the paper's sampling, then the default)")
+    pd.add_argument("--samples", type=int, default=4, help="decodes per map (default 4)")
+    pd.add_argument("--box", nargs=3, type=int, metavar=("TOP", "LEFT", "SIZE"), help="the crop shown (default: the "
+                    "top-left square)")
+    pd.add_argument("--out", type=Path, default=Path("docs/results/diversity"), help="writes OUT.png and OUT.json")
+    pd.set_defaults(run=_print_diversity)
     args = parser.parse_args(argv)
     try:
         args.run(args)

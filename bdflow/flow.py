@@ -38,7 +38,7 @@ from .bam import boundary_target
 from .config import BDFlowConfig, LossConfig
 from .coupling import Y_CHANNELS, InvBlock, Subnet
 from .hub import check_state_dict, read_checkpoint, resolve_checkpoint, save_checkpoint, weights_digest
-from .limits import check_tau
+from .limits import check_tau, check_tau_b
 from .wavelets import dwt2, idwt2
 
 LEVEL_GAIN = 0.5
@@ -265,11 +265,23 @@ def z_origin_levels(levels: int) -> torch.Tensor:
     return torch.tensor([origin(i) for i in range(Y_CHANNELS, 3 * 4**levels)])
 
 
-def sample_z(y: torch.Tensor, channels: int, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Z ~ N(0, tau^2) shaped (N, channels, h, w) like y (design §2: tau = 0 gives the deterministic mean, zeros,
-    drawn from no generator)."""
-    tau = check_tau(tau)
+def sample_z(y: torch.Tensor, channels: int, tau: float, generator: torch.Generator | None = None,
+             b: torch.Tensor | None = None, tau_b: float = 1.0) -> torch.Tensor:
+    """Z shaped (N, channels, h, w) like y, each LR cell's values ~ N(0, tau_cell^2) (design §2: tau = 0 gives the
+    deterministic mean, zeros, drawn from no generator).
+
+    Without ``b`` (or with ``tau_b`` = 1), tau_cell = tau everywhere: the paper's sampling. With the stored B
+    (N,1,h,w) in [0, 1], tau_cell = tau (1 - (1 - tau_b) B): Z keeps the share ``tau_b`` of tau where B marks a
+    boundary (graded with a k-bit B). B has one value per LR cell, so where an edge runs inside its cell is in that
+    cell's Z (docs/studies/gaussian-z.md); tau_b = 0 keeps the edges where the decoder's mean puts them and samples
+    texture elsewhere (design.md, "Where Z is sampled")."""
+    tau, tau_b = check_tau(tau), check_tau_b(tau_b)
     n, _, h, w = y.shape
+    if b is not None and b.shape != (n, 1, h, w):
+        raise ValueError(f"b must be shaped {(n, 1, h, w)} like y's cells, got {tuple(b.shape)}")
     if tau == 0:
         return y.new_zeros(n, channels, h, w)
-    return torch.randn(n, channels, h, w, generator=generator, device=y.device, dtype=y.dtype).mul_(tau)
+    z = torch.randn(n, channels, h, w, generator=generator, device=y.device, dtype=y.dtype).mul_(tau)
+    if b is not None and tau_b < 1:
+        z.mul_(1 - (1 - tau_b) * b.to(z.dtype))
+    return z

@@ -86,7 +86,8 @@ def codes_canvas(codes: np.ndarray, bits: int, scale: int, size: tuple[int, int]
 
 @torch.inference_mode()
 def decode_with(demo: Demo, an: Analysis, codes: np.ndarray, bits: int, tau: float, seed: int) -> Decoded:
-    """Image A's Y with the given B codes (h, w) and Z ~ N(0, tau^2): the inverse pass, as ``Demo.decode``."""
+    """Image A's Y with the given B codes (h, w) and Z sampled at tau (``Rescaler.decode``'s default share of it in
+    the given B's boundary cells): the inverse pass, as ``Demo.decode``."""
     _needs_b(an)
     tau, seed, bits = check_tau(tau), check_seed(seed), check_bits(bits)
     s = demo.stored(an, bits)

@@ -13,6 +13,9 @@ from pathlib import Path
 MAX_BITS = 4  # k of a stored B: 1..MAX_BITS (the .bdf header and the training --bits too)
 DEFAULT_TAU = 0.8
 MAX_TAU = 10.0  # far beyond any useful temperature (the app's slider stops at 1.5): above it, Z is pure noise
+# tau_b: the share of tau that Z keeps in B's boundary cells (flow.sample_z; design.md "Where Z is sampled"): 0, the
+# default, leaves Z at its mean where the stored B marks a boundary; 1 is the paper's one tau everywhere
+DEFAULT_TAU_B = 0.0
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed; larger ones would wrap around silently
 DEFAULT_MAX_PIXELS = 4096 * 4096  # refuse larger inputs (decompression bombs, memory)
 
@@ -39,6 +42,13 @@ def check_tau(value) -> float:
         raise ValueError(f"tau must be a number between 0 and {MAX_TAU:g}, got {value!r}")
     if not (math.isfinite(value) and 0 <= value <= MAX_TAU):
         raise ValueError(f"tau must be between 0 and {MAX_TAU:g}, got {value!r}")
+    return float(value)
+
+
+def check_tau_b(value) -> float:
+    """tau_b, the share of tau that Z keeps where B = 1: a finite number (int or float) in [0, 1]."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (math.isfinite(value) and 0 <= value <= 1):
+        raise ValueError(f"tau_b must be a number between 0 and 1, got {value!r}")
     return float(value)
 
 

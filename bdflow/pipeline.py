@@ -21,7 +21,7 @@ from .accel import accelerate
 from .encoded import Encoded
 from .flow import BDFlow, sample_z
 from .image_io import load_image, pad_to_multiple, to_output
-from .limits import DEFAULT_MAX_PIXELS, DEFAULT_TAU, MAX_SEED, check_bits, check_precision, check_seed, check_tau
+from .limits import DEFAULT_MAX_PIXELS, DEFAULT_TAU, DEFAULT_TAU_B, MAX_SEED, check_bits, check_precision, check_seed, check_tau
 from .quantize import b_to_codes, y_to_uint8
 from .tiles import tiled_forward, tiled_inverse
 
@@ -113,7 +113,8 @@ class Rescaler:
         return check_tau(tau) if tau is not None else min(self.model.loss_config.tau_train, DEFAULT_TAU)
 
     @torch.inference_mode()
-    def decode(self, enc: Encoded, tau: float | None = None, seed: int | None = 0, output_type: str | None = None):
+    def decode(self, enc: Encoded, tau: float | None = None, seed: int | None = 0, output_type: str | None = None,
+               tau_b: float = DEFAULT_TAU_B):
         """Encoded -> the HR image of the original size, as ``output_type``:
 
         - ``"pil"``: a PIL image (8-bit);
@@ -121,31 +122,35 @@ class Rescaler:
         - ``"pt"``: a tensor (1,3,H,W) in [0, 1] on this rescaler's device, not rounded to 8 bits;
         - ``None`` (default): the type the image was given in (``meta["kind"]``; PIL for a .bdf file).
 
-        ``tau=None``: :attr:`default_tau`.
+        ``tau=None``: :attr:`default_tau`. ``tau_b``: the share of tau Z keeps in B's boundary cells
+        (:func:`bdflow.flow.sample_z`; default 0: Z at its mean there; 1: the paper's one tau everywhere).
         """
         kind = enc.meta.get("kind", "pil") if output_type is None else OUTPUT_TYPES.get(output_type)
         if kind is None:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)} or None, got {output_type!r}")
         y, b = self.stored_tensors(enc)
-        x = self.reconstruct(y, b, tau=self.default_tau if tau is None else tau, seed=seed)
+        x = self.reconstruct(y, b, tau=self.default_tau if tau is None else tau, seed=seed, tau_b=tau_b)
         h, w = enc.meta.get("size", x.shape[-2:])
         return to_output(x[..., :h, :w], kind, enc.meta.get("dtype", "uint8"))
 
-    def reconstruct(self, y: torch.Tensor, b: torch.Tensor | None, tau: float, seed: int | None) -> torch.Tensor:
-        """Inverse pass from (quantised) y (N,3,h,w), b (N,1,h,w) and Z ~ N(0, tau^2) with a seeded generator."""
+    def reconstruct(self, y: torch.Tensor, b: torch.Tensor | None, tau: float, seed: int | None,
+                    tau_b: float = DEFAULT_TAU_B) -> torch.Tensor:
+        """Inverse pass from (quantised) y (N,3,h,w), b (N,1,h,w) and Z drawn by :func:`bdflow.flow.sample_z` at
+        tau (the share ``tau_b`` of it in B's boundary cells) with a seeded generator."""
         tau = check_tau(tau)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(check_seed(seed) if seed is not None else torch.seed())
-        z = sample_z(y, self.model.config.z_channels, tau, generator)
+        z = sample_z(y, self.model.config.z_channels, tau, generator, b, tau_b)
         if max(y.shape[-2:]) * self.scale > TILE_ABOVE:
             return tiled_inverse(self.net, y, b, z, *self.tiling).clamp(0, 1)
         return self.net.inverse(y, b, z).clamp(0, 1)
 
-    def spread(self, y: torch.Tensor, b: torch.Tensor | None, tau: float, seed: int = 0, samples: int = 4) -> torch.Tensor:
+    def spread(self, y: torch.Tensor, b: torch.Tensor | None, tau: float, seed: int = 0, samples: int = 4,
+               tau_b: float = DEFAULT_TAU_B) -> torch.Tensor:
         """The diversity map: per-pixel standard deviation (mean over RGB, 0-255 scale) of ``samples`` decodes of
         (y, b) with seeds seed, seed + 1, ... (modulo 2^63), where the sampled Z changes the picture. (H, W) on the
         CPU at the padded size."""
-        outs = [self.reconstruct(y, b, tau=tau, seed=(seed + i) % (MAX_SEED + 1)) for i in range(samples)]
+        outs = [self.reconstruct(y, b, tau=tau, seed=(seed + i) % (MAX_SEED + 1), tau_b=tau_b) for i in range(samples)]
         return (torch.cat(outs).cpu() * 255).std(dim=0).mean(dim=0)
 
     def stored_tensors(self, enc: Encoded) -> tuple[torch.Tensor, torch.Tensor | None]:

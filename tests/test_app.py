@@ -134,6 +134,9 @@ def test_scores_and_toggles(client, face):
 def test_diversity(client, face):
     img, caption = client.predict(image=handle_file(face), model="×8", tau=1.0, samples=3, api_name="/diversity")
     assert read(img).shape == (80, 96, 3) and "std over 3 samples" in caption and "τ = 1.00" in caption
+    assert "0.00 τ in B's boundary cells" in caption  # the default: Z at its mean where B marks a boundary
+    _, paper = client.predict(image=handle_file(face), model="×8", tau=1.0, samples=3, tau_b=1, api_name="/diversity")
+    assert "1.00 τ in B's boundary cells" in paper
 
 
 def test_stored_b_panel_framed_even_when_all_white(client, tmp_path):
@@ -330,9 +333,11 @@ def raw_call(server: str, endpoint: str, data: list) -> str:
     return httpx.get(f"{url}/{event}", timeout=120).text
 
 
-DEC_NAMES = ["image", "model", "bits", "tau", "seed", "bicubic_lr", "jpeg_on", "jpeg_q", "drop_b", "samples"]
+# each endpoint's inputs in order (raw HTTP sends every one): tau_b closes every list
+DEC_NAMES = ["image", "model", "bits", "tau", "seed", "bicubic_lr", "jpeg_on", "jpeg_q", "drop_b", "tau_b"]
+DIV_NAMES = [*DEC_NAMES[:-1], "samples", "tau_b"]
 DEC_DEFAULTS = {"model": "×8", "bits": 1, "tau": 0.8, "seed": 0, "bicubic_lr": False, "jpeg_on": False, "jpeg_q": 75,
-                "drop_b": False, "samples": 4}
+                "drop_b": False, "samples": 4, "tau_b": 0.0}
 
 
 @pytest.mark.parametrize("endpoint, kwargs, message", [
@@ -345,6 +350,8 @@ DEC_DEFAULTS = {"model": "×8", "bits": 1, "tau": 0.8, "seed": 0, "bicubic_lr": 
     ("/diversity", {"samples": float("nan")}, "samples must be an integer from 2 to 32, got nan"),
     ("/diversity", {"samples": 2.5}, "samples must be an integer from 2 to 32, got 2.5"),
     ("/decode", {"tau": float("nan")}, "tau must be between 0 and 10, got nan"),
+    ("/decode", {"tau_b": float("nan")}, "tau_b must be a number between 0 and 1, got nan"),
+    ("/diversity", {"tau_b": 1.5}, "tau_b must be a number between 0 and 1, got 1.5"),
 ])
 def test_integer_inputs_are_refused_like_tau(server, face, endpoint, kwargs, message):
     """2.5 bits is refused (not rounded to 2), NaN for an integer input gets the rule's message. Over raw
@@ -354,7 +361,7 @@ def test_integer_inputs_are_refused_like_tau(server, face, endpoint, kwargs, mes
     with open(face, "rb") as f:
         uploaded = httpx.post(f"{server}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
     values = {**DEC_DEFAULTS, "image": {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, **kwargs}
-    stream = raw_call(server, endpoint, [values[n] for n in DEC_NAMES[: 10 if endpoint == "/diversity" else 9]])
+    stream = raw_call(server, endpoint, [values[n] for n in (DIV_NAMES if endpoint == "/diversity" else DEC_NAMES)])
     assert "event: error" in stream and message in stream, stream
     assert "cannot convert" not in stream and "Traceback" not in stream
 
@@ -372,13 +379,13 @@ def upload(server: str, path) -> dict:
 FILE = object()
 FILE_ENDPOINTS = {
     "/encode": [FILE, "×8"],
-    "/decode": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]]],
-    "/scores": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]]],
-    "/diversity": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:10]]],
+    "/decode": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:]]],
+    "/scores": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:]]],
+    "/diversity": [FILE, *[DEC_DEFAULTS[n] for n in DIV_NAMES[1:]]],
     "/levels": [FILE, "×8"],
     "/swap (image A)": [FILE, "UPLOAD", "×8", 1, 0.0, 0],
     "/swap (image B)": ["UPLOAD", FILE, "×8", 1, 0.0, 0],
-    "/figure": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:9]], "stored B"],
+    "/figure": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:-1]], "stored B", 0.0],
 }
 
 

@@ -201,7 +201,7 @@ def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, s
 
     page.locator("#div-btn").click()
     page.wait_for_selector("#diversity img")
-    assert "τ = 0.20" in page.locator("#div-note").inner_text()
+    assert "τ = 0.20 (0.00 τ in B's boundary cells)" in page.locator("#div-note").inner_text()
     assert page.locator("#levels img").count() == 1 and "3 (Y" in page.locator("#levels-table").inner_text()
     label_clear_of_titles(page, "zhist")
 
@@ -213,6 +213,14 @@ def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, s
     set_number(page, "tau", 0.4)  # a map of other settings does not stay on screen
     page.wait_for_function("!document.querySelector('#diversity img')")
     assert "press the button" in page.locator("#div-note").inner_text()
+
+    before = recon_src(page)
+    set_number(page, "tau-b", 1)  # the paper's sampling: Z at tau in B's cells too, a new sample and a new map
+    page.wait_for_function("src => { const i = document.querySelector('#recon img'); return i && i.src !== src; }",
+                           arg=before)
+    page.locator("#div-btn").click()
+    page.wait_for_selector("#diversity img")
+    assert "τ = 0.40 (1.00 τ in B's boundary cells)" in page.locator("#div-note").inner_text()
 
 
 def label_clear_of_titles(page, elem_id: str) -> None:

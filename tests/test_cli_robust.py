@@ -21,8 +21,8 @@ from PIL import Image
 from bdflow import Rescaler
 from bdflow.__main__ import main
 from bdflow.codec import read_file
-from bdflow.demo import Demo
-from bdflow.limits import MAX_SEED, check_bits, check_seed, check_tau
+from bdflow.demo import Demo, Toggles
+from bdflow.limits import MAX_SEED, check_bits, check_seed, check_tau, check_tau_b
 from tests.helpers import REPO
 
 
@@ -46,29 +46,38 @@ def usage_error(argv, capsys) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
+RULES = {"tau": (check_tau, "tau must be between 0 and 10"), "seed": (check_seed, "seed must be an integer"),
+         "tau_b": (check_tau_b, "tau_b must be a number between 0 and 1")}
+
+
 @pytest.mark.parametrize("name, text, value", [
     ("tau", "1e9", 1e9), ("tau", "nan", math.nan), ("tau", "-0.5", -0.5), ("tau", "inf", math.inf),
     ("seed", "-5", -5), ("seed", str(2**63), 2**63), ("seed", "1.5", 1.5),
+    ("tau_b", "1.5", 1.5), ("tau_b", "-0.1", -0.1), ("tau_b", "nan", math.nan), ("tau_b", "one", "one"),
 ])
 def test_out_of_range_tau_and_seed_are_refused_everywhere(bdf, tiny_x8, tmp_path, capsys, name, text, value):
-    out = tmp_path / "o.png"
-    rule, message = (check_tau, "tau must be between 0 and 10") if name == "tau" else (check_seed, "seed must be an integer")
+    out, flag = tmp_path / "o.png", "--" + name.replace("_", "-")
+    rule, message = RULES[name]
     with pytest.raises(ValueError, match=message):
         rule(value)
-    err = usage_error(["decode", str(bdf), str(out), f"--{name}", text], capsys)
-    assert f"argument --{name}: " in err and message in err and "Traceback" not in err and not out.exists()
+    err = usage_error(["decode", str(bdf), str(out), flag, text], capsys)
+    assert f"argument {flag}: " in err and message in err and "Traceback" not in err and not out.exists()
     r = Rescaler.from_pretrained(tiny_x8, device="cpu")
     with pytest.raises(ValueError, match=message):
         r.decode(read_file(bdf).encoded, **{name: value})  # the API refuses what the CLI refuses
     demo = Demo({"x8": r}, max_side=64)
-    with pytest.raises(ValueError, match=message):
-        demo.decode(demo.analyse(np.zeros((16, 16, 3), np.uint8), "x8"), **{name: value})  # and so does the app
+    an = demo.analyse(np.zeros((16, 16, 3), np.uint8), "x8")
+    with pytest.raises(ValueError, match=message):  # and so does the app (tau_b is one of its toggles)
+        demo.decode(an, toggles=Toggles(tau_b=value)) if name == "tau_b" else demo.decode(an, **{name: value})
 
 
 def test_the_extreme_accepted_values_work(bdf, tmp_path):
     assert main(["decode", str(bdf), str(tmp_path / "a.png"), "--tau", "10", "--seed", str(MAX_SEED), "-q"]) == 0
     assert main(["decode", str(bdf), str(tmp_path / "b.png"), "--tau", "0", "--seed", "0", "-q"]) == 0
+    assert main(["decode", str(bdf), str(tmp_path / "c.png"), "--tau-b", "1", "-q"]) == 0
+    assert main(["decode", str(bdf), str(tmp_path / "d.png"), "--tau-b", "0", "-q"]) == 0
     assert check_seed(MAX_SEED) == MAX_SEED and check_tau(10) == 10.0 and check_bits(4.0) == 4
+    assert check_tau_b(0) == 0.0 and check_tau_b(1) == 1.0
 
 
 def test_bits_are_integers_only(odd_face, tiny_x8, tmp_path, capsys):

@@ -91,13 +91,20 @@ def test_cli_refuses_a_missing_folder(tmp_path, capsys):
 
 def test_table_gathers_a_studys_arms(tmp_path, data_dir, capsys):
     ckpt = tiny_checkpoint(tmp_path / "tiny")
-    for arm in ("a", "b"):
-        assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--limit", "1",
+    arms = {"a": ["--tau-b", "1"], "b": []}  # the paper's sampling, and the default: Z at its mean in B's cells
+    for arm, flags in arms.items():
+        assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--limit", "1", *flags,
                      "--taus", "0", "0.5", "--seeds", "2", "--json", str(tmp_path / "study" / arm / "decoupling.json")]) == 0
     assert main(["--table", str(tmp_path / "study")]) == 0
     table = (tmp_path / "study" / "decoupling.md").read_text()
-    assert "| a | 0 |" in table and "| b | 0 |" in table and "0.5: " in table
+    assert "| a | 0 (1 in B) |" in table and "| b | 0 (0 in B) |" in table and "0.5: " in table
+    a, b = (json.loads((tmp_path / "study" / arm / "decoupling.json").read_text()) for arm in arms)
+    assert (a["tau_b"], b["tau_b"]) == (1.0, 0.0)
+    assert b["diversity"]["in_b"] < a["diversity"]["in_b"]  # Z at its mean in B's cells: quieter there
+    assert a["taus"]["0.0"] == b["taus"]["0.0"]  # tau 0 draws nothing: tau_b cannot change it
     assert main(["--table", str(tmp_path / "nothing")]) == 1
+    assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--tau-b", "2"]) == 1
+    assert "tau_b must be a number between 0 and 1" in capsys.readouterr().err
 
 
 def test_channel_kurtosis_sees_tails_inside_the_channels_not_between_them():

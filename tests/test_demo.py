@@ -79,6 +79,18 @@ def test_tau_zero_is_deterministic_and_seed_reproducible(demo, image):
     assert demo.diversity(an, tau=1.0, samples=3).mean() > 0
 
 
+def test_tau_b_is_where_the_diversity_map_goes_dark(demo, image):
+    """Toggles(tau_b): Z at a share of tau in B's boundary cells. At 0 (the default) the map is darker inside B's
+    cells than with the paper's 1; decodes are cached apart; dropping B leaves nothing to gate."""
+    an = demo.analyse(image, "×8")
+    cells = np.kron(demo.stored(an, 1).enc.b > 0, np.ones((8, 8), bool))[:72, :80]
+    gated, paper = (demo.diversity(an, tau=1.0, samples=3, toggles=Toggles(tau_b=t)) for t in (0.0, 1.0))
+    assert cells.any() and gated[cells].mean() < paper[cells].mean()
+    assert not torch.equal(demo.decode(an, tau=1.0, toggles=Toggles(tau_b=1.0)).x_hat, demo.decode(an, tau=1.0).x_hat)
+    dropped = (demo.diversity(an, tau=1.0, samples=3, toggles=Toggles(drop_b=True, tau_b=t)) for t in (0.0, 1.0))
+    assert np.array_equal(*dropped)
+
+
 def test_toggles_change_what_the_decoder_gets(demo, image):
     an = demo.analyse(image, "×8")
     s = demo.stored(an, 2)

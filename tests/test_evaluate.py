@@ -54,6 +54,22 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
     assert "tau must be between 0 and 10" in capsys.readouterr().err
 
 
+def test_tau_b_changes_the_sampled_rows_only(small_faces, tmp_path, capsys):
+    """--tau-b: the share of tau Z keeps in B's boundary cells (default 0); the paper's 1 changes the sampled row,
+    never the tau-0 one; out of range is refused like tau."""
+    perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8)), std=0.005).save_pretrained(tmp_path / "m")
+    runs = {}
+    for tau_b in ("0", "1"):
+        assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "0", "0.8", "--tau-b", tau_b,
+                     "--json", str(tmp_path / f"{tau_b}.json")]) == 0
+        assert f"({tau_b} of it in B's boundary cells)" in capsys.readouterr().out
+        runs[tau_b] = {r["method"]: r for r in json.loads((tmp_path / f"{tau_b}.json").read_text())["results"]}
+    assert runs["0"]["BDFlow m tau=0"] == runs["1"]["BDFlow m tau=0"]
+    assert runs["0"]["BDFlow m tau=0.8"]["psnr"] != runs["1"]["BDFlow m tau=0.8"]["psnr"]
+    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau-b", "1.5"]) == 1
+    assert "tau_b must be a number between 0 and 1" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_probes_decode_from_altered_y_and_b(small_faces, tmp_path, capsys):
     """--probe bicubic-y feeds the bicubic LR: a fresh flow is a Haar pyramid, so Y is the box mean, not bicubic."""

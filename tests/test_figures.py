@@ -123,3 +123,24 @@ def test_crops_scores_each_checkpoint_beside_bicubic(pair, tmp_path):
     assert main(["crops", "--image", face, "--checkpoints", str(bd), str(twin), "--labels", "one", "--out", str(out)]) == 1
     perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8))).save_pretrained(tmp_path / "x8")
     assert main(["crops", "--image", face, "--checkpoints", str(bd), str(tmp_path / "x8"), "--out", str(out)]) == 1
+
+
+def test_diversity_figure_maps_each_tau_b_on_one_scale(pair, tmp_path, capsys):
+    """The where-Z-is-sampled figure: HR, B's cells and one map per tau_b; tau_b 0 is quieter on the edges than the
+    paper's sampling, and a B-less model or a box outside the image is refused with a message."""
+    face = "assets/face-female-015248.jpg"
+    bd, twin = pair
+    out = tmp_path / "div"
+    assert main(["diversity", "--image", face, "--checkpoint", str(bd), "--box", "96", "128", "128", "--samples", "3",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    paper, default = result["diversity"]["1.0"], result["diversity"]["0.0"]
+    assert default["on_edges"] < paper["on_edges"] and result["vmax"] > 0 and result["samples"] == 3
+    assert "tau_b 0.0: diversity off / on the edges" in capsys.readouterr().out
+    from PIL import Image
+
+    assert Image.open(out.with_suffix(".png")).width >= 4 * 256  # HR, B's cells, two maps
+    assert main(["diversity", "--image", face, "--checkpoint", str(twin), "--out", str(out)]) == 1
+    assert "has no B" in capsys.readouterr().err
+    assert main(["diversity", "--image", face, "--checkpoint", str(bd), "--box", "480", "0", "64", "--out", str(out)]) == 1
+    assert "does not fit" in capsys.readouterr().err

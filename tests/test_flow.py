@@ -307,6 +307,25 @@ def test_sample_z_temperature_and_seed():
         sample_z(y, 5, -0.1)
 
 
+@pytest.mark.parametrize("tau_b", [0.0, 0.3, 1.0])
+def test_sample_z_keeps_the_share_tau_b_of_tau_in_b_cells(tau_b):
+    """tau_cell = tau (1 - (1 - tau_b) B): B = 1 cells get tau_b tau, B = 0 cells tau, a 2-bit B in between;
+    the draw itself is the one without B (same seed, same values elsewhere)."""
+    y, g = torch.zeros(2, 3, 4, 4), lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    b = torch.zeros(2, 1, 4, 4)
+    b[:, :, 0], b[:, :, 1] = 1.0, 1 / 3  # a boundary row, and a weak one (code 1 of a 2-bit B)
+    plain, gated = sample_z(y, 5, 0.8, g()), sample_z(y, 5, 0.8, g(), b, tau_b)
+    assert torch.allclose(gated[:, :, 0], tau_b * plain[:, :, 0])
+    assert torch.allclose(gated[:, :, 1], (1 - (1 - tau_b) / 3) * plain[:, :, 1])
+    assert torch.equal(gated[:, :, 2:], plain[:, :, 2:])
+    assert torch.equal(sample_z(y, 5, 0.8, g(), None, tau_b), plain)  # a model without B: the paper's sampling
+    assert torch.all(sample_z(y, 5, 0.0, g(), b, tau_b) == 0)
+    with pytest.raises(ValueError, match="tau_b must be a number between 0 and 1"):
+        sample_z(y, 5, 0.8, g(), b, 1.5)
+    with pytest.raises(ValueError, match=r"b must be shaped \(2, 1, 4, 4\)"):
+        sample_z(y, 5, 0.8, g(), b[:, :, :2], tau_b)
+
+
 @pytest.mark.parametrize("bad", [dict(scale=3), dict(scale=128), dict(bam_norm=3), dict(b_target="mean"), dict(hidden=0),
                                  dict(wavelet="db4"), dict(b_mode="input"), dict(z_scale="free"), dict(b_upsample="bicubic"), dict(b_init="ones"), dict(y_phase="middle"),
                                  dict(scale=16, b_from_level=5), dict(b_from_level=0), dict(res_from_level=0), dict(scale=8, res_from_level=4),

@@ -10,7 +10,7 @@ from PIL import Image
 from bdflow import BDFlow, BDFlowConfig, Encoded, LossConfig, Rescaler
 from bdflow.hub import weights_digest
 from bdflow.image_io import load_image, to_output
-from tests.helpers import perturb_
+from tests.helpers import perturb_, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,28 @@ def test_decode_reproducible_per_seed_and_tau_zero_is_deterministic(rescaler, fa
     a, b, c = (np.asarray(rescaler.decode(enc, tau=1.0, seed=s)) for s in (3, 3, 4))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert np.array_equal(np.asarray(rescaler.decode(enc, tau=0, seed=1)), np.asarray(rescaler.decode(enc, tau=0, seed=2)))
+
+
+def test_decode_samples_z_at_the_share_tau_b_of_tau_in_bs_boundary_cells(rescaler, face_pil, tmp_path):
+    """The default tau_b = 0 keeps Z at its mean in B's boundary cells: a decode that differs from the paper's
+    sampling (tau_b = 1) only where the stored B is set; the same Z as inverse(y, b, sample_z(...)) by hand; a
+    model without B samples the paper's way whatever tau_b."""
+    from bdflow.flow import sample_z
+    from bdflow.limits import DEFAULT_TAU_B
+
+    enc = rescaler.encode(face_pil.resize((128, 128)), bits=1)
+    assert DEFAULT_TAU_B == 0 and enc.b.any() and not enc.b.all()
+    y, b = rescaler.stored_tensors(enc)
+    z = sample_z(y, rescaler.model.config.z_channels, 0.8, torch.Generator().manual_seed(5), b, 0.0)
+    assert torch.equal(z[b.expand_as(z) > 0], torch.zeros(int((b > 0).sum()) * z.shape[1]))
+    by_hand = rescaler.net.inverse(y, b, z).clamp(0, 1)
+    assert torch.equal(rescaler.decode(enc, tau=0.8, seed=5, output_type="pt"), by_hand)
+    paper = rescaler.decode(enc, tau=0.8, seed=5, output_type="pt", tau_b=1.0)
+    assert not torch.equal(paper, by_hand)
+    assert torch.equal(rescaler.decode(enc, tau=0, output_type="pt", tau_b=1.0), rescaler.decode(enc, tau=0, output_type="pt"))
+    twin = Rescaler.from_pretrained(tiny_checkpoint(tmp_path / "twin", boundary=False), device="cpu")
+    enc = twin.encode(face_pil.resize((64, 64)))
+    assert torch.equal(twin.decode(enc, tau=0.8, output_type="pt"), twin.decode(enc, tau=0.8, output_type="pt", tau_b=1.0))
 
 
 @pytest.mark.parametrize("tau_train, expected", [(0.0, 0.0), (0.5, 0.5), (1.0, 0.8)])

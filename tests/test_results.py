@@ -88,3 +88,20 @@ def test_pair_gives_the_paired_difference_of_two_runs(capsys):
     assert capsys.readouterr().out == out  # the mean of a file with itself is the file
     with pytest.raises(ValueError, match="no tau-0 twin rows"):
         results.side(str(REPO / "docs" / "results" / "face-x8-val50.csv") + ":twin", "psnr")
+
+
+def test_pair_at_a_tau_reads_that_taus_rows(capsys):
+    """FILE@TAU: the rows decoded at TAU (what tau costs against tau 0 on the same images, the done-when of a
+    decoder that samples); a tau the file does not hold is refused."""
+    import csv
+
+    path = REPO / "docs" / "results" / "face-x16-val50.csv"
+    rows = list(csv.DictReader(path.open()))
+    warm = {r["image"]: float(r["lpips"]) for r in rows if r["method"] == "twin face-x16-noB tau=0.5"}
+    cold = {r["image"]: float(r["lpips"]) for r in rows if r["method"] == "twin face-x16-noB tau=0"}
+    assert results.side(f"{path}:twin@0.5", "lpips") == warm and results.side(f"{path}:twin", "lpips") == cold
+    assert results.main(["--pair", f"{path}:twin@0.5", f"{path}:twin", "--metric", "lpips"]) == 0
+    mean = sum(warm[k] - cold[k] for k in warm) / len(warm)
+    assert f"A - B {mean:+.4f}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no tau-0.8 bdflow rows"):
+        results.side(f"{path}@0.8", "psnr")

@@ -5,6 +5,7 @@ shipped model cards (checkpoints/NAME/README.md), written from each checkpoint's
     python tools/results.py --evaluate   # first re-create those files from checkpoints/* (python -m bdflow.evaluate)
     python tools/results.py --check      # exit 1 when a table in README.md or docs/, or a card, and its data disagree
     python tools/results.py --pair A.csv B.csv:twin   # paired per-image difference of two evaluate CSVs
+    python tools/results.py --pair A.csv@0.5 A.csv --metric lpips   # what tau 0.5 costs against tau 0, per image
 
 Each entry of ``RESULTS`` is one run of ``python -m bdflow.evaluate`` on the shipped checkpoints: the model, its
 B-less twin (where one ships), the held-out faces and the file it writes under ``docs/results/``. A generated table
@@ -259,8 +260,9 @@ def render(text: str, blocks: dict, root: Path = RESULTS_DIR) -> str:
 
 
 def side(spec: str, metric: str) -> dict[str, float]:
-    """``FILE[,FILE...][:KIND]``: per image, the mean over the files of the tau-0 row of KIND ('bdflow', the
-    default, or 'twin'), so that several seeds' CSVs average into one arm."""
+    """``FILE[,FILE...][:KIND][@TAU]``: per image, the mean over the files of the row of KIND ('bdflow', the
+    default, or 'twin') at TAU (default 0), so that several seeds' CSVs average into one arm."""
+    spec, at, tau = spec.rpartition("@") if "@" in spec else (spec, "", "0")
     files, _, kind = spec.rpartition(":")
     if kind not in ("bdflow", "twin"):
         files, kind = spec, "bdflow"
@@ -268,9 +270,9 @@ def side(spec: str, metric: str) -> dict[str, float]:
     for path in files.split(","):
         with open(path) as f:
             rows = {r["image"]: float(r[metric]) for r in csv.DictReader(f)
-                    if _kind(r["method"]) == kind and _tau(r["method"]) == 0 and not _is_probe(r["method"])}
+                    if _kind(r["method"]) == kind and _tau(r["method"]) == float(tau) and not _is_probe(r["method"])}
         if not rows:
-            raise ValueError(f"{path}: no tau-0 {kind} rows")
+            raise ValueError(f"{path}: no tau-{tau} {kind} rows")
         runs.append(rows)
     images = set(runs[0]).intersection(*runs[1:])
     if any(set(r) != images for r in runs):
@@ -310,12 +312,15 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help=f"the data folder (default: $BDFLOW_DATA or {DATA})")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table differs from its data")
     parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="print the paired per-image difference A - B "
-                        "of two evaluate CSVs and exit; each side FILE[,FILE...][:bdflow|twin] (several files: "
-                        "their mean per image, e.g. three seeds)")
+                        "of two evaluate CSVs and exit; each side FILE[,FILE...][:bdflow|twin][@TAU] (several files: "
+                        "their mean per image, e.g. three seeds; TAU: the rows at that tau, default 0)")
     parser.add_argument("--metric", default="psnr", choices=["psnr", "ssim", "lpips"], help="with --pair (default psnr)")
     args = parser.parse_args(argv)
     if args.pair:
-        a, b = (side(spec, args.metric) for spec in args.pair)
+        try:
+            a, b = (side(spec, args.metric) for spec in args.pair)
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
         if set(a) != set(b):
             parser.error("the two sides score different images")
         p = paired(a, b)
