@@ -94,8 +94,9 @@ def _back(loss: LossConfig) -> str:
 
 
 def _tau(loss: LossConfig) -> str:
-    """The temperature of the training decodes: one for all, or each image's own."""
-    return f"drawn per image from U(0, {loss.tau_train:g})" if loss.tau_draw == "uniform" and loss.tau_train else f"= {loss.tau_train:g}"
+    """The temperature of the training decodes: one for all, or each image's own; and its share in B's cells."""
+    tau = f"drawn per image from U(0, {loss.tau_train:g})" if loss.tau_draw == "uniform" and loss.tau_train else f"= {loss.tau_train:g}"
+    return tau + (f" ({loss.tau_b:g} of it in B's boundary cells)" if loss.tau_b != 1 and loss.tau_train else "")
 
 
 def _readers(c: BDFlowConfig) -> str:

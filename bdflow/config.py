@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .limits import check_tau
+from .limits import check_tau, check_tau_b
 
 SCALES = (2, 4, 8, 16, 32, 64)
 B_TARGETS = ("density", "max", "lr")
@@ -172,9 +172,11 @@ class LossConfig:
     baw_twin: bool = option(False, "the twin (--no-boundary) still weights L_back by BAW: Table 3's 'BAW only' arm")
     tau_train: float = option(0.0, "temperature of the prior Z the training decode sees (paper: 1)")
     tau_draw: str = option("fixed", "how each training decode's temperature is drawn: fixed (every image at tau_train, the paper's) | uniform (each image's tau from U(0, tau_train): the decoder trains at every temperature the app's slider offers, tau 0 included; docs/studies/gaussian-z.md)")
+    tau_b: float = option(1.0, "the share of the training decode's tau its Z keeps in B's boundary cells, as flow.sample_z draws it (1: the paper's one tau everywhere; 0: as a decode samples by default, Z at its mean where B marks a boundary; docs/studies/where-z-is-sampled.md)")
 
     def __post_init__(self):
         check_tau(self.tau_train)
+        check_tau_b(self.tau_b)
         if self.latent not in LATENTS:
             raise ValueError(f"latent must be one of {LATENTS}, got {self.latent!r}")
         if self.channels not in CHANNEL_TERMS:

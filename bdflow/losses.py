@@ -224,12 +224,13 @@ class LossTerms:
 
 
 def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None,
-               samples: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+               samples: int = 1, b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The prior Z (samples N, channels, h, w) the training decodes read beside y (N, C, h, w) and each image's
     temperature tau (N,): N(0, tau_train^2) for every image (``tau_draw`` fixed, the paper's), or each image at its
     own tau ~ U(0, tau_train) (uniform). ``samples`` independent draws per image share that image's tau, stacked draw
-    after draw (the energy score's pair)."""
-    z = sample_z(y.repeat(samples, 1, 1, 1), channels, tau=lc.tau_train, generator=generator)
+    after draw (the energy score's pair). With the stored B of the decodes ``b`` (samples N, 1, h, w), Z keeps the
+    share ``tau_b`` of it in B's boundary cells (``flow.sample_z``)."""
+    z = sample_z(y.repeat(samples, 1, 1, 1), channels, tau=lc.tau_train, generator=generator, b=b, tau_b=lc.tau_b)
     tau = torch.full((len(y),), lc.tau_train, device=z.device, dtype=z.dtype)
     if lc.tau_draw == "uniform" and lc.tau_train > 0:
         share = torch.rand(len(y), 1, 1, 1, generator=generator, device=z.device, dtype=z.dtype)
@@ -263,11 +264,11 @@ def bdflow_loss(
     cells = boundary_cells(b) if c.boundary and lc.latent == "w2_b" else None
     latent = latent_term(z, lc.latent, cells, generator) if lc.lambda_latent > 0 else zero
     samples = 2 if lc.back == "energy" else 1
-    z_prior, tau = training_z(y, c.z_channels, lc, generator, samples)
-    weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
-    bam_term = bam_loss(b, b_target) if c.b_channel else zero
     y_q = quantize_y(y)
     b_q = quantize_b(b, bits).repeat(samples, 1, 1, 1) if c.boundary else None
+    z_prior, tau = training_z(y, c.z_channels, lc, generator, samples, None if b_q is None else b_q.detach())  # B learns its target, not how loud Z is
+    weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
+    bam_term = bam_loss(b, b_target) if c.b_channel else zero
     decodes = passes.inverse(y_q.repeat(samples, 1, 1, 1), b_q, z_prior).chunk(samples)  # one batch: both draws at once
     x_back = decodes[0]
     if lc.grid_gamma > 0:

@@ -263,6 +263,28 @@ def test_uniform_tau_draw_gives_each_image_its_own_temperature():
         LossConfig(tau_draw="normal")
 
 
+@pytest.mark.parametrize("tau_b", [0.0, 0.5])
+def test_training_z_keeps_tau_b_of_tau_in_bs_cells(face, tau_b):
+    """LossConfig.tau_b: the training decodes draw Z as a decode does (flow.sample_z), both samples of the pair
+    alike; 1 (the default) is the paper's draw, bit for bit; a gated step trains (finite, different gradients)."""
+    y, b = torch.zeros(2, 3, 4, 4), torch.zeros(4, 1, 4, 4)
+    b[:, :, :2] = 1.0
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    paper, _ = training_z(y, 5, LossConfig(tau_train=1.0), g(), samples=2, b=b)
+    assert torch.equal(paper, training_z(y, 5, LossConfig(tau_train=1.0), g(), samples=2)[0])
+    gated, _ = training_z(y, 5, LossConfig(tau_train=1.0, tau_b=tau_b), g(), samples=2, b=b)
+    assert torch.allclose(gated[:, :, :2], tau_b * paper[:, :, :2]) and torch.equal(gated[:, :, 2:], paper[:, :, 2:])
+    x = face[:, :, :32, :32].repeat(2, 1, 1, 1)
+    grads = {}
+    for name, lc in (("paper", LossConfig(tau_train=1.0, lambda_bam=0.0)), ("gated", LossConfig(tau_train=1.0, tau_b=tau_b, lambda_bam=0.0))):
+        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8), lc), std=0.01)
+        bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0)).total.backward()
+        grads[name] = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert torch.isfinite(grads["gated"]).all() and not torch.equal(grads["gated"], grads["paper"])
+    with pytest.raises(ValueError, match="tau_b must be a number between 0 and 1"):
+        LossConfig(tau_b=2.0)
+
+
 @pytest.mark.parametrize("config, loss", [(dict(), dict()), (dict(boundary=False), dict(baw_twin=True))], ids=["bdflow", "twin-baw-only"])
 def test_baw_switches_on_after_alpha(face, config, loss):
     model = perturb_(BDFlow(BDFlowConfig(scale=8, hidden=8, **config), LossConfig(lambda_lpips=0, **loss)), std=0.01)
