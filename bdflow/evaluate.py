@@ -128,8 +128,8 @@ def row_label(checkpoint: str, rescaler: Rescaler) -> str:
 
 
 def _flow_methods(label: str, rescaler: Rescaler, taus: tuple[float, ...], tau_b: float) -> list[Method]:
-    """One row per tau (named "LABEL tau=t" when there are several)."""
-    return [Method(label if len(taus) == 1 else f"{label} tau={tau:g}", rescaler, tau, tau_b=tau_b) for tau in taus]
+    """One row per tau, named "LABEL tau=t" (just LABEL for a run at tau 0 alone: the tables' fidelity rows)."""
+    return [Method(label if taus == (0.0,) else f"{label} tau={tau:g}", rescaler, tau, tau_b=tau_b) for tau in taus]
 
 
 def _probe_methods(label: str, rescaler: Rescaler, tau: float, probes: tuple[str, ...], tau_b: float) -> list[Method]:

@@ -29,9 +29,10 @@ def test_evaluate_prints_the_table(small_faces, tmp_path, capsys):
                  "--bits", "2", "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")])
     assert code == 0
     out = capsys.readouterr().out
-    assert "| bicubic round trip |" in out and "| twin twin |" in out and "| BDFlow m |" in out
+    # a run at a tau other than 0 says so in every label (a CSV row names its tau: tools/results.py --pair FILE@TAU)
+    assert "| bicubic round trip |" in out and "| twin twin tau=0.8 |" in out and "| BDFlow m tau=0.8 |" in out
     results = {r["method"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
-    bicubic, flow = results["bicubic round trip"], results["BDFlow m"]
+    bicubic, flow = results["bicubic round trip"], results["BDFlow m tau=0.8"]
     assert 20 < bicubic["psnr"] < 40 and 0 < bicubic["lpips"] < 1
     assert bicubic["bytes"] == 24 * 20 * 3  # 192x160 at x8: 24x20 LR pixels, 8-bit RGB
     assert flow["bytes"] == 24 * 20 * 3 + 24 * 20 * 2 // 8  # plus 2-bit B
@@ -92,7 +93,7 @@ def test_probes_decode_from_altered_y_and_b(small_faces, tmp_path, capsys):
 
 def test_record_writes_metrics_and_model_card(small_faces, tmp_path):
     BDFlow(BDFlowConfig(scale=8, hidden=8)).save_pretrained(tmp_path / "m", meta={"iterations": 5})
-    args = ["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--limit", "1", "--record"]
+    args = ["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--limit", "1", "--tau", "0", "--record"]
     assert main([*args, "val-512", "--notes", "Tiny test model."]) == 0
     assert main([*args, "test-1024"]) == 0
     model = BDFlow.from_pretrained(tmp_path / "m")
@@ -122,6 +123,6 @@ def test_entropy():
 )
 def test_rows_are_named_by_kind_and_run(small_faces, tmp_path, folder, boundary, label):
     BDFlow(BDFlowConfig(scale=8, hidden=8, boundary=boundary)).save_pretrained(tmp_path / folder)
-    assert main(["--checkpoint", str(tmp_path / folder), "--data", str(small_faces), "--limit", "1",
+    assert main(["--checkpoint", str(tmp_path / folder), "--data", str(small_faces), "--limit", "1", "--tau", "0",
                  "--json", str(tmp_path / "r.json")]) == 0
     assert [r["method"] for r in json.loads((tmp_path / "r.json").read_text())["results"]] == ["bicubic round trip", label]
