@@ -330,9 +330,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         an = analysis(image, model)
         return png(viz.levels_image(an.levels)), levels_markdown(an.levels)
 
-    def swap(image_a, image_b, model, bits=1, tau=DEFAULT_TAU, seed=0):
+    def swap(image_a, image_b, model, bits=1, tau=DEFAULT_TAU, seed=0, tau_b=DEFAULT_TAU_B):
         """Decoupling lab: image A's Y with image B's B (image B encoded at A's size): reconstruction vs A, scores."""
-        rec, _, _, table, s = lab_decode(image_a, model, bits, tau, seed, "image", image_b)
+        rec, _, _, table, s = lab_decode(image_a, model, bits, tau, seed, "image", image_b, tau_b=tau_b)
         return rec, table, s
 
     def lab_b(image_a, model, bits, source, image_b=None, threshold=50.0):
@@ -345,20 +345,20 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             other = demo.analyse(lab.at_size_of(path_b, an, demo.rescaler(model).max_pixels), model)
         return an, lab.source_codes(demo, an, int(bits), source, other, threshold)
 
-    def lab_show(an, dec, bits, tau, seed):
-        """Reconstruction, the B decoded, what it changed against the flow's own B (same Y, tau, seed), numbers."""
+    def lab_show(an, dec, bits, tau, seed, tau_b):
+        """Reconstruction, the B decoded, what it changed against the flow's own B (same Y, tau, tau_b, seed), numbers."""
         h, w = an.x.shape[-2:]
         s = demo.scores(an, dec)
         table = scores_markdown(s) + "".join(f"\n\n_{n}_" for n in dec.notes)
         b_img = png(viz.framed(viz.codes_image(dec.enc.b, int(bits), an.scale, (h, w))))
-        own = demo.decode(an, int(bits), tau, seed).x_hat
+        own = demo.decode(an, int(bits), tau, seed, Toggles(tau_b=tau_b)).x_hat
         change, vmax = viz.heat_image(((dec.x_hat - own).abs().mean(dim=1)[0] * 255).numpy())
         table += f"\n\n_change map: black 0, bright ≥ {vmax:.1f} (0–255 scale)_"
         return png(u8(dec.x_hat)), b_img, png(change), table, json_safe(s)
 
-    def lab_decode(image_a, model, bits, tau, seed, source, image_b=None, threshold=50.0):
+    def lab_decode(image_a, model, bits, tau, seed, source, image_b=None, threshold=50.0, tau_b=DEFAULT_TAU_B):
         an, codes = lab_b(image_a, model, bits, source, image_b, threshold)
-        return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed), bits, tau, seed)
+        return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed, tau_b), bits, tau, seed, tau_b)
 
     def lab_canvas(image_a, model, bits, source, image_b, threshold):
         """The chosen B, enlarged onto the HR grid, as the brush's canvas."""
@@ -366,7 +366,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         img = lab.codes_canvas(codes, int(bits), an.scale, tuple(an.x.shape[-2:]))
         return {"background": img, "layers": [], "composite": img}
 
-    def lab_paint(image_a, model, bits, tau, seed, canvas):
+    def lab_paint(image_a, model, bits, tau, seed, canvas, tau_b=DEFAULT_TAU_B):
         """Decode image A's Y with the B painted on the canvas (white = boundary, black = none)."""
         an = analysis(image_a, model)
         composite = uploaded((canvas or {}).get("composite"))
@@ -376,7 +376,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
 
         painted = np.asarray(Image.open(composite).convert("RGBA"))
         codes = lab.paint_codes(painted, tuple(an.y.shape[-2:]), int(bits))
-        return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed), bits, tau, seed)
+        return lab_show(an, lab.decode_with(demo, an, codes, int(bits), tau, seed, tau_b), bits, tau, seed, tau_b)
 
     def figure(image, model, bits=1, tau=DEFAULT_TAU, seed=0, bicubic_lr=False, jpeg_on=False, jpeg_q=75, drop_b=False,
                panel="all panels", tau_b=DEFAULT_TAU_B):
@@ -527,7 +527,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
             (scores, dec_in, [table, numbers], "scores"),
             (diversity, div_in, [div_map, div_note], "diversity"),
             (levels, [image, model], [level_img, level_table], "levels"),
-            (swap, [image, image_b, model, bits, tau, seed], [lab_rec, lab_table, lab_json], "swap"),
+            (swap, [image, image_b, model, bits, tau, seed, tau_b], [lab_rec, lab_table, lab_json], "swap"),
             (figure, fig_in, [fig_files], "figure"),
         ):
             api_only.click(user_errors(fn), inputs, outputs, api_name=name, **common)
@@ -556,16 +556,16 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                          level_status)
         # the first open fills the panels that otherwise wait for a button: the diversity map and a swap
         first_map = then(shown, diversity, div_in, [div_map, div_note], div_status)
-        first_swap = then(first_map, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold],
+        first_swap = then(first_map, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold, tau_b],
                           lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
         # each model starts at its own default tau (Rescaler.default_tau: the checkpoint's, written by training)
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
         asked_map = on(div_btn.click, diversity, div_in, [div_map, div_note], div_status)
-        asked_swap = on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold],
+        asked_swap = on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold, tau_b],
                         lab_out, lab_status)
         on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas], lab_status)
-        painted = on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas], lab_out, lab_status)
+        painted = on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas, tau_b], lab_out, lab_status)
         asked_figure = on(fig_btn.click, figure_shown, fig_in, [fig_preview, fig_files], fig_status)
         # ... and are cleared when the settings change, a computation still running for the old ones cancelled
         # (a diversity map at tau > 0 takes seconds: it must not fill its panel after the input changed)
@@ -573,7 +573,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
               [div_map, div_note, fig_files, fig_preview, div_status, fig_status], api_visibility="private",
               queue=False, cancels=[first_map, asked_map, asked_figure])
         # the lab's results belong to its settings too: B's source and T included
-        gr.on([c.change for c in (image, image_b, model, bits, tau, seed, b_source, threshold)],
+        gr.on([c.change for c in (image, image_b, model, bits, tau, tau_b, seed, b_source, threshold)],
               lambda: (None, None, None, "", None, ""), None, [*lab_out, lab_status], api_visibility="private",
               queue=False, cancels=[first_swap, asked_swap, painted])
     return app

@@ -6,7 +6,8 @@
     codes = paint_codes(painted_rgb, codes.shape, bits)            # or B as painted with a brush (white = boundary)
     dec = decode_with(demo, an_a, codes, bits, tau, seed)          # the inverse pass; demo.scores(an_a, dec)
 
-Y always is the flow's own Y of image A, Z is sampled at tau with the seed: only B changes.
+Y always is the flow's own Y of image A, Z is sampled at tau with the seed (at the share tau_b of it in the given B's
+boundary cells, as every decode): only B changes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from PIL import Image
 from . import viz
 from .bam import boundary_target
 from .demo import Analysis, Decoded, Demo
-from .limits import check_bits, check_seed, check_tau
+from .limits import DEFAULT_TAU_B, check_bits, check_seed, check_tau, check_tau_b
 from .image_io import load_image, pad_to_multiple, to_output
 from .quantize import b_to_codes, to_8bit
 
@@ -85,16 +86,17 @@ def codes_canvas(codes: np.ndarray, bits: int, scale: int, size: tuple[int, int]
 
 
 @torch.inference_mode()
-def decode_with(demo: Demo, an: Analysis, codes: np.ndarray, bits: int, tau: float, seed: int) -> Decoded:
-    """Image A's Y with the given B codes (h, w) and Z sampled at tau (``Rescaler.decode``'s default share of it in
-    the given B's boundary cells): the inverse pass, as ``Demo.decode``."""
+def decode_with(demo: Demo, an: Analysis, codes: np.ndarray, bits: int, tau: float, seed: int,
+                tau_b: float = DEFAULT_TAU_B) -> Decoded:
+    """Image A's Y with the given B codes (h, w) and Z sampled at tau (the share ``tau_b`` of it in the given B's
+    boundary cells): the inverse pass, as ``Demo.decode``."""
     _needs_b(an)
-    tau, seed, bits = check_tau(tau), check_seed(seed), check_bits(bits)
+    tau, seed, bits, tau_b = check_tau(tau), check_seed(seed), check_bits(bits), check_tau_b(tau_b)
     s = demo.stored(an, bits)
     codes = np.asarray(codes, dtype=np.uint8)
     if codes.shape != s.enc.b.shape:
         raise ValueError(f"B must be {s.enc.b.shape} codes on image A's LR grid, got {codes.shape}")
     changed = int((codes != s.enc.b).sum())
     s.enc.b = codes
-    x_hat = to_8bit(demo.rescaler(an.label).decode(s.enc, tau=tau, seed=seed, output_type="pt").cpu())  # as Demo.decode
+    x_hat = to_8bit(demo.rescaler(an.label).decode(s.enc, tau=tau, seed=seed, output_type="pt", tau_b=tau_b).cpu())  # as Demo.decode
     return Decoded.of(s, x_hat, an.hr_pixels, notes=[f"{changed} of {codes.size} B cells differ from the flow's own B"])

@@ -383,8 +383,8 @@ FILE_ENDPOINTS = {
     "/scores": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:]]],
     "/diversity": [FILE, *[DEC_DEFAULTS[n] for n in DIV_NAMES[1:]]],
     "/levels": [FILE, "×8"],
-    "/swap (image A)": [FILE, "UPLOAD", "×8", 1, 0.0, 0],
-    "/swap (image B)": ["UPLOAD", FILE, "×8", 1, 0.0, 0],
+    "/swap (image A)": [FILE, "UPLOAD", "×8", 1, 0.0, 0, 0.0],
+    "/swap (image B)": ["UPLOAD", FILE, "×8", 1, 0.0, 0, 0.0],
     "/figure": [FILE, *[DEC_DEFAULTS[n] for n in DEC_NAMES[1:-1]], "stored B", 0.0],
 }
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from bdflow import lab
-from bdflow.demo import Demo
+from bdflow.demo import Demo, Toggles
 from tests.helpers import tiny_checkpoints
 
 
@@ -81,3 +81,10 @@ def test_decode_with_another_b(demo, an):
     assert abs(cy // 8 - 4) <= 2 and abs(cx // 8 - 6) <= 2  # B acts where it is: around the painted cell
     with pytest.raises(ValueError, match="codes on image A's LR grid"):
         lab.decode_with(demo, an, own[:5], 1, 0.0, 0)
+    # at tau > 0 the lab samples Z as the app's decode does, tau_b included: the flow's own B gives the same image
+    for tau_b in (0.0, 1.0):
+        warm = lab.decode_with(demo, an, own, 1, 0.8, 3, tau_b)
+        assert torch.equal(warm.x_hat, demo.decode(an, 1, 0.8, 3, Toggles(tau_b=tau_b)).x_hat)
+    assert not torch.equal(lab.decode_with(demo, an, own, 1, 0.8, 3, 0.0).x_hat, lab.decode_with(demo, an, own, 1, 0.8, 3, 1.0).x_hat)
+    with pytest.raises(ValueError, match="tau_b must be"):
+        lab.decode_with(demo, an, own, 1, 0.8, 3, 2.0)
