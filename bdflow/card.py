@@ -81,7 +81,9 @@ def _lpips_from(loss: LossConfig) -> str:
     shift = ", on randomly shifted crops" if loss.lpips_shift else ""
     late = f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run{shift})" if loss.lambda_lpips and loss.lpips_from else ""
     warm = f", LPIPS weighted λ₃ + {loss.lambda_lpips_tau:g} τ / τ_train in a decode at τ" if loss.lambda_lpips_tau else ""
-    return late + warm
+    texture = (f", AlexNet feature statistics held to the truth's at {loss.lambda_texture:g} τ / τ_train in a decode at τ"
+               if loss.lambda_texture else "")
+    return late + warm + texture
 
 
 def _back(loss: LossConfig) -> str:

@@ -218,9 +218,10 @@ class LossTerms:
     latent: torch.Tensor
     channels: torch.Tensor
     grid: torch.Tensor
+    texture: torch.Tensor
 
     def items(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid")}
+        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "texture")}
 
 
 def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None,
@@ -293,5 +294,7 @@ def bdflow_loss(
         latent=lc.lambda_latent * latent,
         channels=lc.lambda_channels * latent_channels(z, lc.channels) if lc.lambda_channels > 0 else zero,
         grid=lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale) if lc.lambda_grid > 0 else zero,
+        texture=lc.lambda_texture * (tau / lc.tau_train * get_lpips(x.device).texture(x_back.clamp(0, 1), x)).mean()
+        if lc.lambda_texture > 0 else zero,  # eager: LPIPS's features, not the compiled distance
     )
     return LossTerms(total=sum(terms.values()), **terms)

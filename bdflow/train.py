@@ -47,7 +47,7 @@ from .metrics import psnr_y
 from .pipeline import Rescaler
 from .quantize import to_8bit
 
-LOG_FIELDS = ("step", "seconds", "lr", "bits", "total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "val_psnr")
+LOG_FIELDS = ("step", "seconds", "lr", "bits", "total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "texture", "val_psnr")
 STATE_STEM, STATE_JSON = "training_state", "training_state.json"
 
 

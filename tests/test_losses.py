@@ -377,3 +377,19 @@ def test_energy_back_decodes_two_samples_at_one_tau_and_trains(face):
     assert torch.allclose(first.std(dim=(1, 2, 3)), second.std(dim=(1, 2, 3)), rtol=0.5)
     one, _ = training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2))
     assert torch.equal(one, training_z(y, 5, LossConfig(tau_train=1.0, tau_draw="uniform"), torch.Generator().manual_seed(2), samples=1)[0])
+
+
+def test_texture_term_weighs_warm_decodes_only(face):
+    """lambda_texture: AlexNet feature statistics of each decode against the truth's, weighed tau / tau_train; off
+    by default (0, and a zero term); it needs a training temperature."""
+    x = face[:, :, :64, :64].repeat(2, 1, 1, 1)
+    terms = {}
+    for lam in (0.0, 1.0):
+        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8), LossConfig(tau_train=1.0, tau_draw="uniform", lambda_texture=lam)), std=0.01)
+        terms[lam] = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0))
+    assert terms[0.0].texture == 0 and terms[1.0].texture > 0 and "texture" in terms[1.0].items()
+    terms[1.0].total.backward()
+    with pytest.raises(ValueError, match="lambda_texture weighs a term by the decode's temperature"):
+        LossConfig(lambda_texture=1.0)
+    with pytest.raises(ValueError, match="lambda_texture must be >= 0"):
+        LossConfig(tau_train=1.0, lambda_texture=-1.0)

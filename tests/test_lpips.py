@@ -135,3 +135,19 @@ def test_first_use_inside_inference_mode_still_serves_autograd():
     y = x.clone().requires_grad_(True)
     lpips_module.lpips(y, x.flip(-1)).sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all()
+
+
+def test_texture_sees_the_kind_of_detail_not_its_place(face):
+    """LPIPS.texture: a shifted copy of an image keeps nearly its statistics, a blurred one does not; identical
+    images score 0; differentiable, as a training term."""
+    from bdflow.lpips import get_lpips
+
+    net = get_lpips()
+    x = face[:, :, 100:228, 100:228]
+    shifted = face[:, :, 103:231, 103:231]
+    blurred = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+    same, moved, blur = (float(net.texture(a, x)) for a in (x, shifted, blurred))
+    assert same == 0 and moved < blur / 2
+    y = blurred.clone().requires_grad_(True)
+    net.texture(y, x).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
