@@ -76,7 +76,7 @@ which is *not* Gaussian (heavy tails at boundaries). That is why B is split off.
     "diversity": """**Diversity map**: per-pixel standard deviation over several Z samples: where the sampled Z, not
 Y or B, decides the pixels. τ = 0 gives the deterministic mean and a black map. Move *τ in B's boundary cells* to 1
 (the paper's sampling) to see the edges move: B has one value per LR cell, so where an edge runs inside its cell is
-in Z.""",
+in Z. Each map is coloured on its own scale: compare the means in the caption.""",
     "levels": """Each level's wavelet gives a low-pass (3 channels) and detail channels; its InvBlocks then mix
 them. Compare the two halves of a row: the |Δ low-pass| map is the detail the blocks wrote into the low-pass that
 becomes Y. The last tile is B: the B each level's couplings read (B as a condition), the B channel, or a note
@@ -86,7 +86,8 @@ PDF; the PNG is previewed here.""",
 }
 
 
-LAB = """Y is always image A's own (the flow's LR of the HR input above), Z is sampled at the τ and seed above;
+LAB = """Y is always image A's own (the flow's LR of the HR input above), Z is sampled at the τ, τ_b and seed above
+(τ_b in the cells the new B marks);
 only **B** changes. Take it from **image B** (encoded by the same model at A's size), set **B := 0**, use the HR's
 own **BAM at another threshold T**, or keep **the flow's own** B. *Swap* decodes it at once; or put it on the
 canvas, paint boundaries (white) or paint them out (black) with the brush (the eraser takes strokes back), and
@@ -320,9 +321,9 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         tg = toggles(bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b)
         std = demo.diversity(an, bits, tau, seed, tg, samples)
         img, vmax = viz.heat_image(std)
-        return png(img), (f"std over {int(samples)} samples at τ = {float(tau):.2f} ({tg.tau_b:.2f} τ in B's boundary "
-                          f"cells), seed {int(seed)}: black 0, "
-                          f"bright ≥ {vmax:.2f} (0–255 scale); mean {float(std.mean()):.2f}")
+        return png(img), (f"std over {int(samples)} samples at τ = {float(tau):.2f}, τ_b = {tg.tau_b:.2f} (share of τ in "
+                          f"B's boundary cells), seed {int(seed)}: black 0, bright ≥ {vmax:.2f} (0–255 scale, this "
+                          f"map's own); mean {float(std.mean()):.2f}")
 
     def levels(image, model):
         """The flow level by level (from the cached forward pass): each level's wavelet low-pass and detail

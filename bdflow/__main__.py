@@ -217,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the share of tau that Z keeps in B's boundary cells, 0..1 (default 0: Z at its mean where B "
                    "marks a boundary, texture sampled elsewhere; 1: the paper's one tau everywhere)")
     d.add_argument("--seed", type=argument(check_seed), default=0,
-                   help="Z seed, 0..2^63-1: same file, model, tau and seed give the same image (default 0)")
+                   help="Z seed, 0..2^63-1: same file, model, tau, tau_b and seed give the same image (default 0)")
     d.set_defaults(func=cmd_decode)
 
     i = command("info", "print a .bdf file's header and sizes")

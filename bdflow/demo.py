@@ -376,7 +376,7 @@ def figure_caption(an: Analysis, s: dict, bits: int, tau: float, seed: int, togg
     bicubic."""
     rec, bic, toggles = s["reconstruction"], s["bicubic"], toggles or Toggles()
     on = [name for name, value in zip(("bicubic LR", "JPEG LR", "B dropped"), toggles.key()) if value]
-    return (f"BDFlow {an.label} (scale {an.scale}), τ = {float(tau):.2f} ({toggles.tau_b:.2f} τ in B's boundary cells), "
+    return (f"BDFlow {an.label} (scale {an.scale}), τ = {float(tau):.2f}, τ_b = {toggles.tau_b:.2f}, "
             f"k = {int(bits)} bit(s) of B, seed {int(seed)}"
             f"{' · ' + ', '.join(on) if on else ''} · reconstruction: PSNR-Y {rec['psnr']:.2f} dB, LPIPS "
             f"{rec['lpips']:.3f} · bicubic round trip: PSNR-Y {bic['psnr']:.2f} dB, LPIPS {bic['lpips']:.3f}")

@@ -134,9 +134,9 @@ def test_scores_and_toggles(client, face):
 def test_diversity(client, face):
     img, caption = client.predict(image=handle_file(face), model="×8", tau=1.0, samples=3, api_name="/diversity")
     assert read(img).shape == (80, 96, 3) and "std over 3 samples" in caption and "τ = 1.00" in caption
-    assert "0.00 τ in B's boundary cells" in caption  # the default: Z at its mean where B marks a boundary
+    assert "τ_b = 0.00 (share of τ in B's boundary cells)" in caption  # the default: Z at its mean where B marks a boundary
     _, paper = client.predict(image=handle_file(face), model="×8", tau=1.0, samples=3, tau_b=1, api_name="/diversity")
-    assert "1.00 τ in B's boundary cells" in paper
+    assert "τ_b = 1.00 (share of τ in B's boundary cells)" in paper
 
 
 def test_stored_b_panel_framed_even_when_all_white(client, tmp_path):

@@ -201,7 +201,7 @@ def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, s
 
     page.locator("#div-btn").click()
     page.wait_for_selector("#diversity img")
-    assert "τ = 0.20 (0.00 τ in B's boundary cells)" in page.locator("#div-note").inner_text()
+    assert "τ = 0.20, τ_b = 0.00" in page.locator("#div-note").inner_text()
     assert page.locator("#levels img").count() == 1 and "3 (Y" in page.locator("#levels-table").inner_text()
     label_clear_of_titles(page, "zhist")
 
@@ -220,7 +220,7 @@ def test_upload_move_sliders_error_toast_screenshot(served, browser, tmp_path, s
                            arg=before)
     page.locator("#div-btn").click()
     page.wait_for_selector("#diversity img")
-    assert "τ = 0.40 (1.00 τ in B's boundary cells)" in page.locator("#div-note").inner_text()
+    assert "τ = 0.40, τ_b = 1.00" in page.locator("#div-note").inner_text()
 
 
 def label_clear_of_titles(page, elem_id: str) -> None:
