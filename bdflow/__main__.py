@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from .codec import CodecError, decode_file, encode_file, read_file, write_atomic
-from .limits import (BDF_SUFFIX, DEFAULT_TAU_B, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, check_bits, check_seed, check_tau,
-                     check_tau_b, image_format)
+from .limits import (BDF_SUFFIX, DEFAULT_TAU_B, IMAGE_SUFFIXES, MAX_BITS, PRECISIONS, argument, check_bits, check_seed,
+                     check_tau, check_tau_b, image_format)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 
@@ -162,24 +162,6 @@ def cmd_info(args) -> int:
             if key != "version":
                 print(f"  {key:18s} {value}")
     return status
-
-
-def argument(rule, number=int):
-    """A bdflow.limits rule as an argparse ``type``: the text read as ``number``, then checked; a refused value exits
-    with 2 and the rule's own message."""
-
-    def parse(text: str):
-        try:
-            value = number(text)
-        except ValueError:
-            value = text  # not a number: the rule refuses it, with its message
-        try:
-            return rule(value)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    parse.__name__ = rule.__name__.removeprefix("check_")
-    return parse
 
 
 def parser() -> argparse.ArgumentParser:

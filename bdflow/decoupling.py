@@ -47,7 +47,7 @@ from .accel import keep_freed_memory
 from .bam import bam
 from .data import list_images
 from .image_io import load_image
-from .limits import DEFAULT_TAU_B, check_tau, check_tau_b
+from .limits import DEFAULT_TAU_B, argument, check_tau, check_tau_b
 from .metrics import Moments, channel_measures, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
 from .pipeline import Rescaler
 from .quantize import boundary_cells, to_8bit
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     parser.add_argument("--taus", type=float, nargs="+", default=None,
                         help="temperatures to decode at (default: 0 and each model's default tau)")
     parser.add_argument("--seeds", type=int, default=4, help="decodes per image for the diversity map")
-    parser.add_argument("--tau-b", type=float, default=DEFAULT_TAU_B,
+    parser.add_argument("--tau-b", type=argument(check_tau_b, float), default=DEFAULT_TAU_B,
                         help="the share of tau Z keeps in B's boundary cells, 0..1 (default %(default)g; 1: the paper's)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--z-tiles", type=int, nargs="+", default=(), metavar="N",

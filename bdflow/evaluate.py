@@ -28,7 +28,7 @@ from .accel import keep_freed_memory
 from .data import list_images
 from .hub import record_metrics
 from .image_io import load_image
-from .limits import DEFAULT_TAU_B, MAX_BITS, check_bits, check_tau, check_tau_b
+from .limits import DEFAULT_TAU_B, MAX_BITS, argument, check_bits, check_tau, check_tau_b
 from .metrics import grid_map, lpips_rgb, peak_ratio, psnr_y, sample_values, ssim_y
 from .pipeline import DEFAULT_TAU, Rescaler
 from .quantize import to_8bit
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", type=int, default=1, help=f"k of the stored B (1..{MAX_BITS}, default 1)")
     parser.add_argument("--tau", type=float, nargs="+", default=[DEFAULT_TAU],
                         help=f"Z temperature(s); several give one row each from one forward pass (default {DEFAULT_TAU})")
-    parser.add_argument("--tau-b", type=float, default=DEFAULT_TAU_B,
+    parser.add_argument("--tau-b", type=argument(check_tau_b, float), default=DEFAULT_TAU_B,
                         help="the share of tau Z keeps in B's boundary cells, 0..1 (default %(default)g; 1: the paper's)")
     parser.add_argument("--probe", nargs="+", choices=sorted(PROBES), default=[],
                         help="extra rows decoded from altered stored data: bicubic-y (the bicubic LR instead of the "

@@ -6,6 +6,7 @@ Torch-free (and Gradio-free), so that ``python -m bdflow info`` and argument err
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 from pathlib import Path
@@ -60,6 +61,24 @@ def check_seed(value) -> int:
 def check_bits(value) -> int:
     """k, the bits of B: an integer in [1, MAX_BITS] (2.5 is refused, not rounded)."""
     return check_int(value, "bits", 1, MAX_BITS)
+
+
+def argument(rule, number=int):
+    """A rule of this module as an argparse ``type`` (every CLI's): the text read as ``number``, then checked; a
+    refused value exits with 2 and the rule's own message."""
+
+    def parse(text: str):
+        try:
+            value = number(text)
+        except ValueError:
+            value = text  # not a number: the rule refuses it, with its message
+        try:
+            return rule(value)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = rule.__name__.removeprefix("check_")
+    return parse
 
 
 def image_format(path) -> str:

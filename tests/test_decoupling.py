@@ -103,8 +103,9 @@ def test_table_gathers_a_studys_arms(tmp_path, data_dir, capsys):
     assert b["diversity"]["in_b"] < a["diversity"]["in_b"]  # Z at its mean in B's cells: quieter there
     assert a["taus"]["0.0"] == b["taus"]["0.0"]  # tau 0 draws nothing: tau_b cannot change it
     assert main(["--table", str(tmp_path / "nothing")]) == 1
-    assert main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--tau-b", "2"]) == 1
-    assert "tau_b must be a number between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--tau-b", "2"])
+    assert exit_.value.code == 2 and "argument --tau-b: tau_b must be a number between 0 and 1" in capsys.readouterr().err
 
 
 def test_channel_kurtosis_sees_tails_inside_the_channels_not_between_them():

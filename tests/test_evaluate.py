@@ -67,8 +67,9 @@ def test_tau_b_changes_the_sampled_rows_only(small_faces, tmp_path, capsys):
         runs[tau_b] = {r["method"]: r for r in json.loads((tmp_path / f"{tau_b}.json").read_text())["results"]}
     assert runs["0"]["BDFlow m tau=0"] == runs["1"]["BDFlow m tau=0"]
     assert runs["0"]["BDFlow m tau=0.8"]["psnr"] != runs["1"]["BDFlow m tau=0.8"]["psnr"]
-    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau-b", "1.5"]) == 1
-    assert "tau_b must be a number between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error, as in `bdflow decode`: the rule of bdflow.limits
+        main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau-b", "1.5"])
+    assert exit_.value.code == 2 and "argument --tau-b: tau_b must be a number between 0 and 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
