@@ -517,6 +517,7 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
         dec_in = [image, model, bits, tau, seed, bicubic_lr, jpeg_on, jpeg_q, drop_b, tau_b]
         div_in = [*dec_in[:-1], samples, tau_b]
         fig_in = [*dec_in[:-1], fig_panel, tau_b]
+        lab_in = [image, model, bits, tau, seed, b_source, image_b, threshold, tau_b]  # lab_decode's
         dec_out = [lr_true, lr_big, b_panel, slider, bicubic, table]
         lab_out = [lab_rec, lab_bimg, lab_change, lab_table, lab_json]
         common = {"preprocess": False, "concurrency_id": "model", "show_progress": "minimal"}
@@ -557,14 +558,12 @@ def build(demo: Demo, examples_dir: Path = ASSETS) -> gr.Blocks:
                          level_status)
         # the first open fills the panels that otherwise wait for a button: the diversity map and a swap
         first_map = then(shown, diversity, div_in, [div_map, div_note], div_status)
-        first_swap = then(first_map, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold, tau_b],
-                          lab_out, lab_status)
+        first_swap = then(first_map, lab_decode, lab_in, lab_out, lab_status)
         again.click(lambda: random.randrange(2**31), None, seed, api_visibility="private", queue=False)
         # each model starts at its own default tau (Rescaler.default_tau: the checkpoint's, written by training)
         model.change(lambda m: demo.rescaler(m).default_tau, model, tau, api_visibility="private", queue=False)
         asked_map = on(div_btn.click, diversity, div_in, [div_map, div_note], div_status)
-        asked_swap = on(swap_btn.click, lab_decode, [image, model, bits, tau, seed, b_source, image_b, threshold, tau_b],
-                        lab_out, lab_status)
+        asked_swap = on(swap_btn.click, lab_decode, lab_in, lab_out, lab_status)
         on(canvas_btn.click, lab_canvas, [image, model, bits, b_source, image_b, threshold], [canvas], lab_status)
         painted = on(paint_btn.click, lab_paint, [image, model, bits, tau, seed, canvas, tau_b], lab_out, lab_status)
         asked_figure = on(fig_btn.click, figure_shown, fig_in, [fig_preview, fig_files], fig_status)

@@ -258,8 +258,7 @@ def diversity(image: str, checkpoint: str, out: Path, tau: float = 0.5, tau_bs: 
     top, left, size = box or (0, 0, min(h, w))
     if top < 0 or left < 0 or size <= 0 or top + size > h or left + size > w:
         raise ValueError(f"--box {top} {left} {size} does not fit the {h}x{w} image")
-    f = r.forward_image(x)
-    enc = r.quantize(f.y, f.b, 1, f.meta)
+    enc = r.encode(x, bits=1)
     y, b = r.stored_tensors(enc)
     edges = hr_edges(x, r.model.config).numpy()
     maps = {t: r.spread(y, b, tau, samples=samples, tau_b=t)[:h, :w].numpy() for t in tau_bs}

@@ -165,7 +165,7 @@ class LPIPS(nn.Module):
         """x, y: (N, 3, H, W) in [0, 1] -> (N,): how far x's texture is from y's, position aside: per layer the mean
         over channels of |mu_c(x) - mu_c(y)| + |sigma_c(x) - sigma_c(y)|, mu and sigma over the positions of the
         unit-normalised features LPIPS compares, averaged over the 5 layers. A sample with y's kind of detail at other
-        places scores near 0 here where LPIPS, which compares place by place, charges it (losses.texture_term)."""
+        places scores near 0 here where LPIPS, which compares place by place, charges it (``LossConfig.lambda_texture``)."""
         _check_pair(x, y)
         total = 0.0
         for a, b in zip(self.features(self._scale_input(x)), self.features(self._scale_input(y))):
