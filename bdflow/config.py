@@ -160,6 +160,7 @@ class LossConfig:
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lambda_lpips_tau: float = option(0.0, "LPIPS's weight grows with each training decode's temperature: lambda_3 + lambda_lpips_tau * tau / tau_train, meant to keep tau 0 the fidelity decode while a warmer one trades PSNR for LPIPS; at x8 both moved alike (needs tau_train > 0; beyond the paper; docs/studies/gaussian-z.md \"LPIPS weighted by tau (x8)\"; 0: off)")
     lambda_texture: float = option(0.0, "weight of L_texture on warm decodes: each decode's AlexNet feature statistics (LPIPS's features, per channel mean and std over positions; lpips.LPIPS.texture) held to the truth's, weighed tau / tau_train, so a sample may put the face's kind of detail elsewhere than the truth has it (needs tau_train > 0; beyond the paper; docs/studies/where-z-is-sampled.md; 0: off)")
+    lambda_critic: float = option(0.0, "weight of L_critic on warm decodes: a patch critic (bdflow.critic), trained beside the flow to tell training crops from decodes, scores each decode, weighed tau / tau_train, so a sample is asked to look like a face's detail and tau 0 stays the fidelity decode (needs tau_train > 0; beyond the paper; docs/studies/where-z-is-sampled.md \"A critic\"; 0: off)")
     lpips_from: float = option(0.5, "LPIPS switches on after this fraction of training")
     lpips_shift: bool = option(False, "LPIPS compares both images cropped at a random offset of 0..s-1 px, so no LR-cell phase lines up with AlexNet's strides (the x64 grid)")
     grid_gamma: float = option(0.0, "L_back weighs each offset inside the LR cell by (its batch squared error / the mean)^gamma, so an error that follows the LR grid costs more (the x64 grid; 0: off)")
@@ -190,10 +191,10 @@ class LossConfig:
             raise ValueError(f"energy_patch must be >= 1, got {self.energy_patch}")
         if not -1 <= self.energy_edge_spread <= 1 or (self.energy_edge_spread != 1 and self.back != "energy"):
             raise ValueError(f"energy_edge_spread must be in [-1, 1] and below 1 only with back = energy, got {self.energy_edge_spread}")
-        for name in ("lambda_lpips_tau", "lambda_texture"):
+        for name in ("lambda_lpips_tau", "lambda_texture", "lambda_critic"):
             if getattr(self, name) and not self.tau_train:
                 raise ValueError(f"{name} weighs a term by the decode's temperature: it needs tau_train > 0")
-        for name in ("grid_gamma", "lambda_grid", "lambda_channels", "lambda_lpips_tau", "lambda_texture"):
+        for name in ("grid_gamma", "lambda_grid", "lambda_channels", "lambda_lpips_tau", "lambda_texture", "lambda_critic"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

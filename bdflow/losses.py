@@ -2,7 +2,8 @@
 
     L = lambda_1 L_forw(Y) + L_back(X; lambda_BAW) + lambda_3 L_LPIPS + lambda_4 L_BAM(B) + lambda_5 L_latent(Z)
         (+ lambda_grid L_grid, beyond the paper: docs/studies/x64-grid.md;
-         + lambda_channels L_channels(Z), beyond the paper: docs/studies/gaussian-z.md)
+         + lambda_channels L_channels(Z), beyond the paper: docs/studies/gaussian-z.md;
+         + lambda_critic L_critic(X_back), beyond the paper: bdflow.critic)
 
 Every term is a mean over its elements (the paper's 1/N sums), so the lambdas of §4.2 (2, 2, 1, 16, 4)
 weigh per-pixel errors. The reconstruction X_back is decoded from the *quantised* Y and B and a Z sampled
@@ -22,6 +23,7 @@ import torch
 
 from .bam import boundary_strength
 from .config import BDFlowConfig, LossConfig
+from .critic import generator_term
 from .flow import BDFlow, sample_z
 from .lpips import get_lpips, lpips
 from .metrics import fold_cells
@@ -208,7 +210,8 @@ class Passes:
 
 @dataclass
 class LossTerms:
-    """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised."""
+    """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised. ``decodes`` (samples N, 3, H, W):
+    the training decodes, which the critic's own step (``bdflow.train``) learns to tell from X."""
 
     total: torch.Tensor
     forw: torch.Tensor
@@ -219,9 +222,14 @@ class LossTerms:
     channels: torch.Tensor
     grid: torch.Tensor
     texture: torch.Tensor
+    critic: torch.Tensor
+    decodes: torch.Tensor
 
     def items(self) -> dict[str, float]:
-        return {name: float(getattr(self, name).detach()) for name in ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "texture")}
+        return {name: float(getattr(self, name).detach()) for name in TERMS}
+
+
+TERMS = ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "texture", "critic")  # LossTerms.items()
 
 
 def training_z(y: torch.Tensor, channels: int, lc: LossConfig, generator: torch.Generator | None = None,
@@ -246,15 +254,19 @@ def bdflow_loss(
     progress: float,
     generator: torch.Generator | None = None,
     passes: Passes | None = None,
+    critic: Callable | None = None,
 ) -> LossTerms:
     """Eq. 7 for a batch x (N,3,H,W) in [0, 1]; ``progress`` in [0, 1] is the fraction of training done.
 
-    The loss is ``model.loss_config``; ``passes`` runs the networks (default: ``Passes.of(model)``). The twin (``config.boundary=False``) drops L_BAM, and BAW too unless
+    The loss is ``model.loss_config``; ``passes`` runs the networks (default: ``Passes.of(model)``); ``critic``
+    (images -> patch logits, ``bdflow.critic.PatchCritic``) scores the decodes where ``lambda_critic`` > 0. The twin (``config.boundary=False``) drops L_BAM, and BAW too unless
     ``loss_config.baw_twin`` (Table 3's 'BAW only'): same recipe otherwise.
     """
     c: BDFlowConfig = model.config
     lc: LossConfig = model.loss_config
     passes = passes or Passes.of(model)
+    if lc.lambda_critic > 0 and critic is None:
+        raise ValueError("lambda_critic > 0 scores the decodes with a critic: pass one (bdflow.critic.PatchCritic)")
     baw = lc.uses_baw(c)
     zero = torch.zeros((), device=x.device)
     edges = lc.back == "energy" and lc.energy_edge_spread != 1  # the patches where samples agree: BAM's edges of x
@@ -296,5 +308,7 @@ def bdflow_loss(
         grid=lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale) if lc.lambda_grid > 0 else zero,
         texture=lc.lambda_texture * (tau / lc.tau_train * get_lpips(x.device).texture(x_back.clamp(0, 1), x)).mean()
         if lc.lambda_texture > 0 else zero,  # eager: LPIPS's features, not the compiled distance
+        critic=lc.lambda_critic * (tau.repeat(samples) / lc.tau_train * generator_term(critic(torch.cat(decodes).clamp(0, 1)))).mean()
+        if lc.lambda_critic > 0 else zero,
     )
-    return LossTerms(total=sum(terms.values()), **terms)
+    return LossTerms(total=sum(terms.values()), **terms, decodes=torch.cat(decodes))

@@ -42,12 +42,13 @@ from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .image_io import load_image
 from .limits import MAX_BITS, PRECISIONS, check_bits
-from .losses import LossTerms, Passes, bdflow_loss
+from .critic import BETAS, LR_FACTOR, PatchCritic, critic_loss
+from .losses import TERMS, LossTerms, Passes, bdflow_loss
 from .metrics import psnr_y
 from .pipeline import Rescaler
 from .quantize import to_8bit
 
-LOG_FIELDS = ("step", "seconds", "lr", "bits", "total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "texture", "val_psnr")
+LOG_FIELDS = ("step", "seconds", "lr", "bits", *TERMS, "critic_own", "val_psnr")  # critic_own: the critic's loss (bdflow.critic)
 STATE_STEM, STATE_JSON = "training_state", "training_state.json"
 
 
@@ -248,7 +249,20 @@ def lr_lambda(run: TrainConfig):
     return factor
 
 
-def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, meta: dict) -> None:
+def _optimizer_tensors(prefix: str, optimizer) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{i}.{k}": v.detach().cpu().contiguous() for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()}
+
+
+def _optimizer_state(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[int, dict]:
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            _, index, name = key.split(".", 2)
+            per_param.setdefault(int(index), {})[name] = value
+    return per_param
+
+
+def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, meta: dict, critic=None, critic_optimizer=None) -> None:
     """OUT/last: the model as a checkpoint, plus everything --resume needs, crash-safe (a kill -9 at any moment leaves
     a complete state that ``recover_state`` finds). Written in full to OUT/last.tmp, each file flushed to disk, the
     JSON marker (step + every file's size) last; then OUT/last -> OUT/last.old, OUT/last.tmp -> OUT/last, the
@@ -256,14 +270,16 @@ def save_state(folder: Path, model: BDFlow, optimizer, scheduler, step: int, met
     tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)  # the leftovers of a write that was interrupted
     model.save_pretrained(tmp, meta=meta)
-    opt = optimizer.state_dict()
-    tensors = {f"optimizer.{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()}
+    tensors = _optimizer_tensors("optimizer", optimizer)
+    if critic is not None:  # the critic (its weights and Adam) lives in the training state only: no decoder reads it
+        tensors |= {f"critic.{k}": v.detach().cpu().contiguous() for k, v in critic.state_dict().items()}
+        tensors |= _optimizer_tensors("critic_optimizer", critic_optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
     write_tensors(tmp, tensors, stem=STATE_STEM)
     files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
     for name in files:
         _fsync(tmp / name)
-    state = {"step": step, "param_groups": opt["param_groups"], "scheduler": scheduler.state_dict(), "meta": meta,
+    state = {"step": step, "param_groups": optimizer.state_dict()["param_groups"], "scheduler": scheduler.state_dict(), "meta": meta,
              "files": files}
     with open(tmp / STATE_JSON, "w") as f:
         f.write(json.dumps(state, indent=1))
@@ -316,15 +332,17 @@ def recover_state(folder: Path) -> int | None:
     return steps[best]
 
 
-def load_state(folder: Path, optimizer, scheduler) -> tuple[int, dict]:
+def load_state(folder: Path, optimizer, scheduler, critic=None, critic_optimizer=None) -> tuple[int, dict]:
     state = json.loads((folder / STATE_JSON).read_text())
     tensors = read_tensors(folder, stem=STATE_STEM)
-    per_param: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            per_param.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    optimizer.load_state_dict({"state": _optimizer_state("optimizer", tensors), "param_groups": state["param_groups"]})
+    if critic is not None:
+        weights = {k.removeprefix("critic."): v for k, v in tensors.items() if k.startswith("critic.")}
+        if not weights:
+            raise ValueError(f"{folder} holds no critic: it was written by a run without --lambda-critic")
+        critic.load_state_dict(weights)
+        critic_optimizer.load_state_dict({"state": _optimizer_state("critic_optimizer", tensors),
+                                          "param_groups": critic_optimizer.state_dict()["param_groups"]})
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
     return state["step"], state["meta"]
@@ -394,12 +412,13 @@ class LossModule(nn.Module):
         self.model = model
         self.passes = passes
 
-    def forward(self, x, bits: int, progress: float, generator) -> LossTerms:
-        return bdflow_loss(self.model, x, bits, progress, generator, self.passes)
+    def forward(self, x, bits: int, progress: float, generator, critic=None) -> LossTerms:
+        return bdflow_loss(self.model, x, bits, progress, generator, self.passes, critic)
 
 
 def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig, accelerator: Accelerator):
-    """Model, Adam and the cosine schedule: fresh, or restored from OUT/last with --resume."""
+    """Model, Adam and the cosine schedule, and the critic and its Adam where the loss has one (else None, None):
+    fresh, or restored from OUT/last with --resume."""
     last = Path(run.out) / "last"
     torch.manual_seed(run.seed)
     resuming = run.resume and recover_state(last) is not None  # a run killed inside a checkpoint write resumes too
@@ -420,16 +439,23 @@ def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig
         accelerator.print("note: --resume continues with the model and loss config saved in OUT/last")
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(run))
-    start, meta = load_state(last, optimizer, scheduler) if resuming else (0, meta)
+    critic = PatchCritic() if model.loss_config.lambda_critic > 0 else None
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=run.lr * LR_FACTOR, betas=BETAS) if critic else None
+    start, meta = load_state(last, optimizer, scheduler, critic, critic_optimizer) if resuming else (0, meta)
     if resuming:
         accelerator.print(f"resumed {last} at step {start}")
-    return model, optimizer, scheduler, start, meta
+    return model, optimizer, scheduler, start, meta, critic, critic_optimizer
 
 
-def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, run: TrainConfig) -> LossTerms | None:
-    """One optimisation step of Eq. 7; None (and no update) when the loss is not finite."""
+def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, run: TrainConfig, critic=None,
+          critic_optimizer=None) -> tuple[LossTerms, float | None] | None:
+    """One optimisation step of Eq. 7, then (with a critic) one of the critic on X against this step's decodes; the
+    terms and the critic's loss, or None (and no update) when the loss is not finite."""
     generator = torch.Generator(device=accelerator.device).manual_seed(run.seed * 1_000_003 + step)
-    terms = loss_module(x.to(accelerator.device), bits, step / run.iters, generator)
+    x = x.to(accelerator.device)
+    if critic is not None:
+        critic.requires_grad_(False)  # the flow's step moves the flow only
+    terms = loss_module(x, bits, step / run.iters, generator, None if critic is None else accelerator.unwrap_model(critic))
     if not torch.isfinite(terms.total):
         optimizer.zero_grad(set_to_none=True)
         return None
@@ -438,7 +464,16 @@ def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, ru
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return terms
+    if critic is None:
+        return terms, None
+    critic.requires_grad_(True)
+    for group in critic_optimizer.param_groups:  # the flow's schedule, LR_FACTOR higher
+        group["lr"] = scheduler.get_last_lr()[0] * LR_FACTOR
+    own = critic_loss(critic(x), critic(terms.decodes.detach().clamp(0, 1)))
+    accelerator.backward(own)
+    critic_optimizer.step()
+    critic_optimizer.zero_grad(set_to_none=True)
+    return terms, float(own.detach())
 
 
 def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig) -> Path:
@@ -447,12 +482,14 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
     accelerator = Accelerator()  # precision is the subnets' own (train_precision), never a global autocast
     out, main_process = Path(run.out), accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
-    model, optimizer, scheduler, start, meta = _build(model_config, loss_config, run, accelerator)
+    model, optimizer, scheduler, start, meta, critic, critic_optimizer = _build(model_config, loss_config, run, accelerator)
     precision, compiled = fast_step(run, accelerator.device)
     train_precision(model, precision)
     passes = Passes.compiled(model, accelerator.device) if compiled else None
     accelerator.print(f"training step: {precision} subnets, {'compiled' if compiled else 'eager'}")
     loss_module, optimizer, scheduler = accelerator.prepare(LossModule(model, passes), optimizer, scheduler)
+    if critic is not None:
+        critic, critic_optimizer = accelerator.prepare(critic, critic_optimizer)
     flow = lambda: accelerator.unwrap_model(loss_module).model  # noqa: E731
     batches = crop_batches(run, run.seed, accelerator.process_index, cache=run.cache_images)
     loader = DataLoader(batches, batch_size=None, sampler=range(start, run.iters), num_workers=run.workers)
@@ -473,15 +510,17 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
     bad = 0
     bar = tqdm(range(start, run.iters), initial=start, total=run.iters, disable=not accelerator.is_local_main_process, dynamic_ncols=True)
     for step, (x, bits) in zip(bar, loader):
-        terms = _step(loss_module, optimizer, scheduler, accelerator, x, bits, step, run)
-        if terms is None:
+        stepped = _step(loss_module, optimizer, scheduler, accelerator, x, bits, step, run, critic, critic_optimizer)
+        if stepped is None:
             bad += 1
             if bad >= run.max_bad_steps:
                 raise RuntimeError(f"{bad} consecutive non-finite losses at step {step}: lower --lr or check the data")
             accelerator.print(f"step {step}: non-finite loss, skipped ({bad} in a row)")
             continue
         bad, done = 0, step + 1
-        row = {"step": done, "seconds": round(seconds_before + time.time() - t0, 2), "lr": scheduler.get_last_lr()[0], "bits": bits, **terms.items()}
+        terms, own = stepped
+        row = {"step": done, "seconds": round(seconds_before + time.time() - t0, 2), "lr": scheduler.get_last_lr()[0], "bits": bits, **terms.items(),
+               **({"critic_own": own} if own is not None else {})}
         if val_files and main_process and (done % run.val_every == 0 or done == run.iters):
             row["val_psnr"] = validate(flow(), val_files, run.val_tau, accelerator.device)
         if log:
@@ -492,7 +531,8 @@ def train(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig)
         if accelerator.num_processes > 1:  # all ranks follow rank 0's clock
             stop, due = broadcast(torch.tensor([stop, due], device=accelerator.device)).tolist()
         if due and main_process:
-            save_state(out / "last", flow(), optimizer, scheduler, done, snapshot(done))
+            save_state(out / "last", flow(), optimizer, scheduler, done, snapshot(done),
+                       None if critic is None else accelerator.unwrap_model(critic), critic_optimizer)
             log.plot()
             last_save = time.time()
         if due:

@@ -14,10 +14,10 @@ from matplotlib.ticker import NullLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .codec import write_atomic  # noqa: E402
+from .losses import TERMS  # noqa: E402
 from .metrics import normal_bin_counts, tv_to_normal  # noqa: E402
 from .quantize import max_code  # noqa: E402
 
-LOSS_TERMS = ("total", "forw", "back", "lpips", "bam", "latent", "channels", "grid", "texture")  # train.LOG_FIELDS' terms
 
 
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def plot_training_log(csv_path: str | Path, png_path: str | Path, window: int = 
         val = [(int(r["step"]), float(r["val_psnr"])) for r in rows if r.get("val_psnr")]
         rows = [r for r in rows if r["total"]]  # the step-0 row holds only the untrained model's validation
         steps = np.array([int(r["step"]) for r in rows])
-        for term in LOSS_TERMS:
+        for term in TERMS:
             values = np.array([float(r.get(term) or 0) for r in rows])  # a log older than a term has none of it
             if np.any(values > 0):
                 smooth = _smooth(values, window)
