@@ -309,6 +309,6 @@ def bdflow_loss(
         texture=lc.lambda_texture * (tau / lc.tau_train * get_lpips(x.device).texture(x_back.clamp(0, 1), x)).mean()
         if lc.lambda_texture > 0 else zero,  # eager: LPIPS's features, not the compiled distance
         critic=lc.lambda_critic * (tau.repeat(samples) / lc.tau_train * generator_term(critic(torch.cat(decodes).clamp(0, 1)))).mean()
-        if lc.lambda_critic > 0 else zero,
+        if lc.lambda_critic > 0 and progress >= lc.critic_from else zero,
     )
     return LossTerms(total=sum(terms.values()), **terms, decodes=torch.cat(decodes))
