@@ -77,13 +77,16 @@ def _zoom(training: dict) -> str:
 
 
 def _lpips_from(loss: LossConfig) -> str:
-    """What the λ list leaves out of LPIPS: when it joins, shifted crops, a weight that grows with the decode's τ."""
+    """What the λ list leaves out of LPIPS: when it joins, shifted crops, a weight that grows with the decode's τ; and
+    the terms on warm decodes beyond it (texture statistics, the critic)."""
     shift = ", on randomly shifted crops" if loss.lpips_shift else ""
     late = f" (LPIPS from {100 * loss.lpips_from:.0f} % of the run{shift})" if loss.lambda_lpips and loss.lpips_from else ""
     warm = f", LPIPS weighted λ₃ + {loss.lambda_lpips_tau:g} τ / τ_train in a decode at τ" if loss.lambda_lpips_tau else ""
     texture = (f", AlexNet feature statistics held to the truth's at {loss.lambda_texture:g} τ / τ_train in a decode at τ"
                if loss.lambda_texture else "")
-    return late + warm + texture
+    critic = (f", a patch critic's judgement at {loss.lambda_critic:g} τ / τ_train in a decode at τ (from {100 * loss.critic_from:.0f} % of the run)"
+              if loss.lambda_critic else "")
+    return late + warm + texture + critic
 
 
 def _back(loss: LossConfig) -> str:

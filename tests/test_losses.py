@@ -393,3 +393,24 @@ def test_texture_term_weighs_warm_decodes_only(face):
         LossConfig(lambda_texture=1.0)
     with pytest.raises(ValueError, match="lambda_texture must be >= 0"):
         LossConfig(tau_train=1.0, lambda_texture=-1.0)
+
+
+def test_critic_term_weighs_warm_decodes_and_joins_at_critic_from(face):
+    """lambda_critic: the critic's generator term of each decode, weighed tau / tau_train; zero before critic_from;
+    it needs a critic and a training temperature; the decodes come back for the critic's own step."""
+    from bdflow.critic import PatchCritic, generator_term
+
+    x = face[:, :, :64, :64].repeat(2, 1, 1, 1)
+    critic = PatchCritic(width=8).eval()  # eval: its spectral norms hold still between the two calls
+    lc = LossConfig(tau_train=0.5, lambda_critic=2.0, critic_from=0.3)
+    model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8), lc), std=0.01)
+    terms = bdflow_loss(model, x, 1, progress=0.5, generator=torch.Generator().manual_seed(0), critic=critic)
+    assert terms.decodes.shape == x.shape and "critic" in terms.items()
+    with torch.no_grad():  # tau_draw fixed: every decode at tau_train, weight 1
+        assert torch.allclose(terms.critic, 2.0 * generator_term(critic(terms.decodes.clamp(0, 1))).mean())
+    early = bdflow_loss(model, x, 1, progress=0.2, generator=torch.Generator().manual_seed(0), critic=critic)
+    assert early.critic == 0
+    with pytest.raises(ValueError, match="lambda_critic > 0 scores the decodes with a critic"):
+        bdflow_loss(model, x, 1, progress=0.5)
+    with pytest.raises(ValueError, match="lambda_critic weighs a term by the decode's temperature"):
+        LossConfig(lambda_critic=1.0)

@@ -92,6 +92,23 @@ def test_resume_continues_bit_for_bit_with_bf16_subnets(data_dir, tmp_path):
         assert (model.inverse(*model(x)) - x).abs().max() < 1e-4  # the checkpoint is an ordinary float32 flow
 
 
+def test_resume_continues_bit_for_bit_with_a_critic(data_dir, tmp_path):
+    """With --lambda-critic the critic and its Adam live in OUT/last: a resumed run trains the same flow, and the
+    critic's own loss is logged beside the flow's terms."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    flags = ["--iters", "4", "--tau-train", "1", "--lambda-critic", "0.1", "--critic-from", "0", "--compile", "off"]
+    train(*parse_args(_args(data_dir, straight, *flags, "--checkpoint-minutes", "100")))
+    train(*parse_args(_args(data_dir, resumed, *flags, "--stop-at", "2")))
+    train(*parse_args(_args(data_dir, resumed, *flags, "--resume")))
+    assert _losses(straight) == _losses(resumed)
+    a, b = (load_file(out / "last" / "training_state.safetensors") for out in (straight, resumed))
+    assert any(k.startswith("critic.") for k in a) and all(torch.equal(a[k], b[k]) for k in a if k != "rng.torch")
+    with open(straight / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(float(r["critic"]) > 0 and float(r["critic_own"]) > 0 for r in rows)
+    assert "critic" not in " ".join(load_file(straight / "final" / "model.safetensors"))  # the shipped weights are the flow's
+
+
 def test_cached_batches_are_the_decoded_ones(data_dir):
     cached = CropBatches(data_dir / "faces" / "train", 64, 4, cache=True)
     plain = CropBatches(data_dir / "faces" / "train", 64, 4)
