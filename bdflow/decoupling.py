@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     parser.add_argument("--table", type=Path, help="instead: write FOLDER/decoupling.md from FOLDER/ARM/decoupling.json")
     parser.add_argument("--data", default="../shared/data/faces/val", help="folder of held-out images")
     parser.add_argument("--limit", type=int, default=20, help="the first N images (default 20)")
-    parser.add_argument("--taus", type=float, nargs="+", default=None,
+    parser.add_argument("--taus", type=argument(check_tau, float), nargs="+", default=None,
                         help="temperatures to decode at (default: 0 and each model's default tau)")
     parser.add_argument("--seeds", type=int, default=4, help="decodes per image for the diversity map")
     parser.add_argument("--tau-b", type=argument(check_tau_b, float), default=DEFAULT_TAU_B,

@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="folder of test images")
     parser.add_argument("--twin", help="the B-less twin checkpoint, evaluated on the same images")
     parser.add_argument("--bits", type=int, default=1, help=f"k of the stored B (1..{MAX_BITS}, default 1)")
-    parser.add_argument("--tau", type=float, nargs="+", default=[DEFAULT_TAU],
+    parser.add_argument("--tau", type=argument(check_tau, float), nargs="+", default=[DEFAULT_TAU],
                         help=f"Z temperature(s); several give one row each from one forward pass (default {DEFAULT_TAU})")
     parser.add_argument("--tau-b", type=argument(check_tau_b, float), default=DEFAULT_TAU_B,
                         help="the share of tau Z keeps in B's boundary cells, 0..1 (default %(default)g; 1: the paper's)")

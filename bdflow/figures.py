@@ -55,7 +55,7 @@ from .data import list_images
 from .decoupling import hr_edges
 from .evaluate import Z_SAMPLE, row_label
 from .image_io import load_image, to_output
-from .limits import DEFAULT_TAU_B
+from .limits import DEFAULT_TAU_B, argument, check_tau, check_tau_b
 from .metrics import Moments, grid_ratio, psnr_y, sample_values
 from .pipeline import Rescaler
 from .resize import bicubic_round_trip
@@ -325,21 +325,21 @@ def main(argv=None) -> int:
     pa.add_argument("--reference", default="both", help="the arm every other is compared with (default: both)")
     pa.add_argument("--arms", nargs="+", help="the arms, in the table's order (default: every scored arm)")
     pa.add_argument("--out", type=Path, default=Path("docs/results/ablation"), help="writes OUT.md and OUT.json")
-    pa.add_argument("--tau", type=float, help="the rows at this Z temperature, where the CSVs hold several")
+    pa.add_argument("--tau", type=argument(check_tau, float), help="the rows at this Z temperature, where the CSVs hold several")
     pa.set_defaults(run=_print_ablation)
     pc = sub.add_parser("crops", help="one crop: HR, bicubic round trip and each checkpoint, with PSNR-Y and grid ratio")
     pc.add_argument("--image", required=True, help="an HR image (its sides multiples of the scale)")
     pc.add_argument("--checkpoints", nargs="+", required=True, help="checkpoints of one scale (e.g. before and after)")
     pc.add_argument("--box", nargs=3, type=int, default=[0, 0, 256], metavar=("TOP", "LEFT", "SIZE"), help="the crop (default 0 0 256)")
     pc.add_argument("--labels", nargs="+", help="a title per checkpoint (default: the folder names)")
-    pc.add_argument("--tau", type=float, default=0.0, help="Z temperature of the decodes (default 0)")
+    pc.add_argument("--tau", type=argument(check_tau, float), default=0.0, help="Z temperature of the decodes (default 0)")
     pc.add_argument("--out", type=Path, default=Path("docs/results/crops"), help="writes OUT.png and OUT.json")
     pc.set_defaults(run=_print_crops)
     pd = sub.add_parser("diversity", help="where Z decides pixels: the diversity map at each tau_b, beside HR and B")
     pd.add_argument("--image", required=True, help="an HR image")
     pd.add_argument("--checkpoint", required=True, help="a BDFlow checkpoint (with B)")
-    pd.add_argument("--tau", type=float, default=0.5, help="Z temperature (default 0.5)")
-    pd.add_argument("--tau-b", type=float, nargs="+", default=[1.0, 0.0], help="shares of tau in B's boundary cells, "
+    pd.add_argument("--tau", type=argument(check_tau, float), default=0.5, help="Z temperature (default 0.5)")
+    pd.add_argument("--tau-b", type=argument(check_tau_b, float), nargs="+", default=[1.0, 0.0], help="shares of tau in B's boundary cells, "
                     "one map each (default 1 0: the paper's sampling, then the default)")
     pd.add_argument("--samples", type=int, default=4, help="decodes per map (default 4)")
     pd.add_argument("--box", nargs=3, type=int, metavar=("TOP", "LEFT", "SIZE"), help="the crop shown (default: the "

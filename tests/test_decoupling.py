@@ -106,6 +106,9 @@ def test_table_gathers_a_studys_arms(tmp_path, data_dir, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--tau-b", "2"])
     assert exit_.value.code == 2 and "argument --tau-b: tau_b must be a number between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--checkpoint", str(ckpt), "--data", str(data_dir / "faces" / "val"), "--taus", "0", "11"])
+    assert exit_.value.code == 2 and "argument --taus: tau must be between 0 and 10" in capsys.readouterr().err
 
 
 def test_channel_kurtosis_sees_tails_inside_the_channels_not_between_them():

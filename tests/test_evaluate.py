@@ -51,8 +51,9 @@ def test_several_taus_share_one_forward_pass(small_faces, tmp_path, capsys):
     mean, sampled = results["BDFlow m tau=0"], results["BDFlow m tau=0.8"]
     assert mean["bytes"] == sampled["bytes"] and mean["z"] == sampled["z"]  # the same forward pass
     assert mean["psnr"] != sampled["psnr"]
-    assert main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "-1"]) == 1
-    assert "tau must be between 0 and 10" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a usage error, one rule for every CLI (bdflow.limits.argument)
+        main(["--checkpoint", str(tmp_path / "m"), "--data", str(small_faces), "--tau", "-1"])
+    assert exit_.value.code == 2 and "tau must be between 0 and 10" in capsys.readouterr().err
 
 
 def test_tau_b_changes_the_sampled_rows_only(small_faces, tmp_path, capsys):

@@ -144,3 +144,7 @@ def test_diversity_figure_maps_each_tau_b_on_one_scale(pair, tmp_path, capsys):
     assert "has no B" in capsys.readouterr().err
     assert main(["diversity", "--image", face, "--checkpoint", str(bd), "--box", "480", "0", "64", "--out", str(out)]) == 1
     assert "does not fit" in capsys.readouterr().err
+    for flag, value, message in (("--tau-b", "1.5", "tau_b must be a number between 0 and 1"), ("--tau", "-1", "tau must be between 0 and 10")):
+        with pytest.raises(SystemExit) as exit_:  # the CLIs' one rule (bdflow.limits.argument): a usage error
+            main(["diversity", "--image", face, "--checkpoint", str(bd), flag, value, "--out", str(out)])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
