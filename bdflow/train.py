@@ -162,13 +162,12 @@ def parse_stages(argv=None) -> list[tuple[BDFlowConfig, LossConfig, TrainConfig]
     return runs
 
 
-def fold_stages(config: dict, stages: list[Path]) -> dict:
+def fold_stages(config: dict, metas: list[dict]) -> dict:
     """A final config.json (dict) with a staged run's earlier runs folded into its meta: ``stages`` lists each one's
-    run, loss, iterations, seconds and sessions (from its final folder, oldest first), and ``parent`` becomes the
-    first one's (the recipe's ``init_from``), so the card and the recipe test see the whole budget and the true
-    start."""
+    run, loss, iterations, seconds and sessions (``metas``: their final config.json dicts, oldest first), and
+    ``parent`` becomes the first one's (the recipe's ``init_from``), so the card and the recipe test see the whole
+    budget and the true start."""
     config = {**config, "meta": dict(config["meta"])}
-    metas = [json.loads((Path(s) / "config.json").read_text()) for s in stages]
     config["meta"]["stages"] = [
         {"training": m["meta"]["training"], "loss": LossConfig.from_dict({k: v for k, v in m.items() if k != "meta"}).to_dict(),
          **{k: m["meta"].get(k) for k in ("iterations", "seconds", "sessions")}} for m in metas]
@@ -182,7 +181,7 @@ def fold_stages(config: dict, stages: list[Path]) -> dict:
 def record_stages(final: Path, stages: list[Path]) -> None:
     """:func:`fold_stages` on OUT/final/config.json, in place."""
     path = Path(final) / "config.json"
-    config = fold_stages(json.loads(path.read_text()), stages)
+    config = fold_stages(json.loads(path.read_text()), [json.loads((Path(st) / "config.json").read_text()) for st in stages])
     write_atomic(path, (json.dumps(config, indent=2) + "\n").encode(), force=True)
 
 

@@ -91,3 +91,38 @@ def test_ship_writes_the_checkpoint_and_a_recipe_that_recreates_its_stages(data_
     assert all(torch.equal(half[k], full[k].half()) for k in half if full[k].is_floating_point())
     ship("tiny", final, [], "abc1234", root=root)  # replacing it keeps its type unless told
     assert all(t.dtype == torch.float16 for t in read_tensors(root / "checkpoints" / "tiny").values() if t.is_floating_point())
+
+
+def test_ship_continues_a_shipped_checkpoint_and_keeps_its_lineage(data_dir, tmp_path):
+    """tools/ship.py --continues: one more run from the shipped checkpoint itself; its recorded runs become the new
+    recipe's earlier stages, its parent (and the revision it recorded) stays the start, and the card keeps its notes."""
+    from bdflow.train import main
+    from tools.ship import ship
+
+    tiny = ["--scale", "4", "--hidden", "8", "--crop", "32", "--batch-size", "2", "--workers", "0", "--val-images", "0",
+            "--data", str(data_dir / "faces" / "train")]
+    root = tmp_path / "repo"
+    assert main([*tiny, "--out", str(tmp_path / "parent-run"), "--iters", "1"]) == 0
+    shutil.copytree(tmp_path / "parent-run" / "final", root / "checkpoints" / "tiny")
+    assert main([*tiny, "--init-from", str(root / "checkpoints" / "tiny"), "--iters", "2", "--out", str(tmp_path / "a")]) == 0
+    first = tmp_path / "a" / "final"
+
+    def as_shipped(final):  # as if started from checkpoints/tiny in the repository
+        config = json.loads((final / "config.json").read_text())
+        config["meta"]["parent"]["checkpoint"] = "checkpoints/tiny"
+        (final / "config.json").write_text(json.dumps(config))
+
+    as_shipped(first)
+    ship("tiny", first, [], "abc1234", notes="a tiny model", root=root)
+    assert main([*tiny, "--init-from", str(root / "checkpoints" / "tiny"), "--iters", "3", "--tau-train", "1",
+                 "--out", str(tmp_path / "b")]) == 0
+    more = tmp_path / "b" / "final"
+    as_shipped(more)
+    with pytest.raises(SystemExit, match="drop --stages and --parent-revision"):
+        ship("tiny", more, [], "def5678", root=root, continues=True)
+    ship("tiny", more, [], None, root=root, continues=True)
+    runs = parse_stages(["--config", str(root / "training" / "recipes" / "tiny.json"), "--out", "runs/x"])
+    assert [r.iters for _, _, r in runs] == [2, 3] and [l.tau_train for _, l, _ in runs] == [0.0, 1.0]
+    assert runs[0][2].init_from == "checkpoints/tiny"
+    meta = json.loads((root / "checkpoints" / "tiny" / "config.json").read_text())["meta"]
+    assert meta["parent"]["revision"] == "abc1234" and meta["notes"] == "a tiny model" and len(meta["stages"]) == 1

@@ -7,7 +7,12 @@
 ``--stages`` are the earlier runs of a staged recipe, oldest first (what ``python -m bdflow.train`` records itself
 when one recipe runs them all: ``train.record_stages``). The first run's ``init_from`` must be ``checkpoints/NAME``
 or another shipped checkpoint; ``--parent-revision`` is the commit whose weights that was, since the file is
-replaced. The metrics of the replaced weights are dropped: ``python tools/results.py --evaluate --only ...``
+replaced. A run that continues the shipped ``checkpoints/NAME`` itself (one more stage of its recipe) takes
+``--continues`` instead: that checkpoint's recorded runs become its earlier stages, and its parent (with the
+revision it recorded) the start, so the recipe still re-creates the whole lineage:
+
+    python tools/ship.py face-x8 runs/x8-more/final --continues --notes "..."
+ The metrics of the replaced weights are dropped: ``python tools/results.py --evaluate --only ...``
 records the new ones.
 """
 
@@ -54,17 +59,42 @@ def stored_dtype(folder: Path) -> str:
     return next(k for k, v in DTYPES.items() if v in kinds)
 
 
-def ship(name: str, final: Path, stages: list[Path], revision: str, notes: str | None = None, root: Path = REPO,
-         dtype: str | None = None) -> Path:
-    """``dtype`` None: the type of the weights it replaces (the x32 and x64 checkpoints are float16), else as told."""
+def recorded_runs(shipped: dict) -> list[dict]:
+    """A shipped config.json's runs as final config.json dicts (``train.fold_stages``' input), oldest first: its
+    recorded stages, then its own last run; the first carries the checkpoint's parent."""
+    meta = shipped["meta"]
+    fields = {k: v for k, v in shipped.items() if k != "meta"}
+    budget = ("iterations", "seconds", "sessions")
+    runs = [{**fields, **stage["loss"], "meta": {"training": stage["training"], **{k: stage.get(k) for k in budget}}}
+            for stage in meta.get("stages", [])]
+    runs.append({**fields, "meta": {"training": meta["training"], **{k: meta.get(k) for k in budget}}})
+    if "parent" in meta:
+        runs[0]["meta"]["parent"] = meta["parent"]
+    return runs
+
+
+def ship(name: str, final: Path, stages: list[Path], revision: str | None, notes: str | None = None, root: Path = REPO,
+         dtype: str | None = None, continues: bool = False) -> Path:
+    """``dtype`` None: the type of the weights it replaces (the x32 and x64 checkpoints are float16), else as told.
+    ``continues``: the run continues ``checkpoints/NAME`` itself (its runs become the earlier stages)."""
     folder = root / "checkpoints" / name
     dtype = dtype or stored_dtype(folder)
     config = json.loads((final / "config.json").read_text())
-    if stages:
-        config = fold_stages(config, stages)
+    if continues:
+        if stages or revision:
+            raise SystemExit("error: --continues takes the stages and the start from the shipped checkpoint; drop --stages and --parent-revision")
+        if config["meta"].get("parent", {}).get("checkpoint") != f"checkpoints/{name}":
+            raise SystemExit(f"error: --continues needs a run started from checkpoints/{name}")
+        shipped = json.loads((folder / "config.json").read_text())
+        config = fold_stages(config, recorded_runs(shipped))
+        notes = notes or shipped["meta"].get("notes")  # the card's limits still hold unless told otherwise
+    elif stages:
+        config = fold_stages(config, [json.loads((s / "config.json").read_text()) for s in stages])
     meta = config["meta"]
     parent = meta.get("parent")
-    if parent:
+    if parent and not continues:
+        if revision is None:
+            raise SystemExit("error: --parent-revision names the commit of the checkpoint the first run started from")
         if not str(parent["checkpoint"]).startswith("checkpoints/"):
             raise SystemExit(f"error: the first run starts from {parent['checkpoint']}, not a shipped checkpoint; "
                              "name its earlier runs with --stages")
@@ -92,11 +122,12 @@ def main(argv=None) -> int:
     parser.add_argument("name", help="checkpoints/NAME to write (replaced if it exists)")
     parser.add_argument("final", type=Path, help="the run's final folder (config.json + model.safetensors)")
     parser.add_argument("--stages", nargs="*", type=Path, default=[], help="the earlier runs' final folders, oldest first")
-    parser.add_argument("--parent-revision", required=True, help="commit of the checkpoint the first run started from")
+    parser.add_argument("--parent-revision", help="commit of the checkpoint the first run started from (not with --continues)")
+    parser.add_argument("--continues", action="store_true", help="the run continues checkpoints/NAME itself: its recorded runs become the earlier stages")
     parser.add_argument("--notes", help="the card's Limits text (meta.notes)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="the stored weights' type (default: that of the checkpoint it replaces, float32 for a new one)")
     args = parser.parse_args(argv)
-    folder = ship(args.name, args.final, args.stages, args.parent_revision, args.notes, dtype=args.dtype)
+    folder = ship(args.name, args.final, args.stages, args.parent_revision, args.notes, dtype=args.dtype, continues=args.continues)
     print(f"shipped {folder.relative_to(REPO)} and training/recipes/{args.name}.json")
     return 0
 
