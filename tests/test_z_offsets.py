@@ -1,14 +1,27 @@
-"""tools/z_offsets.py: where a face's forward Z lies per channel against where a decode reads it."""
+"""tools/z_offsets.py and tools/z_cost_by_region.py: where a face's forward Z lies per channel against where a decode reads it, and where a sample's LPIPS cost comes from."""
 
 import json
+import shutil
+
+import pytest
 
 from tools.z_offsets import main
 
 
-def test_offsets_and_the_three_decodes_are_measured(tiny_x8, data_dir, tmp_path, capsys):
+@pytest.fixture
+def faces(odd_face, tmp_path):
+    """A folder of two small real faces (the tools read folders)."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copy(odd_face, folder / name)
+    return folder
+
+
+def test_offsets_and_the_three_decodes_are_measured(tiny_x8, faces, tmp_path, capsys):
     out = tmp_path / "z.json"
-    assert main(["--checkpoint", str(tiny_x8), "--train", str(data_dir / "faces" / "train"), "--val",
-                 str(data_dir / "faces" / "val"), "--fit", "2", "--limit", "1", "--json", str(out)]) == 0
+    assert main(["--checkpoint", str(tiny_x8), "--train", str(faces), "--val", str(faces), "--fit", "2", "--limit", "1",
+                 "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert (result["train_faces"], result["val_faces"]) == (2, 1)
     assert 0 <= result["share_of_data_set_channel_means"] <= result["share_of_image_channel_means"] <= 1
@@ -16,3 +29,19 @@ def test_offsets_and_the_three_decodes_are_measured(tiny_x8, data_dir, tmp_path,
     true, zero = result["decodes"]["z = true"], result["decodes"]["z = 0"]
     assert true["psnr_y"] > 20 and true["lpips"] >= 0 and zero["psnr_y"] > 0  # the true Z rebuilds the face up to Y's and B's rounding
     assert "decode at z = true" in capsys.readouterr().out
+
+
+def test_cost_by_region_splits_the_lr_cells_and_scores_each_arm(tiny_x8, faces, tmp_path, capsys):
+    """tools/z_cost_by_region.py: the halves split every LR cell once; each arm's sample is scored against tau 0."""
+    import torch
+
+    from tools.z_cost_by_region import main as cost_main, regions
+
+    keep = regions(torch.rand(2, 3, 9, 7))
+    assert torch.equal(keep["textured half"] + keep["flat half"], keep["everywhere"])
+    assert keep["textured quarter"].sum() <= keep["textured half"].sum()
+    out = tmp_path / "cost.json"
+    assert cost_main(["--checkpoint", str(tiny_x8), "--data", str(faces), "--limit", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == 2 and set(result["minus_tau_0"]) == {"everywhere", "textured half", "flat half", "textured quarter"}
+    assert "LPIPS" in capsys.readouterr().out
