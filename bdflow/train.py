@@ -37,12 +37,12 @@ from tqdm.auto import tqdm
 from .accel import train_precision
 from .codec import write_atomic
 from .config import BDFlowConfig, LossConfig, crop_sizes, option
+from .critic import BETAS, LR_FACTOR, PatchCritic, critic_loss
 from .data import CropBatches, list_images
 from .flow import BDFlow
 from .hub import read_tensors, write_tensors
 from .image_io import load_image
 from .limits import MAX_BITS, PRECISIONS, check_bits
-from .critic import BETAS, LR_FACTOR, PatchCritic, critic_loss
 from .losses import TERMS, LossTerms, Passes, bdflow_loss
 from .metrics import psnr_y
 from .pipeline import Rescaler
@@ -439,7 +439,7 @@ def _build(model_config: BDFlowConfig, loss_config: LossConfig, run: TrainConfig
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(run))
     critic = PatchCritic() if model.loss_config.lambda_critic > 0 else None
-    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=run.lr * LR_FACTOR, betas=BETAS) if critic else None
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=run.lr * LR_FACTOR, betas=BETAS) if critic is not None else None
     start, meta = load_state(last, optimizer, scheduler, critic, critic_optimizer) if resuming else (0, meta)
     if resuming:
         accelerator.print(f"resumed {last} at step {start}")
