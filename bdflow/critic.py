@@ -23,7 +23,7 @@ BETAS = (0.5, 0.999)  # Adam's for the critic: a short memory, as the decodes it
 
 
 class PatchCritic(nn.Module):
-    """Logits (N, 1, H/4, W/4) of how real each ~22-pixel patch of x (N, 3, H, W) in [0, 1] looks; spectrally
+    """Logits (N, 1, H/4, W/4) of how real each ~20-pixel patch of x (N, 3, H, W) in [0, 1] looks; spectrally
     normalised convolutions, so no one step of it moves far."""
 
     def __init__(self, width: int = 32):

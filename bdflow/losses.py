@@ -210,8 +210,9 @@ class Passes:
 
 @dataclass
 class LossTerms:
-    """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised. ``decodes`` (samples N, 3, H, W):
-    the training decodes, which the critic's own step (``bdflow.train``) learns to tell from X."""
+    """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised. ``decodes`` (samples N, 3, H, W),
+    where the loss has a critic (else None): the training decodes, which the critic's own step (``bdflow.train``)
+    learns to tell from X."""
 
     total: torch.Tensor
     forw: torch.Tensor
@@ -223,7 +224,7 @@ class LossTerms:
     grid: torch.Tensor
     texture: torch.Tensor
     critic: torch.Tensor
-    decodes: torch.Tensor
+    decodes: torch.Tensor | None
 
     def items(self) -> dict[str, float]:
         return {name: float(getattr(self, name).detach()) for name in TERMS}
@@ -311,4 +312,4 @@ def bdflow_loss(
         critic=lc.lambda_critic * (tau.repeat(samples) / lc.tau_train * generator_term(critic(torch.cat(decodes).clamp(0, 1)))).mean()
         if lc.lambda_critic > 0 and progress >= lc.critic_from else zero,
     )
-    return LossTerms(total=sum(terms.values()), **terms, decodes=torch.cat(decodes))
+    return LossTerms(total=sum(terms.values()), **terms, decodes=torch.cat(decodes) if lc.lambda_critic > 0 else None)

@@ -453,7 +453,7 @@ def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, ru
     generator = torch.Generator(device=accelerator.device).manual_seed(run.seed * 1_000_003 + step)
     x = x.to(accelerator.device)
     if critic is not None:
-        critic.requires_grad_(False)  # the flow's step moves the flow only
+        critic.requires_grad_(False)  # the flow's step moves the flow's weights only (the critic's spectral-norm estimates still advance)
     terms = loss_module(x, bits, step / run.iters, generator, None if critic is None else accelerator.unwrap_model(critic))
     if not torch.isfinite(terms.total):
         optimizer.zero_grad(set_to_none=True)
@@ -466,9 +466,12 @@ def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, ru
     if critic is None:
         return terms, None
     critic.requires_grad_(True)
-    for group in critic_optimizer.param_groups:  # the flow's schedule, LR_FACTOR higher
+    for group in critic_optimizer.param_groups:  # the flow's schedule (its rate for the next step), LR_FACTOR higher
         group["lr"] = scheduler.get_last_lr()[0] * LR_FACTOR
     own = critic_loss(critic(x), critic(terms.decodes.detach().clamp(0, 1)))
+    if not torch.isfinite(own):  # a non-finite critic loss would poison the critic, and through it every later flow term
+        critic_optimizer.zero_grad(set_to_none=True)
+        raise RuntimeError(f"the critic's loss is not finite at step {step}: lower --lr or --lambda-critic")
     accelerator.backward(own)
     critic_optimizer.step()
     critic_optimizer.zero_grad(set_to_none=True)

@@ -126,3 +126,12 @@ def test_ship_continues_a_shipped_checkpoint_and_keeps_its_lineage(data_dir, tmp
     assert runs[0][2].init_from == "checkpoints/tiny"
     meta = json.loads((root / "checkpoints" / "tiny" / "config.json").read_text())["meta"]
     assert meta["parent"]["revision"] == "abc1234" and meta["notes"] == "a tiny model" and len(meta["stages"]) == 1
+    # a continuation that is itself staged keeps its own earlier stages after the shipped runs
+    recipe = tmp_path / "more.json"
+    recipe.write_text(json.dumps({"init_from": str(root / "checkpoints" / "tiny"), "iters": 2, "stages": [{"iters": 1}]}))
+    assert main(["--config", str(recipe), *tiny, "--out", str(tmp_path / "c")]) == 0
+    staged = tmp_path / "c" / "final"
+    as_shipped(staged)
+    ship("tiny", staged, [], None, root=root, continues=True)
+    runs = parse_stages(["--config", str(root / "training" / "recipes" / "tiny.json"), "--out", "runs/x"])
+    assert [r.iters for _, _, r in runs] == [2, 3, 1, 2]

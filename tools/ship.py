@@ -9,11 +9,13 @@ when one recipe runs them all: ``train.record_stages``). The first run's ``init_
 or another shipped checkpoint; ``--parent-revision`` is the commit whose weights that was, since the file is
 replaced. A run that continues the shipped ``checkpoints/NAME`` itself (one more stage of its recipe) takes
 ``--continues`` instead: that checkpoint's recorded runs become its earlier stages, and its parent (with the
-revision it recorded) the start, so the recipe still re-creates the whole lineage:
+revision it recorded) the start, so the recipe still re-creates the whole lineage (the card keeps its notes
+unless ``--notes`` replaces them):
 
-    python tools/ship.py face-x8 runs/x8-more/final --continues --notes "..."
- The metrics of the replaced weights are dropped: ``python tools/results.py --evaluate --only ...``
-records the new ones.
+    python tools/ship.py face-x8 runs/x8-more/final --continues
+
+The metrics of the replaced weights are dropped: ``python tools/results.py --evaluate --only ...`` records the
+new ones.
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ def ship(name: str, final: Path, stages: list[Path], revision: str | None, notes
             raise SystemExit("error: --continues takes the stages and the start from the shipped checkpoint; drop --stages and --parent-revision")
         if config["meta"].get("parent", {}).get("checkpoint") != f"checkpoints/{name}":
             raise SystemExit(f"error: --continues needs a run started from checkpoints/{name}")
-        shipped = json.loads((folder / "config.json").read_text())
-        config = fold_stages(config, recorded_runs(shipped))
+        shipped = json.loads((folder / "config.json").read_text())  # its runs, then the continuation's own earlier stages
+        config = fold_stages(config, recorded_runs(shipped) + recorded_runs(config)[:-1])
         notes = notes or shipped["meta"].get("notes")  # the card's limits still hold unless told otherwise
     elif stages:
         config = fold_stages(config, [json.loads((s / "config.json").read_text()) for s in stages])

@@ -1,6 +1,6 @@
 """Where a sample's LPIPS cost comes from: the same prior draw of Z (at tau, with the default rule in B's boundary
-cells) kept only in some LR cells, the rest at Z's mean, each decode scored against the tau-0 decode of the same
-encoding (docs/studies/where-z-is-sampled.md, "Where the cost of a sample comes from").
+cells) kept only in some LR cells, the rest at Z = 0 (the prior's mean, what tau 0 decodes); each decode's PSNR-Y
+and LPIPS against the truth, minus those of the tau-0 decode of the same encoding (docs/studies/where-z-is-sampled.md, "Where the cost of a sample comes from").
 
     python tools/z_cost_by_region.py --checkpoint checkpoints/face-x16 --data ../shared/data/faces/val --limit 20 \\
         --json docs/results/where-z-is-sampled-x16/cost-by-region.json
@@ -61,8 +61,8 @@ def mean_and_ci(values: list[float]) -> tuple[float, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/z_cost_by_region.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", default="../shared/data/faces/val")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or shipped name")
+    parser.add_argument("--data", default="../shared/data/faces/val", help="folder of images (default faces/val)")
     parser.add_argument("--limit", type=int, default=20, help="first N images (default 20)")
     parser.add_argument("--tau", type=argument(check_tau, float), default=0.5, help="Z temperature (default 0.5)")
     parser.add_argument("--json", type=Path, help="write the figures here")

@@ -58,7 +58,7 @@ def decodes(rescaler: Rescaler, files: list[Path], offsets: torch.Tensor) -> dic
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/z_offsets.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or shipped name")
     parser.add_argument("--train", default="../shared/data/faces/train", help="faces the channel means are measured on")
     parser.add_argument("--val", default="../shared/data/faces/val", help="faces the decodes are scored on")
     parser.add_argument("--fit", type=int, default=100, help="training faces (default 100)")
