@@ -81,6 +81,15 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
     return torch.mean(w * (rms(x1 - x) + rms(x2 - x) - spread * rms(x1 - x2))) / 2
 
 
+def flat_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H/p, W/p): 1 where the p x p patch's luma std is below the batch's median, else 0 (the
+    flat half of the batch's patches, where a sample's detail is noise; ``LossConfig.energy_flat_spread``)."""
+    luma = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:])
+    mean, square = (torch.nn.functional.avg_pool2d(t, patch) for t in (luma, luma**2))
+    std = (square - mean**2).clamp_min(0).sqrt()
+    return (std < std.median()).to(x.dtype)
+
+
 def grid_weight(x_back: torch.Tensor, x: torch.Tensor, scale: int, gamma: float) -> torch.Tensor:
     """L_back's weight per offset inside the LR cell (beyond the paper; ``LossConfig.grid_gamma``, docs/studies/x64-grid.md):
     (1,1,H,W), ``(e_o / mean e)^gamma`` normalised to mean 1, where e_o is the batch's squared error at offset o of
@@ -289,7 +298,10 @@ def bdflow_loss(
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
     if samples == 2:  # patches that hold a boundary (B_s > 0) spread at energy_edge_spread: B (the twin: Y), not Z, draws the edges
         edged = torch.nn.functional.max_pool2d((b_s > 0).to(x.dtype), lc.energy_patch) if edges else 0.0
-        back = energy_score(*decodes, x, weight, lc.energy_patch, spread=1 - (1 - lc.energy_edge_spread) * edged)
+        spread = 1 - (1 - lc.energy_edge_spread) * edged
+        if lc.energy_flat_spread != 1:  # and flat patches at energy_flat_spread: Z draws no noise on flat skin
+            spread = spread * (1 - (1 - lc.energy_flat_spread) * flat_patches(x, lc.energy_patch))
+        back = energy_score(*decodes, x, weight, lc.energy_patch, spread=spread)
     else:
         back = backward_loss(x_back, x, weight)
     use_lpips = (lc.lambda_lpips > 0 or lc.lambda_lpips_tau > 0) and progress >= lc.lpips_from
