@@ -7,8 +7,8 @@ import torch
 
 from bdflow import BDFlow, BDFlowConfig, LossConfig
 from bdflow.bam import boundary_strength
-from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, energy_score, forward_loss, grid_energy_loss,
-                           grid_weight, latent_channels, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops, training_z)
+from bdflow.losses import (Passes, backward_loss, bam_loss, baw_weight, bdflow_loss, energy_score, flat_patches, forward_loss,
+                           grid_energy_loss, grid_weight, latent_channels, latent_nll, latent_term, latent_w2, normal_quantiles, shifted_crops, training_z)
 from bdflow.metrics import grid_map
 from bdflow.resize import bicubic_up
 from tests.helpers import perturb_
@@ -360,6 +360,26 @@ def test_energy_edge_spread_changes_only_the_back_term_for_bdflow_and_twin(face)
         LossConfig(energy_edge_spread=0.5)
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\]"):
         LossConfig(back="energy", energy_edge_spread=-1.5)
+
+
+def test_flat_patches_are_the_flatter_half_and_energy_flat_spread_moves_only_the_back_term(face):
+    x = face[..., 96:160, 96:160].repeat(2, 1, 1, 1)
+    flat = flat_patches(x, 8)
+    assert flat.shape == (2, 1, 8, 8) and 0 < flat.mean() <= 0.5  # strictly below the median: at most half
+    luma = x.mean(1, keepdim=True)
+    std = (torch.nn.functional.avg_pool2d(luma**2, 8) - torch.nn.functional.avg_pool2d(luma, 8) ** 2).clamp_min(0).sqrt()
+    assert std[flat.bool()].max() <= std[~flat.bool()].min() + 1e-3  # the flat ones are the quiet ones
+
+    def terms(spread: float):
+        torch.manual_seed(0)
+        loss = LossConfig(back="energy", energy_patch=4, tau_train=1.0, energy_flat_spread=spread)
+        model = perturb_(BDFlow(BDFlowConfig(scale=4, hidden=8), loss), std=0.01)
+        return bdflow_loss(model, x, bits=1, progress=1.0, generator=torch.Generator().manual_seed(1))
+
+    agree, proper = terms(0.0), terms(1.0)
+    assert agree.back > proper.back and agree.forw == proper.forw  # less spread credited: a higher score
+    with pytest.raises(ValueError, match="energy_flat_spread must be in"):
+        LossConfig(energy_flat_spread=0.5)
 
 
 def test_energy_back_decodes_two_samples_at_one_tau_and_trains(face):
