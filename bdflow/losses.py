@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .bam import boundary_strength
+from .bam import boundary_strength, luma255
 from .config import BDFlowConfig, LossConfig
 from .critic import generator_term
 from .flow import BDFlow, sample_z
@@ -84,7 +84,7 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
 def flat_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     """(N, 3, H, W) -> (N, 1, H/p, W/p): 1 where the p x p patch's luma std is below the batch's median, else 0 (the
     flat half of the batch's patches, where a sample's detail is noise; ``LossConfig.energy_flat_spread``)."""
-    luma = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:])
+    luma = luma255(x, eight_bit=False)  # a mask: detached, and the scale does not move the median
     mean, square = (torch.nn.functional.avg_pool2d(t, patch) for t in (luma, luma**2))
     std = (square - mean**2).clamp_min(0).sqrt()
     return (std < std.median()).to(x.dtype)
@@ -220,8 +220,8 @@ class Passes:
 @dataclass
 class LossTerms:
     """The weighted terms of Eq. 7 and their sum; ``total`` is what is minimised. ``decodes`` (samples N, 3, H, W),
-    where the loss has a critic (else None): the training decodes, which the critic's own step (``bdflow.train``)
-    learns to tell from X."""
+    where the loss has a critic (else None): the training decodes clamped to [0, 1], which the critic's own step
+    (``bdflow.train``) learns to tell from X."""
 
     total: torch.Tensor
     forw: torch.Tensor
@@ -293,6 +293,7 @@ def bdflow_loss(
     weight = baw_weight(b_s, lc.lambda_back, active=progress >= lc.baw_alpha) if baw else lc.lambda_back
     bam_term = bam_loss(b, b_target) if c.b_channel else zero
     decodes = passes.inverse(y_q.repeat(samples, 1, 1, 1), b_q, z_prior).chunk(samples)  # one batch: both draws at once
+    judged = torch.cat(decodes).clamp(0, 1) if lc.lambda_critic > 0 else None  # what the critic scores, here and in its own step
     x_back = decodes[0]
     if lc.grid_gamma > 0:
         weight = weight * grid_weight(x_back, x, c.scale, lc.grid_gamma)
@@ -321,7 +322,7 @@ def bdflow_loss(
         grid=lc.lambda_grid * grid_energy_loss(x_back, x, y_q, c.scale) if lc.lambda_grid > 0 else zero,
         texture=lc.lambda_texture * (tau / lc.tau_train * get_lpips(x.device).texture(x_back.clamp(0, 1), x)).mean()
         if lc.lambda_texture > 0 else zero,  # eager: LPIPS's features, not the compiled distance
-        critic=lc.lambda_critic * (tau.repeat(samples) / lc.tau_train * generator_term(critic(torch.cat(decodes).clamp(0, 1)))).mean()
+        critic=lc.lambda_critic * (tau.repeat(samples) / lc.tau_train * generator_term(critic(judged))).mean()
         if lc.lambda_critic > 0 and progress >= lc.critic_from else zero,
     )
-    return LossTerms(total=sum(terms.values()), **terms, decodes=torch.cat(decodes) if lc.lambda_critic > 0 else None)
+    return LossTerms(total=sum(terms.values()), **terms, decodes=judged)

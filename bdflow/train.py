@@ -468,7 +468,7 @@ def _step(loss_module, optimizer, scheduler, accelerator, x, bits, step: int, ru
     critic.requires_grad_(True)
     for group in critic_optimizer.param_groups:  # the flow's schedule (its rate for the next step), LR_FACTOR higher
         group["lr"] = scheduler.get_last_lr()[0] * LR_FACTOR
-    own = critic_loss(critic(x), critic(terms.decodes.detach().clamp(0, 1)))
+    own = critic_loss(critic(x), critic(terms.decodes.detach()))
     if not torch.isfinite(own):  # a non-finite critic loss would poison the critic, and through it every later flow term
         critic_optimizer.zero_grad(set_to_none=True)
         raise RuntimeError(f"the critic's loss is not finite at step {step}: lower --lr or --lambda-critic")

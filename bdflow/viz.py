@@ -19,7 +19,6 @@ from .metrics import normal_bin_counts, tv_to_normal  # noqa: E402
 from .quantize import max_code  # noqa: E402
 
 
-
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if len(values) < window:
         return values

@@ -38,20 +38,32 @@ def channel_means(rescaler: Rescaler, files: list[Path]) -> tuple[torch.Tensor, 
     return torch.stack(means), sum(squares) / len(squares)
 
 
+@torch.inference_mode()
+def scored_decode(rescaler: Rescaler, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """PSNR-Y and LPIPS against the image x (1, 3, H, W) of the 8-bit decode of (y, b) at the given Z, cut to x's
+    size (also tools/z_cost_by_region.py's)."""
+    h, w = x.shape[-2:]
+    x_back = to_8bit(rescaler.net.inverse(y, b, z.to(y.device)).clamp(0, 1)[..., :h, :w].cpu())
+    return float(psnr_y(x_back, x, border=rescaler.scale)), float(lpips(x_back, x))
+
+
+def write_json(path: Path | None, result: dict) -> None:
+    """The figures as JSON at ``path`` (nothing without one)."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def decodes(rescaler: Rescaler, files: list[Path], offsets: torch.Tensor) -> dict[str, dict[str, float]]:
     """Mean PSNR-Y and LPIPS of the decodes at Z = 0, at the data set's channel means and at each image's true Z."""
     scores: dict[str, list[tuple[float, float]]] = {"z = 0": [], "z = channel means": [], "z = true": []}
-    net = rescaler.net
     for path in tqdm(files, desc="decodes", leave=False):
         x, _ = load_image(path)
-        forward = rescaler.forward_image(path)
+        forward = rescaler.forward_image(x)
         y, b = rescaler.stored_tensors(rescaler.quantize(forward.y, forward.b, 1, forward.meta))
-        h, w = x.shape[-2:]
-        with torch.inference_mode():
-            for name, z in (("z = 0", torch.zeros_like(forward.z)), ("z = channel means", offsets.view(1, -1, 1, 1).expand_as(forward.z)),
-                            ("z = true", forward.z)):
-                x_back = to_8bit(net.inverse(y, b, z.to(y.device)).clamp(0, 1)[..., :h, :w].cpu())
-                scores[name].append((float(psnr_y(x_back, x, border=rescaler.scale)), float(lpips(x_back, x))))
+        for name, z in (("z = 0", torch.zeros_like(forward.z)), ("z = channel means", offsets.view(1, -1, 1, 1).expand_as(forward.z)),
+                        ("z = true", forward.z)):
+            scores[name].append(scored_decode(rescaler, y, b, z, x))
     return {k: {"psnr_y": sum(p for p, _ in v) / len(v), "lpips": sum(q for _, q in v) / len(v)} for k, v in scores.items()}
 
 
@@ -84,9 +96,7 @@ def main(argv=None) -> int:
           f"{result['share_across_images']:.4f}; train/val means correlate {result['train_val_correlation']:.5f}")
     for name, s in result["decodes"].items():
         print(f"decode at {name:18s} PSNR-Y {s['psnr_y']:.2f} dB, LPIPS {s['lpips']:.4f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
