@@ -95,7 +95,9 @@ def _back(loss: LossConfig) -> str:
         return ""
     agree = (f"; in patches holding a boundary (BAM's, of the training image) the spread term weighs {loss.energy_edge_spread:g}, so samples agree on the edges"
              if loss.energy_edge_spread != 1 else "")
-    return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}"
+    flat = (f"; in the flatter half of each batch's patches (luma std below its median) it weighs {loss.energy_flat_spread:g}, so samples agree on flat surfaces"
+            if loss.energy_flat_spread != 1 else "")
+    return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}{flat}"
 
 
 def _tau(loss: LossConfig) -> str:

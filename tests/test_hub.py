@@ -136,6 +136,9 @@ def test_model_card_names_an_energy_score_and_where_samples_agree():
     energy = {**plain, **LossConfig(back="energy", energy_edge_spread=0.0).to_dict()}
     card = model_card("m", energy, meta={})
     assert "L_back the energy score of two decodes over 8×8 patches; in patches holding a boundary (BAM's, of the training image) the spread term weighs 0" in card
+    flat = model_card("m", {**plain, **LossConfig(back="energy", energy_edge_spread=0.0, energy_flat_spread=0.5).to_dict()}, meta={})
+    assert "weighs 0, so samples agree on the edges; in the flatter half of each batch's patches" in flat
+    assert "it weighs 0.5, so samples agree on flat surfaces" in flat and "flat surfaces" not in card
     proper = model_card("m", {**plain, **LossConfig(back="energy").to_dict()}, meta={})
     assert "over 8×8 patches," in proper and "agree" not in proper
     stage = {"iterations": 5, "training": {"lr": 1e-4}, "loss": {"lambda_latent": 1.0, "tau_train": 1.0, "back": "energy"}}
