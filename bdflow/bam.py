@@ -154,6 +154,15 @@ def luma255(x: torch.Tensor, eight_bit: bool = True) -> torch.Tensor:
     return (x * w).sum(dim=1, keepdim=True) * 255.0
 
 
+def luma_std(x: torch.Tensor, size: int, stride: int | None = None) -> torch.Tensor:
+    """Local contrast: the standard deviation of x's luma (0-255, unrounded) over each size x size window, unpadded,
+    (N, 1, (H - size) / stride + 1, ...); stride = size (the default): one value per patch. Detached, like luma255.
+    The rule that calls a patch flat (``losses.flat_patches``, tools/z_cost_by_region.py)."""
+    luma = luma255(x, eight_bit=False)
+    mean, square = (F.avg_pool2d(t, size, stride or size) for t in (luma, luma**2))
+    return (square - mean**2).clamp_min(0).sqrt()
+
+
 def gaussian_taps(sigma: float, eight_bit: bool = True) -> list[float]:
     """1-D Gaussian kernel of cv2.GaussianBlur(ksize=(0, 0), sigma): ``gaussian_ksize(sigma)`` taps.
 

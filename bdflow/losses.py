@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .bam import boundary_strength, luma255
+from .bam import boundary_strength, luma_std
 from .config import BDFlowConfig, LossConfig
 from .critic import generator_term
 from .flow import BDFlow, sample_z
@@ -84,9 +84,7 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
 def flat_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
     """(N, 3, H, W) -> (N, 1, H/p, W/p): 1 where the p x p patch's luma std is below the batch's median, else 0 (the
     flat half of the batch's patches, where a sample's detail is noise; ``LossConfig.energy_flat_spread``)."""
-    luma = luma255(x, eight_bit=False)  # a mask: detached, and the scale does not move the median
-    mean, square = (torch.nn.functional.avg_pool2d(t, patch) for t in (luma, luma**2))
-    std = (square - mean**2).clamp_min(0).sqrt()
+    std = luma_std(x, patch)  # a mask: detached, and the scale does not move the median
     return (std < std.median()).to(x.dtype)
 
 

@@ -26,6 +26,7 @@ from bdflow.bam import (
     gaussian_ksize,
     gaussian_taps,
     luma255,
+    luma_std,
     normalize_strength,
 )
 from bdflow.quantize import max_code
@@ -136,6 +137,20 @@ def test_canny_agreement_other_sigmas(data_dir, photo, sigma):
     p, r, f1 = prf(ref, edges(bam(to_tensor(rgb), sigma=sigma, bits=1, threshold=50)))
     print(f"\n[canny] {photo[0]}/{name} sigma={sigma} T=50: P={p:.4f} R={r:.4f} F1={f1:.4f}")
     assert f1 >= 0.95
+
+
+@pytest.mark.parametrize("size, stride", [(8, None), (3, 1), (4, 2)])
+def test_luma_std_is_the_windows_standard_deviation(size, stride):
+    """luma_std: numpy's (population) std of the unrounded 0-255 luma over each unpadded window."""
+    x = torch.rand(2, 3, 17, 20, dtype=torch.float64)
+    ours = luma_std(x, size, stride)
+    luma = luma255(x, eight_bit=False)[:, 0].numpy()
+    step = stride or size
+    rows, cols = (luma.shape[1] - size) // step + 1, (luma.shape[2] - size) // step + 1
+    want = np.array([[[luma[n, i * step:i * step + size, j * step:j * step + size].std() for j in range(cols)]
+                      for i in range(rows)] for n in range(2)])
+    assert ours.shape == (2, 1, rows, cols) and np.allclose(ours[:, 0].numpy(), want, atol=1e-6)
+    assert torch.allclose(luma_std(torch.full((1, 3, 8, 8), 0.4), 4), torch.zeros(1, 1, 2, 2), atol=1e-3)  # flat: no contrast
 
 
 def test_luma_and_blur_match_opencv(data_dir):

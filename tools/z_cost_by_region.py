@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bdflow.bam import luma255  # noqa: E402
+from bdflow.bam import luma_std  # noqa: E402
 from bdflow.data import list_images  # noqa: E402
 from bdflow.figures import paired  # noqa: E402
 from bdflow.flow import sample_z  # noqa: E402
@@ -33,17 +33,10 @@ from bdflow.pipeline import Rescaler  # noqa: E402
 from tools.z_offsets import scored_decode, write_json  # noqa: E402
 
 
-def local_std(y: torch.Tensor) -> torch.Tensor:
-    """(N, 3, h, w) LR image -> (N, 1, h, w): the standard deviation of its luma over each cell's 3 x 3 neighbourhood."""
-    luma = luma255(y, eight_bit=False)  # 0-255: the cut is by the image's own median and quartile, scale-free
-    mean = F.avg_pool2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, 1)
-    square = F.avg_pool2d(F.pad(luma**2, (1, 1, 1, 1), mode="replicate"), 3, 1)
-    return (square - mean**2).clamp_min(0).sqrt()
-
-
 def regions(y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The LR cells in which each arm keeps the draw, (N, 1, h, w) in {0, 1}."""
-    s = local_std(y)
+    """The LR cells in which each arm keeps the draw, (N, 1, h, w) in {0, 1}: cut by the standard deviation of Y's
+    luma over each cell's 3 x 3 neighbourhood (edges replicated), against the image's own median and quartile."""
+    s = luma_std(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     median, top = s.median(), s.flatten().quantile(0.75)
     return {"everywhere": torch.ones_like(s), "textured half": (s > median).float(), "flat half": (s <= median).float(),
             "textured quarter": (s > top).float()}
