@@ -45,3 +45,22 @@ def test_cost_by_region_splits_the_lr_cells_and_scores_each_arm(tiny_x8, faces, 
     result = json.loads(out.read_text())
     assert result["images"] == 2 and set(result["minus_tau_0"]) == {"everywhere", "textured half", "flat half", "textured quarter"}
     assert "LPIPS" in capsys.readouterr().out
+    assert set(result["spread_and_miss"]) == {"textured half", "flat half"}
+    assert all(v["spread"] >= 0 and v["miss"] > 0 for v in result["spread_and_miss"].values())
+
+
+def test_spread_and_miss_measure_the_detail_within_each_lr_cell():
+    """A shift of a cell's mean is Y's, not Z's: it counts for nothing; a +-d checkerboard inside the kept cells is
+    RMS d grey levels of luma; the cells not kept are not counted; a sample equal to the mean spreads 0."""
+    import torch
+
+    from tools.z_cost_by_region import spread_and_miss
+
+    scale, d = 4, 6 / 255
+    x0 = torch.full((1, 3, 8, 12), 0.5)
+    keep = torch.tensor([[[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]]])
+    shifted = x0 + torch.rand(1, 1, 2, 3).repeat_interleave(scale, -2).repeat_interleave(scale, -1) * 0.1
+    checker = (torch.arange(8).view(-1, 1) + torch.arange(12)) % 2 * 2 - 1.0
+    assert spread_and_miss(shifted, x0, x0, keep, scale) == pytest.approx((0, 0), abs=1e-4)
+    spread, miss = spread_and_miss(x0 + d * checker, x0, x0 + d * checker * (1 - keep.repeat_interleave(scale, -2).repeat_interleave(scale, -1)), keep, scale)
+    assert (spread, miss) == pytest.approx((0, 6), abs=1e-3)

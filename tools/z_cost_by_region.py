@@ -6,7 +6,10 @@ and LPIPS against the truth, minus those of the tau-0 decode of the same encodin
         --json docs/results/where-z-is-sampled-x16/cost-by-region.json
 
 The regions are cut by the stored LR image alone: the local standard deviation of Y's luma over 3 x 3 LR cells,
-above or below the image's median ("textured half" / "flat half"), or in its top quarter.
+above or below the image's median ("textured half" / "flat half"), or in its top quarter. In each half, also the
+default sample's spread (RMS of its luma against the tau-0 decode's, within each LR cell) beside what the tau-0
+decode leaves to find there (the truth's luma against it, alike): where a sample spreads more, for what the truth
+holds, LPIPS charges it more.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bdflow.bam import luma_std  # noqa: E402
+from bdflow.bam import luma255, luma_std  # noqa: E402
 from bdflow.data import list_images  # noqa: E402
 from bdflow.figures import paired  # noqa: E402
 from bdflow.flow import sample_z  # noqa: E402
 from bdflow.image_io import load_image  # noqa: E402
 from bdflow.limits import DEFAULT_TAU_B, argument, check_tau  # noqa: E402
 from bdflow.pipeline import Rescaler  # noqa: E402
-from tools.z_offsets import scored_decode, write_json  # noqa: E402
+from tools.z_offsets import decoded, scores, write_json  # noqa: E402
 
 
 def regions(y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -40,6 +43,32 @@ def regions(y: torch.Tensor) -> dict[str, torch.Tensor]:
     median, top = s.median(), s.flatten().quantile(0.75)
     return {"everywhere": torch.ones_like(s), "textured half": (s > median).float(), "flat half": (s <= median).float(),
             "textured quarter": (s > top).float()}
+
+
+def spread_and_miss(x: torch.Tensor, x0: torch.Tensor, sample: torch.Tensor, keep: torch.Tensor, scale: int) -> tuple[float, float]:
+    """Over the pixels of the kept LR cells (keep (1, 1, h, w), each cell scale x scale pixels, cut to x's size), the
+    detail within each cell (each cell's mean taken out: what Z decides, Y holding the cell's mean) of the sample
+    against the tau-0 decode x0 (its spread) and of the truth x against x0 (what the mean leaves to find): RMS in
+    grey levels of luma (0-255). x, x0, sample: (1, 3, H, W) in [0, 1]."""
+    h, w = x.shape[-2:]
+
+    def cells(t: torch.Tensor) -> torch.Tensor:  # one value per LR cell, back on the pixel grid, cut to x's size
+        return t.repeat_interleave(scale, -2).repeat_interleave(scale, -1)[..., :h, :w]
+
+    mask = cells(keep.cpu())
+
+    def rms(t: torch.Tensor) -> float:
+        d = luma255(t, eight_bit=False) - luma255(x0, eight_bit=False)
+        d = d - cells(F.avg_pool2d(d, scale, ceil_mode=True))
+        return float((d.pow(2) * mask).sum() / mask.sum()) ** 0.5
+
+    return rms(sample), rms(x)
+
+
+def ratios(pairs: list[tuple[float, float]]) -> np.ndarray:
+    """(images, 3): each image's spread, miss and spread / miss."""
+    a = np.array(pairs)
+    return np.column_stack([a, a[:, 0] / a[:, 1]])
 
 
 def main(argv=None) -> int:
@@ -55,22 +84,34 @@ def main(argv=None) -> int:
     metrics = ("psnr_y", "lpips")
     base: list[tuple[float, float]] = []  # the tau-0 decode of each image
     drawn: dict[str, list[tuple[float, float]]] = {}  # each arm's sample of each image
+    spread: dict[str, list[tuple[float, float]]] = {}  # the default sample's spread and the truth's miss, by half
     files = list_images(args.data)[: args.limit]
     for i, path in enumerate(tqdm(files, desc="images", leave=False)):
         x, _ = load_image(path)
         y, b = rescaler.stored_tensors(rescaler.encode(x, bits=1))
         z = sample_z(y, rescaler.model.config.z_channels, args.tau, torch.Generator(device=y.device).manual_seed(i), b, DEFAULT_TAU_B)
-        base.append(scored_decode(rescaler, y, b, torch.zeros_like(z), x))
+        x0, sample = (decoded(rescaler, y, b, t, x) for t in (torch.zeros_like(z), z))
+        base.append(scores(rescaler, x0, x))
         for name, keep in regions(y).items():
-            drawn.setdefault(name, []).append(scored_decode(rescaler, y, b, z * keep, x))
+            drawn.setdefault(name, []).append(scores(rescaler, sample if name == "everywhere" else decoded(rescaler, y, b, z * keep, x), x))
+            if name.endswith("half"):
+                spread.setdefault(name, []).append(spread_and_miss(x, x0, sample, keep, rescaler.scale))
     mean_decode = np.array(base)
     result = {"checkpoint": args.checkpoint, "data": args.data, "images": len(files), "tau": args.tau, "tau_b": DEFAULT_TAU_B,
               "minus_tau_0": {name: {m: paired(np.array(s)[:, j], mean_decode[:, j]) for j, m in enumerate(metrics)}
-                              for name, s in drawn.items()}}
+                              for name, s in drawn.items()},
+              "spread_and_miss": {name: dict(zip(("spread", "miss", "ratio"), np.mean(ratios(s), axis=0).tolist()))
+                                  for name, s in spread.items()},
+              "ratio_flat_minus_textured": paired(ratios(spread["flat half"])[:, 2], ratios(spread["textured half"])[:, 2])}
     print(f"{args.checkpoint}, {len(files)} images, tau {args.tau:g}: the sample minus the tau-0 decode, by where Z is drawn")
     for name, s in result["minus_tau_0"].items():
         print(f"  {name:17s} PSNR-Y {s['psnr_y']['mean']:+.3f} ± {s['psnr_y']['ci95']:.3f} dB, "
               f"LPIPS {s['lpips']['mean']:+.4f} ± {s['lpips']['ci95']:.4f}")
+    print("  the default sample's spread against what the tau-0 decode misses (RMS luma within LR cells, grey levels; mean per image):")
+    for name, s in result["spread_and_miss"].items():
+        print(f"  {name:17s} spread {s['spread']:.2f}, miss {s['miss']:.2f}, spread / miss {s['ratio']:.3f}")
+    d = result["ratio_flat_minus_textured"]
+    print(f"  spread / miss, flat half - textured half: {d['mean']:+.3f} ± {d['ci95']:.3f}")
     write_json(args.json, result)
     return 0
 

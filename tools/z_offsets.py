@@ -39,12 +39,20 @@ def channel_means(rescaler: Rescaler, files: list[Path]) -> tuple[torch.Tensor, 
 
 
 @torch.inference_mode()
-def scored_decode(rescaler: Rescaler, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
-    """PSNR-Y and LPIPS against the image x (1, 3, H, W) of the 8-bit decode of (y, b) at the given Z, cut to x's
-    size (also tools/z_cost_by_region.py's)."""
+def decoded(rescaler: Rescaler, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The 8-bit decode of (y, b) at the given Z, cut to the size of the image x (1, 3, H, W), on the CPU."""
     h, w = x.shape[-2:]
-    x_back = to_8bit(rescaler.net.inverse(y, b, z.to(y.device)).clamp(0, 1)[..., :h, :w].cpu())
+    return to_8bit(rescaler.net.inverse(y, b, z.to(y.device)).clamp(0, 1)[..., :h, :w].cpu())
+
+
+def scores(rescaler: Rescaler, x_back: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """PSNR-Y (the scale's border cut) and LPIPS of a decode against the image x (1, 3, H, W)."""
     return float(psnr_y(x_back, x, border=rescaler.scale)), float(lpips(x_back, x))
+
+
+def scored_decode(rescaler: Rescaler, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """PSNR-Y and LPIPS against x of the decode at the given Z (also tools/z_cost_by_region.py's)."""
+    return scores(rescaler, decoded(rescaler, y, b, z, x), x)
 
 
 def write_json(path: Path | None, result: dict) -> None:
