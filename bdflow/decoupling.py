@@ -48,7 +48,7 @@ from .bam import bam
 from .data import list_images
 from .image_io import load_image
 from .limits import DEFAULT_TAU_B, argument, check_tau, check_tau_b
-from .metrics import Moments, channel_measures, lpips_rgb, normal_bin_counts, psnr_y, tv_to_normal
+from .metrics import Moments, channel_measures, lpips_rgb, normal_bin_counts, on_pixels, psnr_y, tv_to_normal
 from .pipeline import Rescaler
 from .quantize import boundary_cells, to_8bit
 
@@ -120,7 +120,7 @@ def measure(rescaler: Rescaler, files: list[Path], taus: tuple[float, ...], seed
             edges = hr_edges(x, rescaler.model.config)
             masks = {"on_edges": edges, "off_edges": ~edges}
             if cells is not None:
-                hr_cells = cells[0, 0].cpu().repeat_interleave(s, 0).repeat_interleave(s, 1)[:h, :w]
+                hr_cells = on_pixels(cells[0, 0].cpu(), s, (h, w))
                 masks |= {"in_b": hr_cells, "out_b": ~hr_cells}
             for prefix, values in maps.items():
                 for key, mask in masks.items():

@@ -81,6 +81,12 @@ def fold_cells(err: torch.Tensor, scale: int) -> torch.Tensor:
     return err[..., :h, :w].reshape(n, c, h // scale, scale, w // scale, scale).mean(dim=(1, 2, 4))
 
 
+def on_pixels(cells: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor:
+    """(..., h, w) one value per LR cell -> (..., H, W): each value over its cell's scale x scale pixels, cut to
+    ``size`` (H, W) (an image whose sides are not multiples of ``scale`` was padded before encoding)."""
+    return cells.repeat_interleave(scale, -2).repeat_interleave(scale, -1)[..., : size[0], : size[1]]
+
+
 def peak_ratio(folded: torch.Tensor) -> torch.Tensor:
     """max / mean of (..., s, s) maps -> (...): 1 for an error that ignores the grid, large for a checkerboard."""
     return folded.amax(dim=(-2, -1)) / folded.mean(dim=(-2, -1)).clamp_min(1e-30)

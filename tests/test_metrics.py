@@ -244,3 +244,14 @@ def test_moments_per_channel_match_numpy_and_pool_to_the_summary(channel_dim):
     pooled = M.Moments()
     pooled.add(values)
     assert m.summary() == pytest.approx(pooled.summary(), rel=1e-9)
+
+
+def test_on_pixels_spreads_each_lr_cell_over_its_pixels_and_cuts_to_the_image():
+    """metrics.on_pixels: pixel (i, j) holds cell (i // s, j // s); an image smaller than the cells' grid is cut."""
+    from bdflow.metrics import on_pixels
+
+    cells = torch.arange(6.0).view(1, 1, 2, 3)
+    full = on_pixels(cells, 4, (8, 12))
+    assert full.shape == (1, 1, 8, 12)
+    assert all(full[0, 0, i, j] == cells[0, 0, i // 4, j // 4] for i in range(8) for j in range(12))
+    assert torch.equal(on_pixels(cells[0, 0], 4, (7, 10)), full[0, 0, :7, :10])  # 2-D maps alike

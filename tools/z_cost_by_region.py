@@ -32,6 +32,7 @@ from bdflow.figures import paired  # noqa: E402
 from bdflow.flow import sample_z  # noqa: E402
 from bdflow.image_io import load_image  # noqa: E402
 from bdflow.limits import DEFAULT_TAU_B, argument, check_tau  # noqa: E402
+from bdflow.metrics import on_pixels  # noqa: E402
 from bdflow.pipeline import Rescaler  # noqa: E402
 from tools.z_offsets import decoded, scores, write_json  # noqa: E402
 
@@ -50,16 +51,12 @@ def spread_and_miss(x: torch.Tensor, x0: torch.Tensor, sample: torch.Tensor, kee
     detail within each cell (each cell's mean taken out: what Z decides, Y holding the cell's mean) of the sample
     against the tau-0 decode x0 (its spread) and of the truth x against x0 (what the mean leaves to find): RMS in
     grey levels of luma (0-255). x, x0, sample: (1, 3, H, W) in [0, 1]."""
-    h, w = x.shape[-2:]
-
-    def cells(t: torch.Tensor) -> torch.Tensor:  # one value per LR cell, back on the pixel grid, cut to x's size
-        return t.repeat_interleave(scale, -2).repeat_interleave(scale, -1)[..., :h, :w]
-
-    mask = cells(keep.cpu())
+    size = x.shape[-2:]
+    mask, mean = on_pixels(keep.cpu(), scale, size), luma255(x0, eight_bit=False)
 
     def rms(t: torch.Tensor) -> float:
-        d = luma255(t, eight_bit=False) - luma255(x0, eight_bit=False)
-        d = d - cells(F.avg_pool2d(d, scale, ceil_mode=True))
+        d = luma255(t, eight_bit=False) - mean
+        d = d - on_pixels(F.avg_pool2d(d, scale, ceil_mode=True), scale, size)
         return float((d.pow(2) * mask).sum() / mask.sum()) ** 0.5
 
     return rms(sample), rms(x)

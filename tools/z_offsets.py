@@ -51,7 +51,7 @@ def scores(rescaler: Rescaler, x_back: torch.Tensor, x: torch.Tensor) -> tuple[f
 
 
 def scored_decode(rescaler: Rescaler, y: torch.Tensor, b: torch.Tensor | None, z: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
-    """PSNR-Y and LPIPS against x of the decode at the given Z (also tools/z_cost_by_region.py's)."""
+    """PSNR-Y and LPIPS against x of the decode at the given Z."""
     return scores(rescaler, decoded(rescaler, y, b, z, x), x)
 
 
