@@ -161,6 +161,13 @@ class LPIPS(nn.Module):
             total = total + lin(diff).mean(dim=(2, 3))  # (N, 1)
         return total.view(-1)
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 3, H, W) in [0, 1] -> (N, 1152): each of the 5 layers' unit-normalised features (what LPIPS compares)
+        averaged over the positions, concatenated (64 + 192 + 384 + 256 + 256). One vector per image, place aside:
+        what a set measure (:func:`bdflow.metrics.kid`) compares."""
+        _check_pair(x, x)
+        return torch.cat([_unit_normalize(f).mean(dim=(2, 3)) for f in self.features(self._scale_input(x))], dim=1)
+
     def texture(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (N, 3, H, W) in [0, 1] -> (N,): how far x's texture is from y's, position aside: per layer the mean
         over channels of |mu_c(x) - mu_c(y)| + |sigma_c(x) - sigma_c(y)|, mu and sigma over the positions of the

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .lpips import lpips as _lpips
 
-__all__ = ["grid_ratio", "lpips_rgb", "psnr_y", "rgb_to_y", "sample_values", "ssim_y"]
+__all__ = ["grid_ratio", "kid", "kid_leave_one_out", "lpips_rgb", "psnr_y", "rgb_to_y", "sample_values", "ssim_y"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 _Y_OFFSET = 16.0
@@ -178,6 +178,37 @@ def sample_values(values: torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
     if flat.size <= n:
         return flat
     return flat[np.random.default_rng(seed).choice(flat.size, size=n, replace=False)]
+
+
+def kid(a: np.ndarray, ref: np.ndarray) -> float:
+    """Kernel inception distance (Binkowski et al., 2018) of the feature sets a (n, d) and ref (m, d): the unbiased
+    estimate of the squared MMD with the cubic kernel k(u, v) = (u.v / d + 1)^3 -- 0 in expectation when both are
+    drawn from one distribution, whatever their pairing (a set measure: it does not ask which image is which).
+    Written out here because the libraries that carry it (torchmetrics, torch-fidelity) pull torchvision, and it is
+    three sums; the features are the caller's (:meth:`bdflow.lpips.LPIPS.pooled` here, not Inception's)."""
+    return float(kid_leave_one_out(a, ref, full=True))
+
+
+def kid_leave_one_out(a: np.ndarray, ref: np.ndarray, full: bool = False) -> np.ndarray:
+    """(n,): :func:`kid` of a with each of its rows left out in turn, ref whole (the jackknife of a's side; n >= 3).
+    ``full``: the estimate with none left out instead (a float)."""
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    if a.ndim != 2 or ref.ndim != 2 or a.shape[1] != ref.shape[1] or len(a) < 3 or len(ref) < 2:
+        raise ValueError(f"kid: feature sets (n >= 3, d) and (m >= 2, d), got {a.shape} and {ref.shape}")
+    d, n, m = a.shape[1], len(a), len(ref)
+
+    def k(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return (u @ v.T / d + 1.0) ** 3
+
+    kaa, krr, kar = k(a, a), k(ref, ref), k(a, ref)
+    np.fill_diagonal(kaa, 0.0)
+    np.fill_diagonal(krr, 0.0)
+    within_ref = krr.sum() / (m * (m - 1))
+    if full:
+        return kaa.sum() / (n * (n - 1)) + within_ref - 2 * kar.mean()
+    within_a = (kaa.sum() - 2 * kaa.sum(axis=1)) / ((n - 1) * (n - 2))
+    cross = (kar.sum() - kar.sum(axis=1)) / ((n - 1) * m)
+    return within_a + within_ref - 2 * cross
 
 
 @torch.no_grad()

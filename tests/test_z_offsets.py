@@ -1,4 +1,4 @@
-"""tools/z_offsets.py and tools/z_cost_by_region.py: where a face's forward Z lies per channel against where a decode reads it, and where a sample's LPIPS cost comes from."""
+"""tools/z_offsets.py, tools/z_cost_by_region.py and tools/sample_kid.py: where a face's forward Z lies per channel against where a decode reads it, where a sample's LPIPS cost comes from, and whether samples look like faces as a set."""
 
 import json
 import shutil
@@ -64,3 +64,26 @@ def test_spread_and_miss_measure_the_detail_within_each_lr_cell():
     assert spread_and_miss(shifted, x0, x0, keep, scale) == pytest.approx((0, 0), abs=1e-4)
     spread, miss = spread_and_miss(x0 + d * checker, x0, x0 + d * checker * (1 - keep.repeat_interleave(scale, -2).repeat_interleave(scale, -1)), keep, scale)
     assert (spread, miss) == pytest.approx((0, 6), abs=1e-3)
+
+
+def test_sample_kid_scores_each_checkpoint_per_image_and_as_a_set(tiny_x8, faces, tmp_path, capsys):
+    """tools/sample_kid.py: one JSON per checkpoint with the three decodes' KID and LPIPS and the paired tau - tau 0;
+    too few faces for KID is a usage error, not a traceback."""
+    from tools.sample_kid import main as kid_main
+
+    shutil.copy(faces / "a.png", faces / "c.png")  # KID needs three faces
+    out = tmp_path / "kid"
+    assert kid_main(["--checkpoint", str(tiny_x8), "--data", str(faces), "--reference", str(faces), "--reference-count", "3",
+                     "--tau", "0.5", "--out", str(out)]) == 0
+    result = json.loads((out / f"{tiny_x8.name}.json").read_text())
+    assert result["images"] == 3 and result["tau"] == 0.5
+    assert set(result["rows"]) == {"bicubic round trip", "tau 0", "tau 0.5"}
+    assert all(row["lpips"] >= 0 and row["kid"]["ci95"] >= 0 for row in result["rows"].values())
+    d = result["tau_minus_0"]
+    assert d["kid"]["mean"] == pytest.approx(result["rows"]["tau 0.5"]["kid"]["mean"] - result["rows"]["tau 0"]["kid"]["mean"])
+    assert "tau 0.5 - tau 0" in capsys.readouterr().out
+    (faces / "c.png").unlink()
+    (faces / "b.png").unlink()
+    with pytest.raises(SystemExit):
+        kid_main(["--checkpoint", str(tiny_x8), "--data", str(faces)])
+    assert "KID needs at least 3" in capsys.readouterr().err
