@@ -67,7 +67,7 @@ def test_spread_and_miss_measure_the_detail_within_each_lr_cell():
 
 
 def test_sample_kid_scores_each_checkpoint_per_image_and_as_a_set(tiny_x8, faces, tmp_path, capsys):
-    """tools/sample_kid.py: one JSON per checkpoint with the three decodes' KID and LPIPS and the paired tau - tau 0;
+    """tools/sample_kid.py: one JSON per checkpoint with the four decodes' KID and LPIPS and the paired tau - tau 0;
     too few faces for KID is a usage error, not a traceback."""
     from tools.sample_kid import main as kid_main
 
@@ -77,13 +77,31 @@ def test_sample_kid_scores_each_checkpoint_per_image_and_as_a_set(tiny_x8, faces
                      "--tau", "0.5", "--out", str(out)]) == 0
     result = json.loads((out / f"{tiny_x8.name}.json").read_text())
     assert result["images"] == 3 and result["tau"] == 0.5
-    assert set(result["rows"]) == {"bicubic round trip", "tau 0", "tau 0.5"}
+    assert set(result["rows"]) == {"bicubic round trip", "tau 0", "tau 0.5", "tau 0.5, luma only"}
     assert all(row["lpips"] >= 0 and row["kid"]["ci95"] >= 0 for row in result["rows"].values())
-    d = result["tau_minus_0"]
-    assert d["kid"]["mean"] == pytest.approx(result["rows"]["tau 0.5"]["kid"]["mean"] - result["rows"]["tau 0"]["kid"]["mean"])
-    assert "tau 0.5 - tau 0" in capsys.readouterr().out
+    for key in ("tau 0.5", "tau 0.5, luma only"):
+        d = result["tau_minus_0"][key]
+        assert d["kid"]["mean"] == pytest.approx(result["rows"][key]["kid"]["mean"] - result["rows"]["tau 0"]["kid"]["mean"])
+    assert all(0 <= v <= 1 for v in result["colour_share"].values())
+    assert "tau 0.5, luma only - tau 0" in capsys.readouterr().out
     (faces / "c.png").unlink()
     (faces / "b.png").unlink()
     with pytest.raises(SystemExit):
         kid_main(["--checkpoint", str(tiny_x8), "--data", str(faces)])
     assert "KID needs at least 3" in capsys.readouterr().err
+
+
+def test_luma_only_keeps_the_mean_colour_and_colour_share_splits_a_difference():
+    """A grey change is all luma (share 0, kept whole by luma_only); a change of opposite sign in R and in G of
+    luma weight balance is all colour (share 1, dropped: the tau-0 decode back)."""
+    import torch
+
+    from tools.sample_kid import colour_share, luma_only
+
+    x0 = torch.full((1, 3, 4, 4), 0.5)
+    grey = x0 + 10 / 255
+    assert colour_share(grey - x0) == pytest.approx(0, abs=1e-6)
+    assert torch.allclose(luma_only(x0, grey), grey, atol=1 / 255)
+    colour = x0 + torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1) * 0.1
+    assert colour_share(colour - x0) == pytest.approx(1, abs=1e-6)
+    assert torch.allclose(luma_only(x0, colour), x0, atol=1 / 255)

@@ -12,6 +12,11 @@ The sample of image i is drawn with seed i by the decoders' rule (Z at its mean 
 One JSON per checkpoint, OUT/NAME.json (NAME: the checkpoint folder's name), so a re-trained model is re-scored
 alone. KID's 95 % intervals are 1.96 jackknife standard errors over the decoded images (the reference held fixed); a
 difference (tau - tau 0) is taken image by image, both decodes left out together.
+
+A third decode asks what in a sample is unlike a face: the sample with its detail (its difference from the tau-0
+decode) kept in luma alone, the colour the tau-0 decode's ("luma only"); beside it, the share of the detail's
+energy that is colour (the detail less its luma, on every channel), of the sample's and of what the tau-0 decode
+misses (the truth's difference from it).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bdflow.bam import luma255  # noqa: E402
 from bdflow.data import list_images  # noqa: E402
 from bdflow.figures import paired  # noqa: E402
 from bdflow.flow import sample_z  # noqa: E402
@@ -35,6 +41,7 @@ from bdflow.limits import DEFAULT_TAU_B  # noqa: E402
 from bdflow.lpips import get_lpips, lpips  # noqa: E402
 from bdflow.metrics import kid, kid_leave_one_out  # noqa: E402
 from bdflow.pipeline import Rescaler  # noqa: E402
+from bdflow.quantize import to_8bit  # noqa: E402
 from bdflow.resize import bicubic_round_trip  # noqa: E402
 from tools.z_offsets import decoded, write_json  # noqa: E402
 
@@ -56,6 +63,21 @@ def jackknife(loo: np.ndarray) -> float:
     return float(1.96 * np.sqrt((n - 1) / n * ((loo - loo.mean()) ** 2).sum()))
 
 
+def luma(d: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) -> (1, 1, H, W): the luma of an image or of a difference of two (linear), in [0, 1] units."""
+    return luma255(d, eight_bit=False) / 255
+
+
+def luma_only(x0: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """The sample's detail against the tau-0 decode x0 kept in luma alone, on x0's colour; 8-bit, (1, 3, H, W)."""
+    return to_8bit((x0 + luma(sample) - luma(x0)).clamp(0, 1))
+
+
+def colour_share(detail: torch.Tensor) -> float:
+    """The share of a difference's energy (1, 3, H, W) that is colour: sum of (d - luma(d))^2 over sum of d^2."""
+    return float((detail - luma(detail)).pow(2).sum() / detail.pow(2).sum().clamp_min(1e-20))
+
+
 def kid_row(feats: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """KID of a set of decodes against the reference, and its 95 % half-width."""
     return {"mean": kid(feats, ref), "ci95": jackknife(kid_leave_one_out(feats, ref))}
@@ -70,22 +92,27 @@ def score_checkpoint(name: str, files: list[Path], ref: np.ndarray, tau: float |
     """Each decode of each image: set features and LPIPS against the truth; the rows and the paired differences."""
     rescaler = Rescaler.from_pretrained(name)
     tau = rescaler.default_tau if tau is None else tau
-    rows = {"bicubic round trip": [], "tau 0": [], f"tau {tau:g}": []}
+    drawn = f"tau {tau:g}"
+    rows = {"bicubic round trip": [], "tau 0": [], drawn: [], f"{drawn}, luma only": []}
     scores = {k: [] for k in rows}
+    shares = {"sample": [], "truth": []}
     for i, path in enumerate(tqdm(files, desc=str(name), leave=False)):
         x, _ = load_image(path)
         y, b = rescaler.stored_tensors(rescaler.encode(x, bits=1))
         z = sample_z(y, rescaler.model.config.z_channels, tau, torch.Generator(device=y.device).manual_seed(i), b, DEFAULT_TAU_B)
-        for key, x_hat in zip(rows, (bicubic_round_trip(x, rescaler.scale), decoded(rescaler, y, b, torch.zeros_like(z), x),
-                                     decoded(rescaler, y, b, z, x))):
+        x0, sample = decoded(rescaler, y, b, torch.zeros_like(z), x), decoded(rescaler, y, b, z, x)
+        for key, x_hat in zip(rows, (bicubic_round_trip(x, rescaler.scale), x0, sample, luma_only(x0, sample))):
             rows[key].append(pooled(x_hat))
             scores[key].append(float(lpips(x_hat, x)))
+        shares["sample"].append(colour_share(sample - x0))
+        shares["truth"].append(colour_share(x - x0))
     feats = {k: np.stack(v) for k, v in rows.items()}
     lp = {k: np.array(v) for k, v in scores.items()}
-    drawn = f"tau {tau:g}"
     return {"tau": tau,
             "rows": {k: {"kid": kid_row(feats[k], ref), "lpips": float(lp[k].mean())} for k in rows},
-            "tau_minus_0": {"kid": kid_difference(feats[drawn], feats["tau 0"], ref), "lpips": paired(lp[drawn], lp["tau 0"])}}
+            "tau_minus_0": {k: {"kid": kid_difference(feats[k], feats["tau 0"], ref), "lpips": paired(lp[k], lp["tau 0"])}
+                            for k in (drawn, f"{drawn}, luma only")},
+            "colour_share": {k: float(np.mean(v)) for k, v in shares.items()}}
 
 
 def main(argv=None) -> int:
@@ -113,9 +140,11 @@ def main(argv=None) -> int:
         r = score_checkpoint(name, files, ref, args.tau)
         for key, row in r["rows"].items():
             print(f"  {name} {key:18s} KID {1000 * row['kid']['mean']:7.3f} ± {1000 * row['kid']['ci95']:.3f}   LPIPS {row['lpips']:.4f}")
-        d = r["tau_minus_0"]
-        print(f"  {name} tau {r['tau']:g} - tau 0:    KID {1000 * d['kid']['mean']:+7.3f} ± {1000 * d['kid']['ci95']:.3f}   "
-              f"LPIPS {d['lpips']['mean']:+.4f} ± {d['lpips']['ci95']:.4f}")
+        for key, d in r["tau_minus_0"].items():
+            print(f"  {name} {key} - tau 0: KID {1000 * d['kid']['mean']:+7.3f} ± {1000 * d['kid']['ci95']:.3f}   "
+                  f"LPIPS {d['lpips']['mean']:+.4f} ± {d['lpips']['ci95']:.4f}")
+        print(f"  {name} colour's share of the detail's energy: the sample's {r['colour_share']['sample']:.3f}, "
+              f"what tau 0 misses {r['colour_share']['truth']:.3f}")
         if args.out:
             write_json(args.out / f"{Path(str(name)).name}.json", {"checkpoint": str(name), **common, **r})
     return 0
