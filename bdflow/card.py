@@ -97,7 +97,9 @@ def _back(loss: LossConfig) -> str:
              if loss.energy_edge_spread != 1 else "")
     flat = (f"; in the flatter half of each batch's patches (luma std below its median) it weighs {loss.energy_flat_spread:g}, so samples agree on flat surfaces"
             if loss.energy_flat_spread != 1 else "")
-    return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}{flat}"
+    colour = (f"; the samples' difference in colour counts {loss.energy_colour_spread:g} of itself in the spread term, so samples differ in luminance"
+              if loss.energy_colour_spread != 1 else "")
+    return f", L_back the energy score of two decodes over {loss.energy_patch}×{loss.energy_patch} patches{agree}{flat}{colour}"
 
 
 def _tau(loss: LossConfig) -> str:

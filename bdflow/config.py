@@ -158,6 +158,7 @@ class LossConfig:
     energy_patch: int = option(8, "side in pixels of the patches the energy score (back = energy) compares as vectors of 3 p^2 values")
     energy_edge_spread: float = option(1.0, "the energy score's spread term in patches that hold a boundary (B_s > 0) weighs this much: below 1 the samples agree on the edges, which B states, and spread in the texture (an improper score there; below 0 they are charged for differing there; needs back = energy; the edges are BAM's on the training image, so the twin takes the same objective with nothing stored; docs/studies/gaussian-z.md \"Samples that agree on the edges (x8)\"; 1: the proper score)")
     energy_flat_spread: float = option(1.0, "the energy score's spread term in the flat patches (luma std over the patch below the batch's median) weighs this much: below 1 the samples agree on flat surfaces, where a draw costs LPIPS most (needs back = energy; docs/studies/where-z-is-sampled.md \"Samples that agree on flat surfaces\"; 1: the proper score)")
+    energy_colour_spread: float = option(1.0, "the energy score's spread term counts the samples' difference in colour (each pixel's difference less its mean over R, G, B) at this weight: below 1 the samples agree in colour and differ in luminance, where a face's missing detail is (87 % of it; a sample of the flat-surface stage is half to seven tenths colour; needs back = energy; docs/studies/where-z-is-sampled.md \"Samples as a set\"; 1: the proper score)")
     lambda_lpips: float = option(0.1, "lambda_3, LPIPS on the reconstruction (paper 1; design: 'Loss reduction')")
     lambda_lpips_tau: float = option(0.0, "LPIPS's weight grows with each training decode's temperature: lambda_3 + lambda_lpips_tau * tau / tau_train, meant to keep tau 0 the fidelity decode while a warmer one trades PSNR for LPIPS; at x8 both moved alike (needs tau_train > 0; beyond the paper; docs/studies/gaussian-z.md \"LPIPS weighted by tau (x8)\"; 0: off)")
     lambda_texture: float = option(0.0, "weight of L_texture on warm decodes: each decode's AlexNet feature statistics (LPIPS's features, per channel mean and std over positions; lpips.LPIPS.texture) held to the truth's, weighed tau / tau_train, so a sample may put the face's kind of detail elsewhere than the truth has it (needs tau_train > 0; beyond the paper; docs/studies/where-z-is-sampled.md; 0: off)")
@@ -191,7 +192,7 @@ class LossConfig:
             raise ValueError(f"back must be one of {BACKS}, got {self.back!r}")
         if self.energy_patch < 1:
             raise ValueError(f"energy_patch must be >= 1, got {self.energy_patch}")
-        for name in ("energy_edge_spread", "energy_flat_spread"):
+        for name in ("energy_edge_spread", "energy_flat_spread", "energy_colour_spread"):
             value = getattr(self, name)
             if not -1 <= value <= 1 or (value != 1 and self.back != "energy"):
                 raise ValueError(f"{name} must be in [-1, 1] and below 1 only with back = energy, got {value}")

@@ -57,7 +57,7 @@ def backward_loss(x_back: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | 
 
 
 def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float, patch: int,
-                 spread: torch.Tensor | float = 1.0) -> torch.Tensor:
+                 spread: torch.Tensor | float = 1.0, colour: float = 1.0) -> torch.Tensor:
     """L_back as the energy score (beyond the paper; ``LossConfig.back = "energy"``): two decodes x1, x2 (N,3,H,W) of
     the same Y and B at one tau, against x, each p x p patch compared as one vector of d = 3 p^2 values:
 
@@ -70,15 +70,22 @@ def energy_score(x1: torch.Tensor, x2: torch.Tensor, x: torch.Tensor, weight: to
 
     ``spread`` (N,1,H/p,W/p) or a scalar weighs the spread term ||x1 - x2|| patch by patch: 1 is the proper score;
     below 1 a patch's samples are paid less for differing, so they agree there, and below 0 they pay for differing
-    (``LossConfig.energy_edge_spread``)."""
+    (``LossConfig.energy_edge_spread``). ``colour`` weighs the colour part of x1 - x2 inside that term (each pixel's
+    difference less its mean over R, G, B; the grey part is that mean on every channel, so the two parts are
+    orthogonal and colour = 1 is the plain norm): below 1 the samples are paid less for differing in colour, so
+    they differ in luminance, where a face's missing detail is (``LossConfig.energy_colour_spread``)."""
     if x1.shape != x.shape or x2.shape != x.shape:
         raise ValueError(f"energy_score needs x1, x2 and x of one shape, got {tuple(x1.shape)}, {tuple(x2.shape)}, {tuple(x.shape)}")
 
-    def rms(d: torch.Tensor) -> torch.Tensor:  # ||d||_c / sqrt(d): (N,1,H/p,W/p); the epsilon keeps sqrt's gradient finite at 0
-        return torch.sqrt(torch.nn.functional.avg_pool2d(d.pow(2).mean(dim=1, keepdim=True), patch) + 1e-12)
+    def rms(d: torch.Tensor, colour: float = 1.0) -> torch.Tensor:  # ||d||_c / sqrt(d): (N,1,H/p,W/p); the epsilon keeps sqrt's gradient finite at 0
+        square = d.pow(2).mean(dim=1, keepdim=True)
+        if colour != 1:  # grey^2 + colour * mean_c (d_c - grey)^2, which is mean_c d_c^2 at colour 1
+            grey = d.mean(dim=1, keepdim=True)
+            square = grey.pow(2) + colour * (d - grey).pow(2).mean(dim=1, keepdim=True)
+        return torch.sqrt(torch.nn.functional.avg_pool2d(square, patch) + 1e-12)
 
     w = torch.nn.functional.avg_pool2d(weight, patch) if torch.is_tensor(weight) else weight
-    return torch.mean(w * (rms(x1 - x) + rms(x2 - x) - spread * rms(x1 - x2))) / 2
+    return torch.mean(w * (rms(x1 - x) + rms(x2 - x) - spread * rms(x1 - x2, colour))) / 2
 
 
 def flat_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -300,7 +307,7 @@ def bdflow_loss(
         spread = 1 - (1 - lc.energy_edge_spread) * edged
         if lc.energy_flat_spread != 1:  # and flat patches at energy_flat_spread: Z draws no noise on flat skin
             spread = spread * (1 - (1 - lc.energy_flat_spread) * flat_patches(x, lc.energy_patch))
-        back = energy_score(*decodes, x, weight, lc.energy_patch, spread=spread)
+        back = energy_score(*decodes, x, weight, lc.energy_patch, spread=spread, colour=lc.energy_colour_spread)
     else:
         back = backward_loss(x_back, x, weight)
     use_lpips = (lc.lambda_lpips > 0 or lc.lambda_lpips_tau > 0) and progress >= lc.lpips_from

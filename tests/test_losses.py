@@ -434,3 +434,23 @@ def test_critic_term_weighs_warm_decodes_and_joins_at_critic_from(face):
         bdflow_loss(model, x, 1, progress=0.5)
     with pytest.raises(ValueError, match="lambda_critic weighs a term by the decode's temperature"):
         LossConfig(lambda_critic=1.0)
+
+
+def test_energy_colour_spread_splits_the_spread_term_into_grey_and_colour():
+    """energy_score's colour weight: at 1 the plain score; a pair of samples that differ only in colour (opposite R and
+    G changes) has no spread at colour 0, and one that differs only in grey keeps its whole spread at any colour."""
+    from bdflow.losses import energy_score
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8, generator=g)
+    x1 = x + 0.05 * torch.randn(2, 3, 8, 8, generator=g)
+    tint = torch.tensor([0.1, -0.1, 0.0]).view(1, 3, 1, 1)
+    plain = energy_score(x1, x1 + tint, x, 1.0, 4)
+    assert energy_score(x1, x1 + tint, x, 1.0, 4, colour=1.0) == plain
+    half_sum = (energy_score(x1, x1, x, 1.0, 4) + energy_score(x1 + tint, x1 + tint, x, 1.0, 4)) / 2
+    assert float(energy_score(x1, x1 + tint, x, 1.0, 4, colour=0.0)) == pytest.approx(float(half_sum), rel=1e-5)
+    assert float(energy_score(x1, x1 + tint, x, 1.0, 4, colour=0.0)) > float(plain)  # the colour spread no longer pays
+    grey = torch.full((1, 3, 1, 1), 0.1)
+    assert float(energy_score(x1, x1 + grey, x, 1.0, 4, colour=0.0)) == pytest.approx(float(energy_score(x1, x1 + grey, x, 1.0, 4)), rel=1e-5)
+    with pytest.raises(ValueError, match="energy_colour_spread must be in"):
+        LossConfig(energy_colour_spread=0.0)
