@@ -186,29 +186,35 @@ def kid(a: np.ndarray, ref: np.ndarray) -> float:
     drawn from one distribution, whatever their pairing (a set measure: it does not ask which image is which).
     Written out here because the libraries that carry it (torchmetrics, torch-fidelity) pull torchvision, and it is
     three sums; the features are the caller's (:meth:`bdflow.lpips.LPIPS.pooled` here, not Inception's)."""
-    return float(kid_leave_one_out(a, ref, full=True))
+    kaa, within_ref, kar = _kid_kernels(a, ref)
+    n = len(kaa)
+    return float(kaa.sum() / (n * (n - 1)) + within_ref - 2 * kar.mean())
 
 
-def kid_leave_one_out(a: np.ndarray, ref: np.ndarray, full: bool = False) -> np.ndarray:
-    """(n,): :func:`kid` of a with each of its rows left out in turn, ref whole (the jackknife of a's side; n >= 3).
-    ``full``: the estimate with none left out instead (a float)."""
+def kid_leave_one_out(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(n,): :func:`kid` of a with each of its rows left out in turn, ref whole (the jackknife of a's side)."""
+    kaa, within_ref, kar = _kid_kernels(a, ref)
+    n, m = kar.shape
+    within_a = (kaa.sum() - 2 * kaa.sum(axis=1)) / ((n - 1) * (n - 2))
+    cross = (kar.sum() - kar.sum(axis=1)) / ((n - 1) * m)
+    return within_a + within_ref - 2 * cross
+
+
+def _kid_kernels(a: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """KID's kernel sums: k(a_i, a_j) (n, n) with a zero diagonal, the mean of k(ref_i, ref_j) over i != j, and
+    k(a_i, ref_j) (n, m). Needs n >= 3 (a row left out still leaves a pair) and m >= 2."""
     a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
     if a.ndim != 2 or ref.ndim != 2 or a.shape[1] != ref.shape[1] or len(a) < 3 or len(ref) < 2:
         raise ValueError(f"kid: feature sets (n >= 3, d) and (m >= 2, d), got {a.shape} and {ref.shape}")
-    d, n, m = a.shape[1], len(a), len(ref)
+    d, m = a.shape[1], len(ref)
 
     def k(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return (u @ v.T / d + 1.0) ** 3
 
-    kaa, krr, kar = k(a, a), k(ref, ref), k(a, ref)
+    kaa, krr = k(a, a), k(ref, ref)
     np.fill_diagonal(kaa, 0.0)
     np.fill_diagonal(krr, 0.0)
-    within_ref = krr.sum() / (m * (m - 1))
-    if full:
-        return kaa.sum() / (n * (n - 1)) + within_ref - 2 * kar.mean()
-    within_a = (kaa.sum() - 2 * kaa.sum(axis=1)) / ((n - 1) * (n - 2))
-    cross = (kar.sum() - kar.sum(axis=1)) / ((n - 1) * m)
-    return within_a + within_ref - 2 * cross
+    return kaa, krr.sum() / (m * (m - 1)), k(a, ref)
 
 
 @torch.no_grad()
