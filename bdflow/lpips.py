@@ -8,7 +8,8 @@ by ``tools/convert_lpips_weights.py`` (source and licence: ``bdflow/weights/READ
 their sha256 on load. ``pip install -r requirements.txt`` is all LPIPS needs.
 
 Public API:
-    LPIPS            torch.nn.Module, ``forward(x, y)`` with x, y in [0, 1], (N, 3, H, W) -> (N,)
+    LPIPS            torch.nn.Module, ``forward(x, y)`` with x, y in [0, 1], (N, 3, H, W) -> (N,); ``taps`` (one
+                     AlexNet pass) feeds ``distance`` and ``pooled`` (set features) without running it again
     get_lpips        cached LPIPS instance per device
     lpips            functional form, ``lpips(x, y) -> (N,)``, differentiable w.r.t. x and y
     load_lpips_weights, lpips_weights_path, LPIPSWeightsNotFound, LPIPSWeightsHashMismatch
@@ -150,23 +151,32 @@ class LPIPS(nn.Module):
             taps.append(x)
         return taps
 
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (N, 3, H, W) in [0, 1] -> the 5 layers' unit-normalised features, what LPIPS compares. One pass of
+        AlexNet that :meth:`distance` and :meth:`pooled` both read, so a caller scoring one image several ways
+        (``tools/sample_kid.py``) runs the network once per image."""
+        _check_pair(x, x)
+        return [_unit_normalize(f) for f in self.features(self._scale_input(x))]
+
+    def distance(self, tx: list[torch.Tensor], ty: list[torch.Tensor]) -> torch.Tensor:
+        """Two images' :meth:`taps` -> (N,) LPIPS distances: per layer the learned channel weights of the squared
+        difference, averaged over positions, summed over layers."""
+        total = 0.0
+        for lin, a, b in zip(self.lins, tx, ty):
+            total = total + lin((a - b) ** 2).mean(dim=(2, 3))  # (N, 1)
+        return total.view(-1)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (N, 3, H, W) in [0, 1] -> (N,) LPIPS distances."""
         _check_pair(x, y)
-        fx = self.features(self._scale_input(x))
-        fy = self.features(self._scale_input(y))
-        total = 0.0
-        for lin, a, b in zip(self.lins, fx, fy):
-            diff = (_unit_normalize(a) - _unit_normalize(b)) ** 2  # (N, C, h, w)
-            total = total + lin(diff).mean(dim=(2, 3))  # (N, 1)
-        return total.view(-1)
+        return self.distance(self.taps(x), self.taps(y))
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, 3, H, W) in [0, 1] -> (N, 1152): each of the 5 layers' unit-normalised features (what LPIPS compares)
-        averaged over the positions, concatenated (64 + 192 + 384 + 256 + 256). One vector per image, place aside:
-        what a set measure (:func:`bdflow.metrics.kid`) compares."""
-        _check_pair(x, x)
-        return torch.cat([_unit_normalize(f).mean(dim=(2, 3)) for f in self.features(self._scale_input(x))], dim=1)
+    @staticmethod
+    def pooled(tx: list[torch.Tensor]) -> torch.Tensor:
+        """An image's :meth:`taps` -> (N, 1152): each layer's features averaged over the positions, concatenated
+        (64 + 192 + 384 + 256 + 256). One vector per image, place aside: what a set measure
+        (:func:`bdflow.metrics.kid`) compares."""
+        return torch.cat([t.mean(dim=(2, 3)) for t in tx], dim=1)
 
     def texture(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x, y: (N, 3, H, W) in [0, 1] -> (N,): how far x's texture is from y's, position aside: per layer the mean
@@ -175,8 +185,8 @@ class LPIPS(nn.Module):
         places scores near 0 here where LPIPS, which compares place by place, charges it (``LossConfig.lambda_texture``)."""
         _check_pair(x, y)
         total = 0.0
-        for a, b in zip(self.features(self._scale_input(x)), self.features(self._scale_input(y))):
-            a, b = _unit_normalize(a).flatten(2), _unit_normalize(b).flatten(2)  # (N, C, hw)
+        for a, b in zip(self.taps(x), self.taps(y)):
+            a, b = a.flatten(2), b.flatten(2)  # (N, C, hw)
             total = total + ((a.mean(2) - b.mean(2)).abs() + (a.std(2) - b.std(2)).abs()).mean(1)
         return total / len(self.convs)
 

@@ -155,14 +155,16 @@ def test_texture_sees_the_kind_of_detail_not_its_place(face):
 
 def test_pooled_is_one_vector_per_image_that_ignores_place(face):
     """LPIPS.pooled: (N, 1152), the five layers' unit-normalised features averaged over positions; a copy shifted by
-    a few pixels keeps nearly the same vector, a blurred one does not."""
+    a few pixels keeps nearly the same vector, a blurred one does not. distance() on the same taps is forward()."""
     from bdflow.lpips import get_lpips
 
     net = get_lpips()
     x = face[:, :, 100:228, 100:228]
     shifted = face[:, :, 103:231, 103:231]
     blurred = torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
-    v = net.pooled(torch.cat([x, shifted, blurred]))
+    v = net.pooled(net.taps(torch.cat([x, shifted, blurred])))
     assert v.shape == (3, 1152) and torch.isfinite(v).all()
     moved, blur = float((v[1] - v[0]).norm()), float((v[2] - v[0]).norm())
     assert moved < blur / 2
+    tx, tb = net.taps(x), net.taps(blurred)
+    assert torch.equal(net.distance(tb, tx), net(blurred, x))

@@ -38,7 +38,7 @@ from bdflow.figures import paired  # noqa: E402
 from bdflow.flow import sample_z  # noqa: E402
 from bdflow.image_io import load_image  # noqa: E402
 from bdflow.limits import DEFAULT_TAU_B  # noqa: E402
-from bdflow.lpips import get_lpips, lpips  # noqa: E402
+from bdflow.lpips import LPIPS, get_lpips  # noqa: E402
 from bdflow.metrics import kid, kid_leave_one_out  # noqa: E402
 from bdflow.pipeline import Rescaler  # noqa: E402
 from bdflow.quantize import to_8bit  # noqa: E402
@@ -46,15 +46,20 @@ from bdflow.resize import bicubic_round_trip  # noqa: E402
 from tools.z_offsets import decoded, write_json  # noqa: E402
 
 
-@torch.inference_mode()
-def pooled(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> (1152,): the image's set features (:meth:`bdflow.lpips.LPIPS.pooled`)."""
-    return get_lpips(x.device).pooled(x)[0].cpu().numpy()
+def taps(x: torch.Tensor) -> list[torch.Tensor]:
+    """(1, 3, H, W) in [0, 1] -> the image's LPIPS features (:meth:`bdflow.lpips.LPIPS.taps`), one AlexNet pass."""
+    with torch.inference_mode():
+        return get_lpips(x.device).taps(x)
+
+
+def pooled(t: list[torch.Tensor]) -> np.ndarray:
+    """An image's taps -> (1152,): its set features (:meth:`bdflow.lpips.LPIPS.pooled`)."""
+    return LPIPS.pooled(t)[0].cpu().numpy()
 
 
 def reference(folder: str, count: int) -> np.ndarray:
     """(count, 1152): set features of the first ``count`` images of a folder of real faces."""
-    return np.stack([pooled(load_image(p)[0]) for p in tqdm(list_images(folder)[:count], desc="reference faces", leave=False)])
+    return np.stack([pooled(taps(load_image(p)[0])) for p in tqdm(list_images(folder)[:count], desc="reference faces", leave=False)])
 
 
 def jackknife(loo: np.ndarray) -> float:
@@ -101,9 +106,11 @@ def score_checkpoint(name: str, files: list[Path], ref: np.ndarray, tau: float |
         y, b = rescaler.stored_tensors(rescaler.encode(x, bits=1))
         z = sample_z(y, rescaler.model.config.z_channels, tau, torch.Generator(device=y.device).manual_seed(i), b, DEFAULT_TAU_B)
         x0, sample = decoded(rescaler, y, b, torch.zeros_like(z), x), decoded(rescaler, y, b, z, x)
+        truth = taps(x)
         for key, x_hat in zip(rows, (bicubic_round_trip(x, rescaler.scale), x0, sample, luma_only(x0, sample))):
-            rows[key].append(pooled(x_hat))
-            scores[key].append(float(lpips(x_hat, x)))
+            t = taps(x_hat)
+            rows[key].append(pooled(t))
+            scores[key].append(float(get_lpips(x.device).distance(t, truth)))
         shares["sample"].append(colour_share(sample - x0))
         shares["truth"].append(colour_share(x - x0))
     feats = {k: np.stack(v) for k, v in rows.items()}
@@ -130,7 +137,7 @@ def main(argv=None) -> int:
     if len(files) < 3:
         parser.error(f"--data {args.data}: {len(files)} images; KID needs at least 3")
     ref = reference(args.reference, args.reference_count)
-    truth = kid_row(np.stack([pooled(load_image(p)[0]) for p in files]), ref)
+    truth = kid_row(np.stack([pooled(taps(load_image(p)[0])) for p in files]), ref)
     common = {"data": args.data, "images": len(files), "reference": args.reference, "reference_images": len(ref),
               "features": "LPIPS (AlexNet, v0.1) unit-normalised features averaged over positions, 5 layers (1152)",
               "tau_b": DEFAULT_TAU_B, "truth": {"kid": truth}}
